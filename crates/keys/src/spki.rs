@@ -1,0 +1,254 @@
+//! Public keys as X.509 `SubjectPublicKeyInfo`: what they are, and verifying signatures with them.
+//!
+//! Signatures are verified here in software, with RustCrypto, for every key source alike: a CSR read
+//! from a file, a CSR just built in software, a CSR just signed on a token.
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::Digest;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::policy::{KeyDescription, NamedCurve, RsaExponent};
+
+const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+
+/// Describes a DER `SubjectPublicKeyInfo` for the policy.
+///
+/// # Errors
+/// A readable reason when the DER is not a public key this tool can describe.
+pub fn describe_spki_der(spki_der: &[u8]) -> Result<KeyDescription, String> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| format!("malformed SubjectPublicKeyInfo: {e}"))?;
+    describe(&spki)
+}
+
+/// Describes a parsed `SubjectPublicKeyInfo` for the policy.
+pub(crate) fn describe(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyDescription, String> {
+    let oid = spki.algorithm.algorithm.to_id_string();
+    match oid.as_str() {
+        OID_RSA_ENCRYPTION => match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => {
+                let exponent = match rsa.try_exponent() {
+                    Ok(e) => RsaExponent::Value(e),
+                    Err(_) => RsaExponent::TooLarge,
+                };
+                Ok(KeyDescription::Rsa {
+                    bits: unsigned_bit_length(rsa.modulus),
+                    exponent,
+                })
+            }
+            _ => Err("the RSA public key is malformed".to_string()),
+        },
+        OID_EC_PUBLIC_KEY => {
+            let curve_oid = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .ok_or_else(|| {
+                    "the EC public key does not name its curve (explicit curve parameters are not accepted)"
+                        .to_string()
+                })?;
+            Ok(KeyDescription::Ec {
+                curve: NamedCurve::from_oid(&curve_oid),
+            })
+        }
+        "1.3.101.112" => Ok(other("Ed25519")),
+        "1.3.101.113" => Ok(other("Ed448")),
+        "1.2.840.10040.4.1" => Ok(other("DSA")),
+        "1.2.840.113549.1.1.10" => Ok(other("RSASSA-PSS")),
+        _ => Ok(KeyDescription::Other {
+            algorithm: format!("a key of algorithm {oid}"),
+        }),
+    }
+}
+
+fn other(name: &str) -> KeyDescription {
+    KeyDescription::Other {
+        algorithm: name.to_string(),
+    }
+}
+
+/// The number of significant bits of a big-endian unsigned integer.
+pub(crate) fn unsigned_bit_length(bytes: &[u8]) -> usize {
+    let significant: &[u8] = match bytes.iter().position(|b| *b != 0) {
+        Some(first) => &bytes[first..],
+        None => return 0,
+    };
+    (significant.len() - 1) * 8 + (8 - significant[0].leading_zeros() as usize)
+}
+
+/// The SHA-256 of `data` in lower-case hex (fingerprints of keys, CSRs, certificates).
+pub fn sha256_hex(data: &[u8]) -> String {
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The outcome of checking a signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// The signature verifies with the key.
+    Valid,
+    /// The signature does not verify (or is malformed for its algorithm).
+    Invalid,
+    /// The signature uses an algorithm, or the key a curve, that this tool does not verify.
+    NotVerifiable {
+        /// Why: the algorithm or curve.
+        reason: String,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn digest(self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
+        }
+    }
+}
+
+/// The common name of a signature algorithm OID, for reports.
+pub fn signature_algorithm_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "rsassaPss",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.3.101.112" => "Ed25519",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// Verifies `signature` over `message` with the key in `spki`, for the signature algorithm `sig_oid`
+/// (dotted form): RSA PKCS#1 v1.5 or ECDSA (P-256, P-384) with SHA-256/384/512.
+pub(crate) fn verify(
+    spki: &SubjectPublicKeyInfo<'_>,
+    sig_oid: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> SignatureCheck {
+    let (is_rsa, hash) = match sig_oid {
+        "1.2.840.113549.1.1.11" => (true, Hash::Sha256),
+        "1.2.840.113549.1.1.12" => (true, Hash::Sha384),
+        "1.2.840.113549.1.1.13" => (true, Hash::Sha512),
+        "1.2.840.10045.4.3.2" => (false, Hash::Sha256),
+        "1.2.840.10045.4.3.3" => (false, Hash::Sha384),
+        "1.2.840.10045.4.3.4" => (false, Hash::Sha512),
+        other => {
+            return SignatureCheck::NotVerifiable {
+                reason: format!(
+                    "the signature algorithm {} is not one this tool verifies",
+                    signature_algorithm_name(other)
+                ),
+            };
+        }
+    };
+    let key_oid = spki.algorithm.algorithm.to_id_string();
+    let digest = hash.digest(message);
+    let verified = if is_rsa {
+        if key_oid != OID_RSA_ENCRYPTION {
+            return SignatureCheck::Invalid;
+        }
+        verify_rsa(spki.raw, hash, &digest, signature)
+    } else {
+        if key_oid != OID_EC_PUBLIC_KEY {
+            return SignatureCheck::Invalid;
+        }
+        let curve = match describe(spki) {
+            Ok(KeyDescription::Ec { curve }) => curve,
+            _ => return SignatureCheck::Invalid,
+        };
+        let point = spki.subject_public_key.data.as_ref();
+        match curve {
+            NamedCurve::P256 => verify_p256(point, &digest, signature),
+            NamedCurve::P384 => verify_p384(point, &digest, signature),
+            other => {
+                return SignatureCheck::NotVerifiable {
+                    reason: format!(
+                        "signatures on curve {} are not verified by this tool",
+                        other.name()
+                    ),
+                };
+            }
+        }
+    };
+    if verified {
+        SignatureCheck::Valid
+    } else {
+        SignatureCheck::Invalid
+    }
+}
+
+fn verify_rsa(spki_der: &[u8], hash: Hash, digest: &[u8], signature: &[u8]) -> bool {
+    use rsa::pkcs8::DecodePublicKey;
+    let Ok(key) = rsa::PublicKey::from_public_key_der(spki_der) else {
+        return false;
+    };
+    let scheme = match hash {
+        Hash::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+        Hash::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+        Hash::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+    };
+    key.verify(scheme, digest, signature).is_ok()
+}
+
+fn verify_p256(point: &[u8], digest: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(sig)) = (
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
+        p256::ecdsa::Signature::from_der(signature),
+    ) else {
+        return false;
+    };
+    key.verify_prehash(digest, &sig).is_ok()
+}
+
+fn verify_p384(point: &[u8], digest: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(sig)) = (
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(point),
+        p384::ecdsa::Signature::from_der(signature),
+    ) else {
+        return false;
+    };
+    key.verify_prehash(digest, &sig).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_length_ignores_leading_zeros() {
+        assert_eq!(unsigned_bit_length(&[]), 0);
+        assert_eq!(unsigned_bit_length(&[0, 0]), 0);
+        assert_eq!(unsigned_bit_length(&[0x00, 0x80, 0x00]), 16);
+        assert_eq!(unsigned_bit_length(&[0x01, 0x00]), 9);
+        let mut modulus = vec![0u8; 385];
+        modulus[1] = 0xC0;
+        assert_eq!(unsigned_bit_length(&modulus), 3072);
+    }
+
+    #[test]
+    fn garbage_spki_is_an_error_not_a_panic() {
+        assert!(describe_spki_der(b"\x30\x03\x02\x01").is_err());
+        assert!(describe_spki_der(&[]).is_err());
+    }
+}

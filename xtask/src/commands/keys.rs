@@ -1,0 +1,238 @@
+//! `keygen`, `csr`, `inspect`: keys and CSRs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use codesign_kit::keys::files::{Overwrite, PUBLIC_FILE_MODE, write_atomically};
+use codesign_kit::keys::{KeyAlgorithm, KeySigner, KeysError, SoftwareKey, SubjectDn, csr};
+use secrecy::SecretString;
+
+use crate::UsageError;
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key algorithm: rsa3072, rsa4096, p256 or p384.
+    #[arg(long, value_name = "ALG")]
+    alg: String,
+    /// Write the private key to this file (PKCS#8 PEM, mode 0600, written atomically).
+    #[arg(long, value_name = "KEY.pem")]
+    out: PathBuf,
+    /// Encrypt the key file with the passphrase held in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// Replace the key file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON document describing the result.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CsrFormat {
+    Pem,
+    Der,
+}
+
+#[derive(Debug, Args)]
+pub struct CsrArgs {
+    /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "KEY.pem")]
+    key: PathBuf,
+    /// The subject, e.g. "CN=Example Corp,O=Example Corp,L=Richmond,ST=Virginia,C=US" (RFC 4514 escaping).
+    #[arg(long, value_name = "DN")]
+    subject: String,
+    /// Write the CSR to this file (replaced atomically if it exists).
+    #[arg(long, value_name = "REQ.csr")]
+    out: PathBuf,
+    /// Output encoding.
+    #[arg(long, value_enum, default_value = "pem")]
+    format: CsrFormat,
+    /// The key file's passphrase is in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// Print one JSON document describing the result.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The CSR file, PEM or DER.
+    csr: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads a passphrase from the environment variable named by `--passphrase-env`.
+fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretString>> {
+    let Some(var) = var else { return Ok(None) };
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(Some(SecretString::from(value))),
+        Ok(_) => bail!("--passphrase-env {var}: the environment variable {var} is empty"),
+        Err(std::env::VarError::NotPresent) => {
+            bail!("--passphrase-env {var}: the environment variable {var} is not set")
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("--passphrase-env {var}: the environment variable {var} is not valid UTF-8")
+        }
+    }
+}
+
+fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
+    given.parse::<KeyAlgorithm>().map_err(|e| match e {
+        KeysError::UnknownAlgorithm { .. } => UsageError(format!("--alg: {e}")).into(),
+        other => anyhow::Error::new(other).context(format!("--alg {given} is refused")),
+    })
+}
+
+fn spki_sha256(key: &dyn KeySigner) -> String {
+    codesign_kit::keys::spki::sha256_hex(&key.subject_public_key_info())
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<()> {
+    let algorithm = parse_algorithm(&args.alg)?;
+    let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
+    let overwrite = if args.force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
+    // Fail before the (slow) generation when the file is there; the final write checks again.
+    if overwrite == Overwrite::Refuse && args.out.exists() {
+        return Err(KeysError::KeyFileExists {
+            path: args.out.clone(),
+        }
+        .into());
+    }
+    let key = SoftwareKey::generate(algorithm).context("key generation failed")?;
+    key.write_pem_file(&args.out, passphrase.as_ref(), overwrite)?;
+    let fingerprint = spki_sha256(&key);
+    if args.json {
+        let doc = serde_json::json!({
+            "algorithm": algorithm.cli_name(),
+            "key": algorithm.to_string(),
+            "path": args.out,
+            "encrypted": passphrase.is_some(),
+            "mode": "0600",
+            "public_key_sha256": fingerprint,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "wrote {algorithm} key to {} (PKCS#8{}, mode 0600)\npublic key SHA-256: {fingerprint}",
+            args.out.display(),
+            if passphrase.is_some() {
+                ", encrypted"
+            } else {
+                ""
+            },
+        );
+    }
+    Ok(())
+}
+
+pub fn csr(args: CsrArgs) -> Result<()> {
+    let subject: SubjectDn = args.subject.parse().context("--subject is not usable")?;
+    let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
+    let key = SoftwareKey::read_pem_file(&args.key, passphrase.as_ref())
+        .with_context(|| format!("cannot use the key {}", args.key.display()))?;
+    let request = csr::build(&key, &subject).context("cannot build the CSR")?;
+    let bytes = match args.format {
+        CsrFormat::Pem => request.pem().into_bytes(),
+        CsrFormat::Der => request.der().to_vec(),
+    };
+    write_atomically(&args.out, &bytes, PUBLIC_FILE_MODE, Overwrite::Replace)?;
+    let algorithm = key.algorithm();
+    if args.json {
+        let doc = serde_json::json!({
+            "path": args.out,
+            "format": match args.format { CsrFormat::Pem => "pem", CsrFormat::Der => "der" },
+            "subject": subject.to_string(),
+            "key": algorithm.to_string(),
+            "signature_algorithm": algorithm.signature_algorithm_name(),
+            "public_key_sha256": spki_sha256(&key),
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "wrote CSR for {subject} to {}\nkey: {algorithm}, signature: {}, self-check: signature verifies",
+            args.out.display(),
+            algorithm.signature_algorithm_name(),
+        );
+    }
+    Ok(())
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let input = read_input(&args.csr)?;
+    let report = csr::inspect(&input).with_context(|| format!("{}", args.csr.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json_view())?);
+    } else {
+        print!("{}", render(&args.csr, &report));
+    }
+    report
+        .ensure_acceptable()
+        .with_context(|| format!("{}", args.csr.display()))?;
+    Ok(())
+}
+
+fn render(path: &Path, report: &csr::CsrReport) -> String {
+    use codesign_kit::keys::spki::SignatureCheck;
+    let signature = match &report.signature {
+        SignatureCheck::Valid => "verifies".to_string(),
+        SignatureCheck::Invalid => "DOES NOT VERIFY".to_string(),
+        SignatureCheck::NotVerifiable { reason } => format!("not checked ({reason})"),
+    };
+    let mut out = format!(
+        "CSR {} ({})\n  subject:    {}\n  key:        {}\n  signature:  {}, {signature}\n",
+        path.display(),
+        match report.encoding {
+            csr::CsrEncoding::Pem => "PEM",
+            csr::CsrEncoding::Der => "DER",
+        },
+        report.subject,
+        describe_key(&report.key),
+        report.signature_algorithm,
+    );
+    if report.requested_extensions.is_empty() {
+        out.push_str("  extensions: none requested\n");
+    } else {
+        out.push_str("  extensions:\n");
+        for ext in &report.requested_extensions {
+            out.push_str(&format!(
+                "    {}{}{}\n",
+                ext.name.as_deref().unwrap_or(&ext.oid),
+                if ext.critical { " (critical)" } else { "" },
+                ext.value
+                    .as_deref()
+                    .map(|v| format!(": {v}"))
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    if report.policy_reasons.is_empty() {
+        out.push_str("  policy:     ok (code signing key rules met)\n");
+    } else {
+        out.push_str("  policy:     REFUSED\n");
+        for reason in &report.policy_reasons {
+            out.push_str(&format!("    - {reason}\n"));
+        }
+    }
+    out
+}
+
+fn describe_key(key: &codesign_kit::keys::policy::KeyDescription) -> String {
+    use codesign_kit::keys::policy::KeyDescription;
+    match key {
+        KeyDescription::Rsa { exponent, .. } => format!("{key}, exponent {exponent}"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,136 @@
+//! `test`: the one test command of a fresh machine.
+//!
+//! 1. Makes sure the external tools the tests use as independent judges are installed (installing
+//!    the Debian packages when running as root, else stopping with the exact command to run).
+//! 2. `cargo fmt --check`, `cargo clippy --all-targets -D warnings`.
+//! 3. Every test: `cargo nextest run` when nextest is installed (plus the doc tests, which nextest
+//!    does not run), else `cargo test`. All in the dev profile, so the workspace builds once.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Skip `cargo fmt --check` and clippy (tests only).
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments passed to the test runner (e.g. a test name filter).
+    #[arg(last = true)]
+    runner_args: Vec<String>,
+}
+
+/// External programs the tests need, with the Debian package that provides each.
+const REQUIRED_TOOLS: &[(&str, &str)] = &[("openssl", "openssl")];
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn ensure_tools() -> Result<()> {
+    let missing: Vec<&str> = REQUIRED_TOOLS
+        .iter()
+        .filter(|(program, _)| !have(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    if !(is_root() && have("apt-get")) {
+        bail!(
+            "the tests need the Debian packages {}; install them with: sudo apt-get update && sudo {install}",
+            missing.join(", ")
+        );
+    }
+    eprintln!("==> installing {}", missing.join(", "));
+    run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+    run_step(
+        &install,
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(&missing),
+    )
+}
+
+fn run_step(name: &str, command: &mut Command) -> Result<()> {
+    eprintln!("==> {name}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{name}`"))?;
+    if !status.success() {
+        bail!("`{name}` failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn run(args: TestArgs) -> Result<()> {
+    ensure_tools()?;
+    if !args.no_lint {
+        run_step(
+            "cargo fmt --all -- --check",
+            cargo().args(["fmt", "--all", "--", "--check"]),
+        )?;
+        run_step(
+            "cargo clippy --workspace --all-targets --locked -- -D warnings",
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if nextest {
+        run_step(
+            "cargo nextest run --workspace --locked",
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ])
+                .args(&args.runner_args),
+        )?;
+        run_step(
+            "cargo test --workspace --doc --locked",
+            cargo().args(["test", "--workspace", "--doc", "--locked"]),
+        )?;
+    } else {
+        run_step(
+            "cargo test --workspace --locked",
+            cargo()
+                .args(["test", "--workspace", "--locked", "--no-fail-fast"])
+                .args(&args.runner_args),
+        )?;
+    }
+    eprintln!("==> all checks passed");
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask`: the codesign-kit command line.
+//!
+//! Exit status: 0 success, 1 failure or policy refusal, 2 usage error. Errors go to stderr as one
+//! sentence plus its cause; `--json` makes a command print one JSON document on stdout.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Provision code signing keys and certificates: keys, CSRs, inspection.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a code signing key (RSA-3072/4096, ECC P-256/P-384) into a PKCS#8 PEM file.
+    Keygen(commands::keys::KeygenArgs),
+    /// Build a PKCS#10 CSR signed by a key.
+    Csr(commands::keys::CsrArgs),
+    /// Show a CSR's key, subject and signature, and judge it against the code signing key rules.
+    Inspect(commands::keys::InspectArgs),
+    /// Install what the tests need, then run fmt, clippy and every test.
+    Test(commands::test::TestArgs),
+}
+
+/// Exit statuses of the CLI contract.
+pub(crate) mod exit {
+    /// A failure or a policy refusal.
+    pub const FAILURE: u8 = 1;
+    /// A usage error.
+    pub const USAGE: u8 = 2;
+}
+
+/// An error that should exit with a status other than [`exit::FAILURE`].
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => commands::keys::keygen(args),
+        Command::Csr(args) => commands::keys::csr(args),
+        Command::Inspect(args) => commands::keys::inspect(args),
+        Command::Test(args) => commands::test::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::from(exit::FAILURE)
+            }
+        }
+    }
+}
