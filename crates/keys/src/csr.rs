@@ -311,7 +311,7 @@ pub(crate) fn format_name(name: &X509Name<'_>) -> String {
                 }
                 Err(_) => {
                     out.push('#');
-                    for b in attr.attr_value().data.as_ref() {
+                    for b in attr.attr_value().data.iter() {
                         out.push_str(&format!("{b:02X}"));
                     }
                 }
