@@ -107,6 +107,11 @@ pub fn run(args: TestArgs) -> Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if nextest {
+        // Doc tests first: nextest does not run them, and its summary should close the output.
+        run_step(
+            "cargo test --workspace --doc --locked",
+            cargo().args(["test", "--workspace", "--doc", "--locked"]),
+        )?;
         run_step(
             "cargo nextest run --workspace --locked",
             cargo()
@@ -118,10 +123,6 @@ pub fn run(args: TestArgs) -> Result<()> {
                     "--no-fail-fast",
                 ])
                 .args(&args.runner_args),
-        )?;
-        run_step(
-            "cargo test --workspace --doc --locked",
-            cargo().args(["test", "--workspace", "--doc", "--locked"]),
         )?;
     } else {
         run_step(
