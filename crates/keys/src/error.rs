@@ -104,6 +104,140 @@ pub enum KeysError {
         /// Every reason, in the order found.
         reasons: Vec<String>,
     },
+
+    /// A PKCS#11 URI that cannot be parsed.
+    #[error("invalid PKCS#11 URI: {reason}")]
+    Pkcs11Uri {
+        /// What is wrong (never contains a PIN).
+        reason: String,
+    },
+
+    /// No PKCS#11 module was named.
+    #[error(
+        "no PKCS#11 module given: add module-path=... to the URI, pass --module, or set PKCS11_MODULE"
+    )]
+    NoPkcs11Module,
+
+    /// The file is not a loadable PKCS#11 module.
+    #[error("{}: not a usable PKCS#11 module: {reason}", .path.display())]
+    Pkcs11Module {
+        /// The module path.
+        path: PathBuf,
+        /// The loader's or C_Initialize's reason.
+        reason: String,
+    },
+
+    /// No token matches the URI.
+    #[error("no token matches {wanted}; tokens present: {}", if .present.is_empty() { "none".to_string() } else { .present.join(", ") })]
+    TokenNotFound {
+        /// What the URI asked for.
+        wanted: String,
+        /// The tokens that are present, described.
+        present: Vec<String>,
+    },
+
+    /// More than one token matches the URI.
+    #[error("{count} tokens match {wanted}; add serial=... to the URI to choose one")]
+    TokenAmbiguous {
+        /// What the URI asked for.
+        wanted: String,
+        /// How many match.
+        count: usize,
+    },
+
+    /// A PKCS#11 call failed.
+    #[error("{token}: {operation} failed: {code}")]
+    Pkcs11 {
+        /// The token, described.
+        token: String,
+        /// The PKCS#11 function or the step.
+        operation: String,
+        /// The return code (`CKR_...`) or reason.
+        code: String,
+    },
+
+    /// C_Login said the PIN is wrong. It is never retried.
+    #[error("{token}: the PIN is incorrect (CKR_PIN_INCORRECT); it was tried once and not retried")]
+    PinIncorrect {
+        /// The token, described.
+        token: String,
+    },
+
+    /// The user PIN is locked.
+    #[error("{token}: the user PIN is locked; it must be unlocked with the security officer PIN before use")]
+    PinLocked {
+        /// The token, described.
+        token: String,
+    },
+
+    /// The next wrong PIN would lock the token, so no login is attempted.
+    #[error("{token}: the user PIN is on its final try; refusing to log in and risk locking the token (check the PIN, then log in once with the token vendor's tool)")]
+    PinFinalTry {
+        /// The token, described.
+        token: String,
+    },
+
+    /// No PIN could be obtained.
+    #[error("no PIN for {token}: {reason}")]
+    PinUnavailable {
+        /// The token, described.
+        token: String,
+        /// Why (never contains the PIN).
+        reason: String,
+    },
+
+    /// The token cannot make or use the requested key.
+    #[error("{token} cannot {what}; it supports: {supports}")]
+    TokenCapability {
+        /// The token, described.
+        token: String,
+        /// What was asked ("generate RSA-4096 keys").
+        what: String,
+        /// What the token does support.
+        supports: String,
+    },
+
+    /// An object with the same ID or label is on the token already.
+    #[error("{token}: an object with {what} already exists; choose another --id or --label")]
+    DuplicateObject {
+        /// The token, described.
+        token: String,
+        /// `CKA_ID 0102` or `label "x"`.
+        what: String,
+    },
+
+    /// No key on the token matches.
+    #[error("{token}: no private key with {what}")]
+    KeyNotFound {
+        /// The token, described.
+        token: String,
+        /// What was looked for.
+        what: String,
+    },
+
+    /// The URI names more than one key.
+    #[error("{token}: {count} private keys match {what}; add id=... to the URI")]
+    KeyAmbiguous {
+        /// The token, described.
+        token: String,
+        /// What was looked for.
+        what: String,
+        /// How many.
+        count: usize,
+    },
+
+    /// A freshly generated key failed its attribute audit; both halves were destroyed.
+    #[error("{token}: the new key failed its audit and was destroyed: {}", .failures.join("; "))]
+    KeyAudit {
+        /// The token, described.
+        token: String,
+        /// Every failed check.
+        failures: Vec<String>,
+    },
+
+    /// A certificate does not belong to the key or cannot be read.
+    #[error("certificate refused: {0}")]
+    Certificate(String),
 }
 
 impl KeysError {

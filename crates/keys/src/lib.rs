@@ -24,6 +24,7 @@ pub mod csr;
 mod dn;
 mod error;
 pub mod files;
+pub mod pkcs11;
 pub mod policy;
 mod signer;
 mod software;

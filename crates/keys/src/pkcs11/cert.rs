@@ -1,0 +1,82 @@
+//! Installing a certificate on the token beside its key.
+
+use cryptoki::object::{Attribute, CertificateType, ObjectClass, ObjectHandle};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::encoding::der_unsigned_integer;
+use super::session::hex;
+use super::{TokenKey, TokenSession};
+use crate::{KeySigner, KeysError};
+
+impl TokenSession {
+    /// Stores `cert_der` on the token as an X.509 certificate object with the key's `CKA_ID` and
+    /// `CKA_LABEL`, its subject, issuer and serial number. Refused when the certificate's public key
+    /// is not the key's, or when a certificate with that ID is already there.
+    ///
+    /// # Errors
+    /// [`KeysError::Certificate`], [`KeysError::DuplicateObject`], [`KeysError::Pkcs11`].
+    pub fn install_certificate(
+        &self,
+        key: &TokenKey<'_>,
+        cert_der: &[u8],
+    ) -> Result<ObjectHandle, KeysError> {
+        let (rest, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| KeysError::Certificate(format!("not a readable X.509 certificate: {e}")))?;
+        if !rest.is_empty() {
+            return Err(KeysError::Certificate(
+                "trailing data after the certificate".to_string(),
+            ));
+        }
+        let cert_spki = cert.tbs_certificate.subject_pki.raw;
+        if cert_spki != key.subject_public_key_info().as_slice() {
+            return Err(KeysError::Certificate(format!(
+                "its public key is not the key's (CKA_ID {}, label \"{}\")",
+                hex(key.id()),
+                key.label()
+            )));
+        }
+        let existing = self.find(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Id(key.id().to_vec()),
+        ])?;
+        if !existing.is_empty() {
+            return Err(KeysError::DuplicateObject {
+                token: self.token.description(),
+                what: format!("a certificate for CKA_ID {}", hex(key.id())),
+            });
+        }
+        let template = vec![
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Id(key.id().to_vec()),
+            Attribute::Label(key.label().as_bytes().to_vec()),
+            Attribute::Subject(cert.tbs_certificate.subject.as_raw().to_vec()),
+            Attribute::Issuer(cert.tbs_certificate.issuer.as_raw().to_vec()),
+            Attribute::SerialNumber(der_unsigned_integer(cert.tbs_certificate.raw_serial())),
+            Attribute::Value(cert_der.to_vec()),
+        ];
+        self.session
+            .create_object(&template)
+            .map_err(|e| self.error(e, "C_CreateObject"))
+    }
+
+    /// The DER of the certificate stored with `key`'s `CKA_ID`, if any.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`].
+    pub fn certificate_for(&self, key: &TokenKey<'_>) -> Result<Option<Vec<u8>>, KeysError> {
+        let found = self.find(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Id(key.id().to_vec()),
+        ])?;
+        let Some(handle) = found.first() else {
+            return Ok(None);
+        };
+        match self.attribute(*handle, cryptoki::object::AttributeType::Value)? {
+            Some(Attribute::Value(der)) => Ok(Some(der)),
+            _ => Ok(None),
+        }
+    }
+}

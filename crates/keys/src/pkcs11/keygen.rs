@@ -1,0 +1,385 @@
+//! Generating key pairs on a token: capability check, explicit template, audit, no orphans.
+
+use std::ops::Deref;
+
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use getrandom::SysRng;
+use getrandom::rand_core::TryRng;
+
+use super::session::hex;
+use super::{TokenKey, TokenSession};
+use crate::policy::NamedCurve;
+use crate::{KeyAlgorithm, KeysError};
+
+/// DER OID of P-256 for `CKA_EC_PARAMS`.
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER OID of P-384 for `CKA_EC_PARAMS`.
+const P384_PARAMS: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// What key to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// The algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// `CKA_LABEL` of both halves; must not be in use on the token.
+    pub label: String,
+    /// `CKA_ID` of both halves; random 16 bytes when `None`. Must not be in use on the token.
+    pub id: Option<Vec<u8>>,
+}
+
+impl KeyRequest {
+    /// A request with a random ID.
+    pub fn new(algorithm: KeyAlgorithm, label: impl Into<String>) -> KeyRequest {
+        KeyRequest {
+            algorithm,
+            label: label.into(),
+            id: None,
+        }
+    }
+}
+
+/// The attributes of a new private key as read back from the token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyAudit {
+    /// `CKA_TOKEN`: stored on the token.
+    pub token: Option<bool>,
+    /// `CKA_PRIVATE`: needs a login.
+    pub private: Option<bool>,
+    /// `CKA_SENSITIVE`.
+    pub sensitive: Option<bool>,
+    /// `CKA_ALWAYS_SENSITIVE`.
+    pub always_sensitive: Option<bool>,
+    /// `CKA_EXTRACTABLE`.
+    pub extractable: Option<bool>,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: Option<bool>,
+    /// `CKA_LOCAL`: generated on the token.
+    pub local: Option<bool>,
+    /// `CKA_SIGN`.
+    pub sign: Option<bool>,
+    /// `CKA_DECRYPT`.
+    pub decrypt: Option<bool>,
+    /// `CKA_UNWRAP`.
+    pub unwrap: Option<bool>,
+    /// `CKA_DERIVE`.
+    pub derive: Option<bool>,
+    /// RSA modulus bits, read back.
+    pub modulus_bits: Option<usize>,
+    /// EC curve, read back.
+    pub curve: Option<String>,
+}
+
+impl KeyAudit {
+    /// Every check that failed; empty when the key is as it must be.
+    pub fn failures(&self, algorithm: KeyAlgorithm) -> Vec<String> {
+        let mut failures = Vec::new();
+        let mut want = |name: &str, got: Option<bool>, expected: bool| match got {
+            Some(v) if v == expected => {}
+            Some(v) => failures.push(format!("{name} is {v}, must be {expected}")),
+            None => failures.push(format!("{name} could not be read")),
+        };
+        want("CKA_TOKEN", self.token, true);
+        want("CKA_PRIVATE", self.private, true);
+        want("CKA_SENSITIVE", self.sensitive, true);
+        want("CKA_ALWAYS_SENSITIVE", self.always_sensitive, true);
+        want("CKA_EXTRACTABLE", self.extractable, false);
+        want("CKA_NEVER_EXTRACTABLE", self.never_extractable, true);
+        want("CKA_LOCAL", self.local, true);
+        want("CKA_SIGN", self.sign, true);
+        want("CKA_DECRYPT", self.decrypt, false);
+        want("CKA_UNWRAP", self.unwrap, false);
+        want("CKA_DERIVE", self.derive, false);
+        match (algorithm.rsa_bits(), algorithm.curve()) {
+            (Some(bits), _) if self.modulus_bits != Some(bits) => failures.push(format!(
+                "the modulus is {} bits, must be {bits}",
+                self.modulus_bits
+                    .map_or("unreadable".to_string(), |b| b.to_string())
+            )),
+            (_, Some(curve)) if self.curve.as_deref() != Some(curve.name()) => failures.push(
+                format!(
+                    "the curve is {}, must be {}",
+                    self.curve.as_deref().unwrap_or("unreadable"),
+                    curve.name()
+                ),
+            ),
+            _ => {}
+        }
+        failures
+    }
+}
+
+/// A key pair just generated and audited, not yet kept. Dropped without [`PendingKey::keep`], it
+/// destroys both halves on the token, so any failure before the caller is done (CSR, journal
+/// write) leaves no orphan object.
+pub struct PendingKey<'s> {
+    key: Option<TokenKey<'s>>,
+    audit: KeyAudit,
+}
+
+impl<'s> PendingKey<'s> {
+    /// Keeps the key on the token.
+    pub fn keep(mut self) -> (TokenKey<'s>, KeyAudit) {
+        let key = self.key.take().expect("a pending key holds its key until kept");
+        (key, self.audit.clone())
+    }
+
+    /// The attribute audit.
+    pub fn audit(&self) -> &KeyAudit {
+        &self.audit
+    }
+
+    /// Destroys both halves now, reporting a failure (dropping does the same silently).
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the token refuses to destroy an object.
+    pub fn discard(mut self) -> Result<(), KeysError> {
+        match self.key.take() {
+            Some(key) => destroy_pair(&key),
+            None => Ok(()),
+        }
+    }
+}
+
+fn destroy_pair(key: &TokenKey<'_>) -> Result<(), KeysError> {
+    let objects: Vec<ObjectHandle> = [Some(key.private), key.public].into_iter().flatten().collect();
+    key.session.destroy(&objects)
+}
+
+impl<'s> Deref for PendingKey<'s> {
+    type Target = TokenKey<'s>;
+    fn deref(&self) -> &TokenKey<'s> {
+        self.key.as_ref().expect("a pending key holds its key until kept")
+    }
+}
+
+impl Drop for PendingKey<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            if let Err(e) = destroy_pair(&key) {
+                eprintln!("warning: could not remove an unfinished key from the token: {e}");
+            }
+        }
+    }
+}
+
+impl TokenSession {
+    /// Checks that the token can generate and sign with `algorithm`: the key-pair mechanism is
+    /// offered with a key-size range that covers it, and a signing mechanism exists.
+    ///
+    /// # Errors
+    /// [`KeysError::TokenCapability`] naming the token and what it supports.
+    pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
+        let report = super::doctor::verdict(self.token.module.context(), self.token.slot, algorithm)
+            .map_err(|e| self.error(e, "C_GetMechanismInfo"))?;
+        if report.can_generate && report.can_sign {
+            return Ok(());
+        }
+        Err(KeysError::TokenCapability {
+            token: self.token.description(),
+            what: format!(
+                "{} {algorithm} keys",
+                if report.can_generate { "sign with" } else { "generate" }
+            ),
+            supports: report.detail,
+        })
+    }
+
+    /// Generates a key pair on the token with an explicit template (both halves on the token;
+    /// private: private, sensitive, not extractable, sign only; public: verify only; one unique
+    /// `CKA_ID` and `CKA_LABEL`; RSA exponent 65537), then audits it. On any failure after the
+    /// objects exist, both are destroyed.
+    ///
+    /// # Errors
+    /// [`KeysError::TokenCapability`] before anything is created, [`KeysError::DuplicateObject`],
+    /// [`KeysError::KeyAudit`], [`KeysError::Pkcs11`].
+    pub fn generate_key_pair(&self, request: &KeyRequest) -> Result<PendingKey<'_>, KeysError> {
+        self.check_capability(request.algorithm)?;
+        if request.label.is_empty() {
+            return Err(KeysError::Pkcs11 {
+                token: self.token.description(),
+                operation: "key generation".to_string(),
+                code: "the key label must not be empty".to_string(),
+            });
+        }
+        let id = match &request.id {
+            Some(id) if id.is_empty() => {
+                return Err(KeysError::Pkcs11 {
+                    token: self.token.description(),
+                    operation: "key generation".to_string(),
+                    code: "the key ID must not be empty".to_string(),
+                });
+            }
+            Some(id) => id.clone(),
+            None => {
+                let mut id = vec![0u8; 16];
+                SysRng
+                    .try_fill_bytes(&mut id)
+                    .map_err(|_| KeysError::Randomness)?;
+                id
+            }
+        };
+        self.ensure_unused(&id, &request.label)?;
+
+        let label = request.label.as_bytes().to_vec();
+        let mut public_template = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Id(id.clone()),
+            Attribute::Label(label.clone()),
+        ];
+        let private_template = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Id(id.clone()),
+            Attribute::Label(label),
+        ];
+        let mechanism = match request.algorithm.rsa_bits() {
+            Some(bits) => {
+                public_template.push(Attribute::ModulusBits((bits as u64).into()));
+                public_template.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+            None => {
+                let params = if request.algorithm == KeyAlgorithm::P256 {
+                    P256_PARAMS.to_vec()
+                } else {
+                    P384_PARAMS.to_vec()
+                };
+                public_template.push(Attribute::EcParams(params));
+                Mechanism::EccKeyPairGen
+            }
+        };
+        let (public, private) = self
+            .session
+            .generate_key_pair(&mechanism, &public_template, &private_template)
+            .map_err(|e| self.error(e, "C_GenerateKeyPair"))?;
+
+        // From here on, every failure destroys both halves.
+        let audit = match self.audit(private, public) {
+            Ok(audit) => audit,
+            Err(e) => {
+                let _ = self.destroy(&[private, public]);
+                return Err(e);
+            }
+        };
+        let failures = audit.failures(request.algorithm);
+        if !failures.is_empty() {
+            self.destroy(&[private, public])?;
+            return Err(KeysError::KeyAudit {
+                token: self.token.description(),
+                failures,
+            });
+        }
+        let key = match self.key_from_private(private) {
+            Ok(key) => key,
+            Err(e) => {
+                let _ = self.destroy(&[private, public]);
+                return Err(e);
+            }
+        };
+        if key.public != Some(public) || key.id != id || key.algorithm != request.algorithm {
+            self.destroy(&[private, public])?;
+            return Err(KeysError::KeyAudit {
+                token: self.token.description(),
+                failures: vec![format!(
+                    "the new key's halves could not be paired by CKA_ID {}",
+                    hex(&id)
+                )],
+            });
+        }
+        Ok(PendingKey {
+            key: Some(key),
+            audit,
+        })
+    }
+
+    fn audit(&self, private: ObjectHandle, public: ObjectHandle) -> Result<KeyAudit, KeysError> {
+        let attrs = self
+            .session
+            .get_attributes(
+                private,
+                &[
+                    AttributeType::Token,
+                    AttributeType::Private,
+                    AttributeType::Sensitive,
+                    AttributeType::AlwaysSensitive,
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Local,
+                    AttributeType::Sign,
+                    AttributeType::Decrypt,
+                    AttributeType::Unwrap,
+                    AttributeType::Derive,
+                    AttributeType::Modulus,
+                    AttributeType::EcParams,
+                ],
+            )
+            .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
+        let mut audit = KeyAudit {
+            token: None,
+            private: None,
+            sensitive: None,
+            always_sensitive: None,
+            extractable: None,
+            never_extractable: None,
+            local: None,
+            sign: None,
+            decrypt: None,
+            unwrap: None,
+            derive: None,
+            modulus_bits: None,
+            curve: None,
+        };
+        for attr in attrs {
+            match attr {
+                Attribute::Token(v) => audit.token = Some(v),
+                Attribute::Private(v) => audit.private = Some(v),
+                Attribute::Sensitive(v) => audit.sensitive = Some(v),
+                Attribute::AlwaysSensitive(v) => audit.always_sensitive = Some(v),
+                Attribute::Extractable(v) => audit.extractable = Some(v),
+                Attribute::NeverExtractable(v) => audit.never_extractable = Some(v),
+                Attribute::Local(v) => audit.local = Some(v),
+                Attribute::Sign(v) => audit.sign = Some(v),
+                Attribute::Decrypt(v) => audit.decrypt = Some(v),
+                Attribute::Unwrap(v) => audit.unwrap = Some(v),
+                Attribute::Derive(v) => audit.derive = Some(v),
+                Attribute::Modulus(m) => {
+                    audit.modulus_bits = Some(crate::spki::unsigned_bit_length(&m))
+                }
+                Attribute::EcParams(p) => {
+                    let curve = super::key::curve_from_params(&p);
+                    audit.curve = Some(match curve {
+                        NamedCurve::Other(_) => format!("unknown ({})", hex(&p)),
+                        named => named.name().to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Some tokens report the modulus only on the public half.
+        if audit.modulus_bits.is_none() {
+            if let Some(Attribute::Modulus(m)) = self.attribute(public, AttributeType::Modulus)? {
+                audit.modulus_bits = Some(crate::spki::unsigned_bit_length(&m));
+            }
+        }
+        Ok(audit)
+    }
+}
+
+/// The key-pair generation mechanism of an algorithm.
+pub(crate) fn keygen_mechanism(algorithm: KeyAlgorithm) -> MechanismType {
+    match algorithm {
+        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+        KeyAlgorithm::P256 | KeyAlgorithm::P384 => MechanismType::ECC_KEY_PAIR_GEN,
+    }
+}

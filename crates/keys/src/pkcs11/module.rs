@@ -1,0 +1,231 @@
+//! Loading PKCS#11 modules (once per path per process) and finding tokens.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::slot::Slot;
+
+use super::{Pkcs11Uri, rv_name};
+use crate::KeysError;
+
+/// An initialized PKCS#11 module. Cheap to clone; all clones share one context.
+#[derive(Clone)]
+pub struct Module {
+    path: PathBuf,
+    context: Pkcs11,
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module").field("path", &self.path).finish()
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Module {
+    /// Loads and initializes the module at `path`, or returns the context already made for it in
+    /// this process. A module that some other code initialized already is tolerated.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11Module`] when the file is missing or not a PKCS#11 module.
+    pub fn load(path: &Path) -> Result<Module, KeysError> {
+        let key = std::fs::canonicalize(path).map_err(|e| KeysError::Pkcs11Module {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut loaded = registry().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(context) = loaded.get(&key) {
+            return Ok(Module {
+                path: key,
+                context: context.clone(),
+            });
+        }
+        let failed = |reason: String| KeysError::Pkcs11Module {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let context = Pkcs11::new(&key).map_err(|e| failed(loader_reason(&e)))?;
+        match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(failed(format!("C_Initialize failed: {}", rv_name(&e)))),
+        }
+        loaded.insert(key.clone(), context.clone());
+        Ok(Module { path: key, context })
+    }
+
+    /// Loads the module named by, in order: the URI's `module-path`, `module_arg` (`--module`),
+    /// the `PKCS11_MODULE` environment variable.
+    ///
+    /// # Errors
+    /// [`KeysError::NoPkcs11Module`] when none names one; else as [`Module::load`].
+    pub fn resolve(uri: &Pkcs11Uri, module_arg: Option<&Path>) -> Result<Module, KeysError> {
+        if let Some(path) = &uri.module_path {
+            return Module::load(Path::new(path));
+        }
+        if let Some(path) = module_arg {
+            return Module::load(path);
+        }
+        match std::env::var_os("PKCS11_MODULE") {
+            Some(path) if !path.is_empty() => Module::load(Path::new(&path)),
+            _ => Err(KeysError::NoPkcs11Module),
+        }
+    }
+
+    /// The module's file (canonical path).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn context(&self) -> &Pkcs11 {
+        &self.context
+    }
+
+    /// The module's description: `manufacturer, description version`.
+    pub fn description(&self) -> String {
+        match self.context.get_library_info() {
+            Ok(info) => format!(
+                "{} {} {}",
+                info.manufacturer_id().trim(),
+                info.library_description().trim(),
+                info.library_version()
+            ),
+            Err(e) => format!("(C_GetInfo failed: {})", rv_name(&e)),
+        }
+    }
+
+    /// Every token present, with its slot.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the slot list cannot be read.
+    pub fn tokens(&self) -> Result<Vec<TokenRef>, KeysError> {
+        let failed = |e: Error, operation: &str| KeysError::Pkcs11 {
+            token: self.path.display().to_string(),
+            operation: operation.to_string(),
+            code: rv_name(&e),
+        };
+        let slots = self
+            .context
+            .get_slots_with_token()
+            .map_err(|e| failed(e, "C_GetSlotList"))?;
+        let mut tokens = Vec::new();
+        for slot in slots {
+            let info = self
+                .context
+                .get_token_info(slot)
+                .map_err(|e| failed(e, "C_GetTokenInfo"))?;
+            if !info.token_initialized() {
+                continue;
+            }
+            tokens.push(TokenRef {
+                module: self.clone(),
+                slot,
+                summary: TokenSummary {
+                    label: info.label().trim_end().to_string(),
+                    serial: info.serial_number().trim_end().to_string(),
+                    model: info.model().trim_end().to_string(),
+                    manufacturer: info.manufacturer_id().trim_end().to_string(),
+                },
+            });
+        }
+        Ok(tokens)
+    }
+
+    /// The one token matching the URI's token attributes (`token`, `serial`, `model`,
+    /// `manufacturer`; `slot-id` narrows further but is never used alone).
+    ///
+    /// # Errors
+    /// [`KeysError::TokenNotFound`] listing the tokens present, [`KeysError::TokenAmbiguous`].
+    pub fn find_token(&self, uri: &Pkcs11Uri) -> Result<TokenRef, KeysError> {
+        let tokens = self.tokens()?;
+        let wanted = uri.token_description();
+        if uri.token.is_none() && uri.serial.is_none() && tokens.len() > 1 {
+            return Err(KeysError::TokenAmbiguous {
+                wanted,
+                count: tokens.len(),
+            });
+        }
+        let matches = |t: &TokenRef| {
+            let s = &t.summary;
+            uri.token.as_ref().is_none_or(|v| *v == s.label)
+                && uri.serial.as_ref().is_none_or(|v| *v == s.serial)
+                && uri.model.as_ref().is_none_or(|v| *v == s.model)
+                && uri.manufacturer.as_ref().is_none_or(|v| *v == s.manufacturer)
+                && uri.slot_id.is_none_or(|id| id == t.slot.id())
+        };
+        let present: Vec<String> = tokens.iter().map(|t| t.summary.to_string()).collect();
+        let mut found: Vec<TokenRef> = tokens.into_iter().filter(matches).collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(KeysError::TokenNotFound { wanted, present }),
+            count => Err(KeysError::TokenAmbiguous { wanted, count }),
+        }
+    }
+}
+
+fn loader_reason(e: &Error) -> String {
+    match e {
+        Error::LibraryLoading(inner) => format!("cannot load it as a shared library ({inner})"),
+        Error::MissingSymbol(_) | Error::NullFunctionPointer => {
+            "it does not export C_GetFunctionList".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What identifies a token to a person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenSummary {
+    /// CKA token label.
+    pub label: String,
+    /// Serial number.
+    pub serial: String,
+    /// Model.
+    pub model: String,
+    /// Manufacturer ID.
+    pub manufacturer: String,
+}
+
+impl fmt::Display for TokenSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "token \"{}\" (serial {})", self.label, self.serial)
+    }
+}
+
+/// A token found in a module.
+#[derive(Clone)]
+pub struct TokenRef {
+    pub(crate) module: Module,
+    pub(crate) slot: Slot,
+    pub(crate) summary: TokenSummary,
+}
+
+impl fmt::Debug for TokenRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenRef({})", self.summary)
+    }
+}
+
+impl TokenRef {
+    /// Label, serial, model, manufacturer.
+    pub fn summary(&self) -> &TokenSummary {
+        &self.summary
+    }
+
+    /// `token "label" (serial ...)`, for messages.
+    pub fn description(&self) -> String {
+        self.summary.to_string()
+    }
+
+    /// The module the token is in.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+}

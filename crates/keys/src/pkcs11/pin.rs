@@ -1,0 +1,73 @@
+//! Where a token's PIN comes from. The PIN is a secret: never printed, logged or put in an error.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::Pkcs11Uri;
+use crate::KeysError;
+
+/// A user PIN.
+#[derive(Clone)]
+pub struct Pin(SecretString);
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+impl Pin {
+    /// Wraps a PIN held by the caller.
+    pub fn new(pin: SecretString) -> Pin {
+        Pin(pin)
+    }
+
+    pub(crate) fn secret(&self) -> &SecretString {
+        &self.0
+    }
+
+    /// Finds the PIN, in order: the URI's `pin-value`, the URI's `pin-source` (`file:/path` or a
+    /// path; the first line of the file), the `PKCS11_PIN` environment variable, and a prompt when
+    /// standard input is a terminal. `token` names the token in the prompt and in errors.
+    ///
+    /// # Errors
+    /// [`KeysError::PinUnavailable`] when no source gives a PIN.
+    pub fn resolve(uri: &Pkcs11Uri, token: &str) -> Result<Pin, KeysError> {
+        let unavailable = |reason: String| KeysError::PinUnavailable {
+            token: token.to_string(),
+            reason,
+        };
+        if let Some(pin) = &uri.pin_value {
+            return Ok(Pin(pin.clone()));
+        }
+        if let Some(source) = &uri.pin_source {
+            let path = source.strip_prefix("file:").unwrap_or(source);
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                unavailable(format!("cannot read the pin-source file {path}: {e}"))
+            })?);
+            let pin = text.lines().next().unwrap_or("");
+            if pin.is_empty() {
+                return Err(unavailable(format!("the pin-source file {path} is empty")));
+            }
+            return Ok(Pin(SecretString::from(pin.to_string())));
+        }
+        if let Ok(pin) = std::env::var("PKCS11_PIN") {
+            if pin.is_empty() {
+                return Err(unavailable("PKCS11_PIN is set but empty".to_string()));
+            }
+            return Ok(Pin(SecretString::from(pin)));
+        }
+        if std::io::stdin().is_terminal() {
+            let pin = rpassword::prompt_password(format!("PIN for {token}: "))
+                .map_err(|e| unavailable(format!("cannot read it from the terminal: {e}")))?;
+            return Ok(Pin(SecretString::from(pin)));
+        }
+        Err(unavailable(
+            "set PKCS11_PIN, add pin-source=file:... to the URI, or run on a terminal to be asked"
+                .to_string(),
+        ))
+    }
+}
