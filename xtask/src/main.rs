@@ -25,6 +25,8 @@ enum Command {
     Csr(commands::keys::CsrArgs),
     /// Show a CSR's key, subject and signature, and judge it against the code signing key rules.
     Inspect(commands::keys::InspectArgs),
+    /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
+    Doctor(commands::token::DoctorArgs),
     /// Install what the tests need, then run fmt, clippy and every test.
     Test(commands::test::TestArgs),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => commands::keys::keygen(args),
         Command::Csr(args) => commands::keys::csr(args),
         Command::Inspect(args) => commands::keys::inspect(args),
+        Command::Doctor(args) => commands::token::doctor(args),
         Command::Test(args) => commands::test::run(args),
     };
     match result {

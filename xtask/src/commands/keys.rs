@@ -11,18 +11,31 @@ use secrecy::SecretString;
 use crate::UsageError;
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["out", "pkcs11"])))]
 pub struct KeygenArgs {
     /// Key algorithm: rsa3072, rsa4096, p256 or p384.
     #[arg(long, value_name = "ALG")]
     alg: String,
     /// Write the private key to this file (PKCS#8 PEM, mode 0600, written atomically).
     #[arg(long, value_name = "KEY.pem")]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Generate the key on a PKCS#11 token, e.g. "pkcs11:token=Code%20Signing?module-path=/usr/lib/softhsm/libsofthsm2.so".
+    #[arg(long, value_name = "URI")]
+    pkcs11: Option<String>,
+    /// Token keys: CKA_LABEL of both halves (default: the URI's object=, else codesign-<id>).
+    #[arg(long, value_name = "LABEL", requires = "pkcs11")]
+    label: Option<String>,
+    /// Token keys: CKA_ID in hex (default: the URI's id=, else 16 random bytes).
+    #[arg(long, value_name = "HEX", requires = "pkcs11")]
+    id: Option<String>,
+    /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
     /// Encrypt the key file with the passphrase held in this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", conflicts_with = "pkcs11")]
     passphrase_env: Option<String>,
     /// Replace the key file if it exists.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pkcs11")]
     force: bool,
     /// Print one JSON document describing the result.
     #[arg(long)]
@@ -37,9 +50,13 @@ enum CsrFormat {
 
 #[derive(Debug, Args)]
 pub struct CsrArgs {
-    /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, value_name = "KEY.pem")]
-    key: PathBuf,
+    /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1) or a PKCS#11 URI
+    /// naming a token key by id= and/or object=.
+    #[arg(long, value_name = "KEY.pem|URI")]
+    key: String,
+    /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
     /// The subject, e.g. "CN=Example Corp,O=Example Corp,L=Richmond,ST=Virginia,C=US" (RFC 4514 escaping).
     #[arg(long, value_name = "DN")]
     subject: String,
@@ -81,19 +98,42 @@ fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretString>> {
     }
 }
 
-fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
+pub(crate) fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
     given.parse::<KeyAlgorithm>().map_err(|e| match e {
         KeysError::UnknownAlgorithm { .. } => UsageError(format!("--alg: {e}")).into(),
         other => anyhow::Error::new(other).context(format!("--alg {given} is refused")),
     })
 }
 
-fn spki_sha256(key: &dyn KeySigner) -> String {
+pub(crate) fn spki_sha256(key: &dyn KeySigner) -> String {
     codesign_kit::keys::spki::sha256_hex(&key.subject_public_key_info())
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<()> {
     let algorithm = parse_algorithm(&args.alg)?;
+    match (&args.out, &args.pkcs11) {
+        (Some(out), None) => keygen_file(&args, algorithm, out),
+        (None, Some(uri)) => super::token::keygen(&args, algorithm, uri),
+        _ => unreachable!("clap requires exactly one of --out and --pkcs11"),
+    }
+}
+
+impl KeygenArgs {
+    pub(crate) fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    pub(crate) fn module(&self) -> Option<&Path> {
+        self.module.as_deref()
+    }
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+}
+
+fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result<()> {
     let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
     let overwrite = if args.force {
         Overwrite::Replace
@@ -101,20 +141,20 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         Overwrite::Refuse
     };
     // Fail before the (slow) generation when the file is there; the final write checks again.
-    if overwrite == Overwrite::Refuse && args.out.exists() {
+    if overwrite == Overwrite::Refuse && out.exists() {
         return Err(KeysError::KeyFileExists {
-            path: args.out.clone(),
+            path: out.to_path_buf(),
         }
         .into());
     }
     let key = SoftwareKey::generate(algorithm).context("key generation failed")?;
-    key.write_pem_file(&args.out, passphrase.as_ref(), overwrite)?;
+    key.write_pem_file(out, passphrase.as_ref(), overwrite)?;
     let fingerprint = spki_sha256(&key);
     if args.json {
         let doc = serde_json::json!({
             "algorithm": algorithm.cli_name(),
             "key": algorithm.to_string(),
-            "path": args.out,
+            "path": out,
             "encrypted": passphrase.is_some(),
             "mode": "0600",
             "public_key_sha256": fingerprint,
@@ -123,7 +163,7 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     } else {
         println!(
             "wrote {algorithm} key to {} (PKCS#8{}, mode 0600)\npublic key SHA-256: {fingerprint}",
-            args.out.display(),
+            out.display(),
             if passphrase.is_some() {
                 ", encrypted"
             } else {
@@ -136,10 +176,33 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
 
 pub fn csr(args: CsrArgs) -> Result<()> {
     let subject: SubjectDn = args.subject.parse().context("--subject is not usable")?;
+    if args.key.starts_with("pkcs11:") {
+        return super::token::csr(&args, &subject);
+    }
+    let key_path = Path::new(&args.key);
     let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
-    let key = SoftwareKey::read_pem_file(&args.key, passphrase.as_ref())
-        .with_context(|| format!("cannot use the key {}", args.key.display()))?;
+    let key = SoftwareKey::read_pem_file(key_path, passphrase.as_ref())
+        .with_context(|| format!("cannot use the key {}", key_path.display()))?;
     let request = csr::build(&key, &subject).context("cannot build the CSR")?;
+    write_csr(&args, &subject, &key, &request)
+}
+
+impl CsrArgs {
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+    pub(crate) fn module(&self) -> Option<&Path> {
+        self.module.as_deref()
+    }
+}
+
+/// Writes a built CSR where `--out` says and reports it.
+pub(crate) fn write_csr(
+    args: &CsrArgs,
+    subject: &SubjectDn,
+    key: &dyn KeySigner,
+    request: &csr::Csr,
+) -> Result<()> {
     let bytes = match args.format {
         CsrFormat::Pem => request.pem().into_bytes(),
         CsrFormat::Der => request.der().to_vec(),
@@ -153,7 +216,7 @@ pub fn csr(args: CsrArgs) -> Result<()> {
             "subject": subject.to_string(),
             "key": algorithm.to_string(),
             "signature_algorithm": algorithm.signature_algorithm_name(),
-            "public_key_sha256": spki_sha256(&key),
+            "public_key_sha256": spki_sha256(key),
         });
         println!("{doc}");
     } else {

@@ -211,13 +211,7 @@ impl TokenSession {
                 });
             }
             Some(id) => id.clone(),
-            None => {
-                let mut id = vec![0u8; 16];
-                SysRng
-                    .try_fill_bytes(&mut id)
-                    .map_err(|_| KeysError::Randomness)?;
-                id
-            }
+            None => random_id()?,
         };
         self.ensure_unused(&id, &request.label)?;
 
@@ -374,6 +368,18 @@ impl TokenSession {
         }
         Ok(audit)
     }
+}
+
+/// A fresh random 16-byte `CKA_ID`.
+///
+/// # Errors
+/// [`KeysError::Randomness`].
+pub fn random_id() -> Result<Vec<u8>, KeysError> {
+    let mut id = vec![0u8; 16];
+    SysRng
+        .try_fill_bytes(&mut id)
+        .map_err(|_| KeysError::Randomness)?;
+    Ok(id)
 }
 
 /// The key-pair generation mechanism of an algorithm.

@@ -41,7 +41,7 @@ mod uri;
 pub use doctor::{AlgorithmVerdict, MechanismReport, TokenReport};
 pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
 pub use key::TokenKey;
-pub use keygen::{KeyAudit, KeyRequest, PendingKey};
+pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
 pub use module::{Module, TokenRef, TokenSummary};
 pub use pin::Pin;
 pub use session::TokenSession;

@@ -1,0 +1,164 @@
+//! Token commands: `keygen --pkcs11`, `csr --key pkcs11:...`, `doctor`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef, random_id};
+use codesign_kit::keys::{KeyAlgorithm, SubjectDn, csr};
+
+use super::keys::{CsrArgs, KeygenArgs, spki_sha256, write_csr};
+use crate::UsageError;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The token, e.g. "pkcs11:token=Code%20Signing?module-path=/usr/lib/softhsm/libsofthsm2.so".
+    #[arg(long, value_name = "URI")]
+    pkcs11: String,
+    /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_uri(text: &str) -> Result<Pkcs11Uri> {
+    text.parse::<Pkcs11Uri>()
+        .map_err(|e| UsageError(e.to_string()).into())
+}
+
+fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
+    let module = Module::resolve(uri, module)?;
+    Ok(module.find_token(uri)?)
+}
+
+fn parse_hex_id(text: &str) -> Result<Vec<u8>> {
+    let clean: String = text.chars().filter(|c| *c != ':').collect();
+    if clean.is_empty() || clean.len() % 2 != 0 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(UsageError(format!(
+            "--id \"{text}\" is not hex bytes (e.g. 01a2 or 01:a2)"
+        ))
+        .into());
+    }
+    Ok((0..clean.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).expect("checked hex"))
+        .collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Result<()> {
+    let uri = parse_uri(uri_text)?;
+    let id = match (args.id(), &uri.id) {
+        (Some(hex_id), _) => parse_hex_id(hex_id)?,
+        (None, Some(id)) => id.clone(),
+        (None, None) => random_id()?,
+    };
+    let label = args
+        .label()
+        .map(str::to_string)
+        .or_else(|| uri.object.clone())
+        .unwrap_or_else(|| format!("codesign-{}", hex(&id[..id.len().min(6)])));
+    let token = find_token(&uri, args.module())?;
+    let pin = Pin::resolve(&uri, &token.description())?;
+    let session = token.login(&pin)?;
+    let request = KeyRequest {
+        algorithm,
+        label,
+        id: Some(id),
+    };
+    let pending = session
+        .generate_key_pair(&request)
+        .with_context(|| format!("cannot generate an {algorithm} key on {}", token.description()))?;
+    let fingerprint = spki_sha256(&*pending);
+    let (key, audit) = pending.keep();
+    let key_uri = key.uri().to_uri_string(false);
+    if args.json() {
+        let doc = serde_json::json!({
+            "algorithm": algorithm.cli_name(),
+            "key": algorithm.to_string(),
+            "uri": key_uri,
+            "token": token.summary(),
+            "label": key.label(),
+            "id": hex(key.id()),
+            "audit": audit,
+            "public_key_sha256": fingerprint,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "generated {algorithm} key on {}\nuri: {key_uri}\naudit: sensitive, always sensitive, never extractable, local, sign only\npublic key SHA-256: {fingerprint}",
+            token.description()
+        );
+    }
+    Ok(())
+}
+
+pub fn csr(args: &CsrArgs, subject: &SubjectDn) -> Result<()> {
+    let uri = parse_uri(args.key())?;
+    if uri.id.is_none() && uri.object.is_none() {
+        return Err(UsageError(format!(
+            "--key {uri}: name the key with id=... or object=... in the URI"
+        ))
+        .into());
+    }
+    let token = find_token(&uri, args.module())?;
+    let pin = Pin::resolve(&uri, &token.description())?;
+    let session = token.login(&pin)?;
+    let key = session
+        .find_key(uri.id.as_deref(), uri.object.as_deref())
+        .context("cannot use the token key")?;
+    let request = csr::build(&key, subject).context("cannot build the CSR on the token")?;
+    write_csr(args, subject, &key, &request)
+}
+
+pub fn doctor(args: DoctorArgs) -> Result<()> {
+    let uri = parse_uri(&args.pkcs11)?;
+    let token = find_token(&uri, args.module.as_deref())?;
+    let report = token.report()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let t = &report.token;
+    println!("module:  {} ({})", report.module_path, report.module);
+    println!(
+        "token:   \"{}\" serial {}, model {}, manufacturer {}",
+        t.label, t.serial, t.model, t.manufacturer
+    );
+    let flag = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "PIN:     initialized {}, count low {}, final try {}, locked {}, PIN pad {}",
+        flag(report.user_pin_initialized),
+        flag(report.user_pin_count_low),
+        flag(report.user_pin_final_try),
+        flag(report.user_pin_locked),
+        flag(report.protected_authentication_path)
+    );
+    println!("mechanisms:");
+    for m in &report.mechanisms {
+        match (m.offered, m.min_key_size, m.max_key_size) {
+            (true, Some(min), Some(max)) => println!("  {:<28} offered, key sizes {min}..{max}", m.name),
+            (true, _, _) => println!("  {:<28} offered", m.name),
+            (false, _, _) => println!("  {:<28} not offered", m.name),
+        }
+    }
+    println!("verdicts:");
+    for v in &report.verdicts {
+        let ok = v.can_generate && v.can_sign;
+        println!(
+            "  {:<10} {}  ({})",
+            v.algorithm.to_string(),
+            if ok { "OK  " } else { "NO  " },
+            v.detail
+        );
+    }
+    if report.user_pin_locked {
+        bail!("{}: the user PIN is locked", token.description());
+    }
+    Ok(())
+}
