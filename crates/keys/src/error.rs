@@ -164,14 +164,18 @@ pub enum KeysError {
     },
 
     /// The user PIN is locked.
-    #[error("{token}: the user PIN is locked; it must be unlocked with the security officer PIN before use")]
+    #[error(
+        "{token}: the user PIN is locked; it must be unlocked with the security officer PIN before use"
+    )]
     PinLocked {
         /// The token, described.
         token: String,
     },
 
     /// The next wrong PIN would lock the token, so no login is attempted.
-    #[error("{token}: the user PIN is on its final try; refusing to log in and risk locking the token (check the PIN, then log in once with the token vendor's tool)")]
+    #[error(
+        "{token}: the user PIN is on its final try; refusing to log in and risk locking the token (check the PIN, then log in once with the token vendor's tool)"
+    )]
     PinFinalTry {
         /// The token, described.
         token: String,

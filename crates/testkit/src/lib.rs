@@ -252,12 +252,26 @@ impl SoftHsm {
     /// `softhsm2-util`. Returns the token's serial number.
     pub fn init_token(&self, label: &str) -> String {
         let output = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ])
             .env("SOFTHSM2_CONF", &self.conf)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run softhsm2-util ({e}): apt-get install -y softhsm2"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run softhsm2-util ({e}): apt-get install -y softhsm2")
+            });
         let said = text(&output);
-        assert!(output.status.success(), "softhsm2-util --init-token failed: {said}");
+        assert!(
+            output.status.success(),
+            "softhsm2-util --init-token failed: {said}"
+        );
         let output = Command::new("softhsm2-util")
             .args(["--show-slots"])
             .env("SOFTHSM2_CONF", &self.conf)
@@ -330,8 +344,13 @@ impl SoftHsm {
 
     /// Path of OpenSC's PKCS#11 spy module, which logs every call to the real module.
     pub fn spy_module() -> PathBuf {
-        let path = PathBuf::from("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so");
-        assert!(path.exists(), "pkcs11-spy.so missing: apt-get install -y opensc");
-        path
+        let found = std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("pkcs11/pkcs11-spy.so"))
+            .chain([PathBuf::from("/usr/lib/pkcs11/pkcs11-spy.so")])
+            .find(|p| p.exists());
+        found.expect("pkcs11-spy.so missing: apt-get install -y opensc")
     }
 }

@@ -73,7 +73,7 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
     };
     let pending = session
         .generate_key_pair(&request)
-        .with_context(|| format!("cannot generate an {algorithm} key on {}", token.description()))?;
+        .with_context(|| format!("cannot generate an {algorithm} key"))?;
     let fingerprint = spki_sha256(&*pending);
     let (key, audit) = pending.keep();
     let key_uri = key.uri().to_uri_string(false);
@@ -142,7 +142,9 @@ pub fn doctor(args: DoctorArgs) -> Result<()> {
     println!("mechanisms:");
     for m in &report.mechanisms {
         match (m.offered, m.min_key_size, m.max_key_size) {
-            (true, Some(min), Some(max)) => println!("  {:<28} offered, key sizes {min}..{max}", m.name),
+            (true, Some(min), Some(max)) => {
+                println!("  {:<28} offered, key sizes {min}..{max}", m.name)
+            }
             (true, _, _) => println!("  {:<28} offered", m.name),
             (false, _, _) => println!("  {:<28} not offered", m.name),
         }

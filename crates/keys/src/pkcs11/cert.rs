@@ -20,8 +20,9 @@ impl TokenSession {
         key: &TokenKey<'_>,
         cert_der: &[u8],
     ) -> Result<ObjectHandle, KeysError> {
-        let (rest, cert) = X509Certificate::from_der(cert_der)
-            .map_err(|e| KeysError::Certificate(format!("not a readable X.509 certificate: {e}")))?;
+        let (rest, cert) = X509Certificate::from_der(cert_der).map_err(|e| {
+            KeysError::Certificate(format!("not a readable X.509 certificate: {e}"))
+        })?;
         if !rest.is_empty() {
             return Err(KeysError::Certificate(
                 "trailing data after the certificate".to_string(),

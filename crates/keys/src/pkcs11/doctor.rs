@@ -63,7 +63,10 @@ pub struct TokenReport {
 }
 
 const MECHANISMS: [(MechanismType, &str); 8] = [
-    (MechanismType::RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN"),
+    (
+        MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+        "CKM_RSA_PKCS_KEY_PAIR_GEN",
+    ),
     (MechanismType::SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS"),
     (MechanismType::RSA_PKCS, "CKM_RSA_PKCS"),
     (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
@@ -95,9 +98,15 @@ pub(crate) fn verdict(
         if info.generate_key_pair() && min <= needed && needed <= max {
             (true, format!("key-pair generation {min}..{max} bits"))
         } else if !info.generate_key_pair() {
-            (false, "its key-pair mechanism is not flagged for key-pair generation".to_string())
+            (
+                false,
+                "its key-pair mechanism is not flagged for key-pair generation".to_string(),
+            )
         } else {
-            (false, format!("key-pair generation for {min}..{max} bits only"))
+            (
+                false,
+                format!("key-pair generation for {min}..{max} bits only"),
+            )
         }
     } else {
         let name = match algorithm {
@@ -119,7 +128,11 @@ pub(crate) fn verdict(
         Some(m) => format!("signs with {}", mechanism_name(*m)),
         None => format!(
             "no signing mechanism (needs {})",
-            signers.iter().map(|m| mechanism_name(*m)).collect::<Vec<_>>().join(" or ")
+            signers
+                .iter()
+                .map(|m| mechanism_name(*m))
+                .collect::<Vec<_>>()
+                .join(" or ")
         ),
     };
     Ok(AlgorithmVerdict {
@@ -174,7 +187,9 @@ impl TokenRef {
         }
         let verdicts = KeyAlgorithm::ALL
             .into_iter()
-            .map(|alg| verdict(context, self.slot, alg).map_err(|e| failed(e, "C_GetMechanismInfo")))
+            .map(|alg| {
+                verdict(context, self.slot, alg).map_err(|e| failed(e, "C_GetMechanismInfo"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TokenReport {
             module_path: self.module.path().display().to_string(),

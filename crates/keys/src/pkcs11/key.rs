@@ -90,7 +90,11 @@ impl TokenSession {
     /// # Errors
     /// [`KeysError::KeyNotFound`], [`KeysError::KeyAmbiguous`], [`KeysError::Policy`] for a key
     /// the rules do not allow, [`KeysError::Pkcs11`].
-    pub fn find_key(&self, id: Option<&[u8]>, label: Option<&str>) -> Result<TokenKey<'_>, KeysError> {
+    pub fn find_key(
+        &self,
+        id: Option<&[u8]>,
+        label: Option<&str>,
+    ) -> Result<TokenKey<'_>, KeysError> {
         let what = match (id, label) {
             (Some(id), Some(l)) => format!("CKA_ID {} and label \"{l}\"", hex(id)),
             (Some(id), None) => format!("CKA_ID {}", hex(id)),
@@ -122,7 +126,10 @@ impl TokenSession {
     }
 
     /// Builds the [`TokenKey`] for a private key handle: reads its ID, label, type and public key.
-    pub(crate) fn key_from_private(&self, private: ObjectHandle) -> Result<TokenKey<'_>, KeysError> {
+    pub(crate) fn key_from_private(
+        &self,
+        private: ObjectHandle,
+    ) -> Result<TokenKey<'_>, KeysError> {
         let attrs = self
             .session
             .get_attributes(
@@ -208,7 +215,9 @@ impl TokenSession {
                         return Err(KeysError::Pkcs11 {
                             token: self.token.description(),
                             operation: "using the key".to_string(),
-                            code: format!("{other} keys are allowed by the rules but this tool signs with RSA-3072 and RSA-4096 only"),
+                            code: format!(
+                                "{other} keys are allowed by the rules but this tool signs with RSA-3072 and RSA-4096 only"
+                            ),
                         });
                     }
                 };
@@ -219,7 +228,11 @@ impl TokenSession {
                 } else {
                     return Err(self.cannot_sign(algorithm, "CKM_SHA256_RSA_PKCS or CKM_RSA_PKCS"));
                 };
-                (algorithm, rsa_public_key_der(&modulus, &exponent), mechanism)
+                (
+                    algorithm,
+                    rsa_public_key_der(&modulus, &exponent),
+                    mechanism,
+                )
             }
             Some(KeyType::EC) => {
                 let Some(Attribute::EcParams(params)) =
@@ -247,11 +260,12 @@ impl TokenSession {
                 else {
                     return Err(self.unreadable("the public key's CKA_EC_POINT"));
                 };
-                let point = decode_ec_point(&point, &curve).map_err(|reason| KeysError::Pkcs11 {
-                    token: self.token.description(),
-                    operation: "reading the public key".to_string(),
-                    code: reason,
-                })?;
+                let point =
+                    decode_ec_point(&point, &curve).map_err(|reason| KeysError::Pkcs11 {
+                        token: self.token.description(),
+                        operation: "reading the public key".to_string(),
+                        code: reason,
+                    })?;
                 let hashed = if algorithm == KeyAlgorithm::P256 {
                     MechanismType::ECDSA_SHA256
                 } else {
@@ -393,8 +407,12 @@ impl KeySigner for TokenKey<'_> {
         };
         match self.algorithm {
             KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => Ok(raw),
-            KeyAlgorithm::P256 => ecdsa_raw_to_der(&raw, &NamedCurve::P256).map_err(KeysError::Signing),
-            KeyAlgorithm::P384 => ecdsa_raw_to_der(&raw, &NamedCurve::P384).map_err(KeysError::Signing),
+            KeyAlgorithm::P256 => {
+                ecdsa_raw_to_der(&raw, &NamedCurve::P256).map_err(KeysError::Signing)
+            }
+            KeyAlgorithm::P384 => {
+                ecdsa_raw_to_der(&raw, &NamedCurve::P384).map_err(KeysError::Signing)
+            }
         }
     }
 }

@@ -96,13 +96,13 @@ impl KeyAudit {
                 self.modulus_bits
                     .map_or("unreadable".to_string(), |b| b.to_string())
             )),
-            (_, Some(curve)) if self.curve.as_deref() != Some(curve.name()) => failures.push(
-                format!(
+            (_, Some(curve)) if self.curve.as_deref() != Some(curve.name()) => {
+                failures.push(format!(
                     "the curve is {}, must be {}",
                     self.curve.as_deref().unwrap_or("unreadable"),
                     curve.name()
-                ),
-            ),
+                ))
+            }
             _ => {}
         }
         failures
@@ -120,7 +120,10 @@ pub struct PendingKey<'s> {
 impl<'s> PendingKey<'s> {
     /// Keeps the key on the token.
     pub fn keep(mut self) -> (TokenKey<'s>, KeyAudit) {
-        let key = self.key.take().expect("a pending key holds its key until kept");
+        let key = self
+            .key
+            .take()
+            .expect("a pending key holds its key until kept");
         (key, self.audit.clone())
     }
 
@@ -142,14 +145,19 @@ impl<'s> PendingKey<'s> {
 }
 
 fn destroy_pair(key: &TokenKey<'_>) -> Result<(), KeysError> {
-    let objects: Vec<ObjectHandle> = [Some(key.private), key.public].into_iter().flatten().collect();
+    let objects: Vec<ObjectHandle> = [Some(key.private), key.public]
+        .into_iter()
+        .flatten()
+        .collect();
     key.session.destroy(&objects)
 }
 
 impl<'s> Deref for PendingKey<'s> {
     type Target = TokenKey<'s>;
     fn deref(&self) -> &TokenKey<'s> {
-        self.key.as_ref().expect("a pending key holds its key until kept")
+        self.key
+            .as_ref()
+            .expect("a pending key holds its key until kept")
     }
 }
 
@@ -170,8 +178,9 @@ impl TokenSession {
     /// # Errors
     /// [`KeysError::TokenCapability`] naming the token and what it supports.
     pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
-        let report = super::doctor::verdict(self.token.module.context(), self.token.slot, algorithm)
-            .map_err(|e| self.error(e, "C_GetMechanismInfo"))?;
+        let report =
+            super::doctor::verdict(self.token.module.context(), self.token.slot, algorithm)
+                .map_err(|e| self.error(e, "C_GetMechanismInfo"))?;
         if report.can_generate && report.can_sign {
             return Ok(());
         }
@@ -179,7 +188,11 @@ impl TokenSession {
             token: self.token.description(),
             what: format!(
                 "{} {algorithm} keys",
-                if report.can_generate { "sign with" } else { "generate" }
+                if report.can_generate {
+                    "sign with"
+                } else {
+                    "generate"
+                }
             ),
             supports: report.detail,
         })

@@ -157,7 +157,10 @@ impl Module {
             uri.token.as_ref().is_none_or(|v| *v == s.label)
                 && uri.serial.as_ref().is_none_or(|v| *v == s.serial)
                 && uri.model.as_ref().is_none_or(|v| *v == s.model)
-                && uri.manufacturer.as_ref().is_none_or(|v| *v == s.manufacturer)
+                && uri
+                    .manufacturer
+                    .as_ref()
+                    .is_none_or(|v| *v == s.manufacturer)
                 && uri.slot_id.is_none_or(|id| id == t.slot.id())
         };
         let present: Vec<String> = tokens.iter().map(|t| t.summary.to_string()).collect();

@@ -120,7 +120,10 @@ impl TokenSession {
                 what: format!("CKA_ID {}", hex(id)),
             });
         }
-        if !self.find(&[Attribute::Label(label.as_bytes().to_vec())])?.is_empty() {
+        if !self
+            .find(&[Attribute::Label(label.as_bytes().to_vec())])?
+            .is_empty()
+        {
             return Err(KeysError::DuplicateObject {
                 token: self.token.description(),
                 what: format!("label \"{label}\""),

@@ -231,9 +231,7 @@ fn decode(value: &str, attr: &str) -> Result<Vec<u8>, String> {
                 .get(i + 1..i + 3)
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
-                .ok_or_else(|| {
-                    format!("{attr}: '%' must be followed by two hex digits")
-                })?;
+                .ok_or_else(|| format!("{attr}: '%' must be followed by two hex digits"))?;
             out.push(pair);
             i += 3;
         } else {
@@ -300,19 +298,21 @@ fn parse(input: &str) -> Result<Pkcs11Uri, String> {
                 };
                 set(&mut uri.object_type, t, name)?
             }
-            "library-manufacturer" => {
-                set(&mut uri.library_manufacturer, decode_text(value, name)?, name)?
-            }
-            "library-description" => {
-                set(&mut uri.library_description, decode_text(value, name)?, name)?
-            }
+            "library-manufacturer" => set(
+                &mut uri.library_manufacturer,
+                decode_text(value, name)?,
+                name,
+            )?,
+            "library-description" => set(
+                &mut uri.library_description,
+                decode_text(value, name)?,
+                name,
+            )?,
             "library-version" => set(&mut uri.library_version, decode_text(value, name)?, name)?,
             "slot-manufacturer" => {
                 set(&mut uri.slot_manufacturer, decode_text(value, name)?, name)?
             }
-            "slot-description" => {
-                set(&mut uri.slot_description, decode_text(value, name)?, name)?
-            }
+            "slot-description" => set(&mut uri.slot_description, decode_text(value, name)?, name)?,
             "slot-id" => {
                 let n = decode_text(value, name)?
                     .parse::<u64>()
@@ -325,7 +325,11 @@ fn parse(input: &str) -> Result<Pkcs11Uri, String> {
             other => return Err(format!("unknown path attribute \"{other}\"")),
         }
     }
-    for part in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+    for part in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         let (name, value) = part
             .split_once('=')
             .ok_or_else(|| "a query attribute has no '='".to_string())?;
@@ -366,15 +370,23 @@ mod tests {
         assert_eq!(uri.id.as_ref().unwrap().len(), 20);
         let uri = parse_ok("pkcs11:object=my-sign-key;type=private?module-name=mypkcs11");
         assert_eq!(uri.module_name.as_deref(), Some("mypkcs11"));
-        let uri = parse_ok("pkcs11:token=Software%20PKCS%2311%20softtoken;manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin");
+        let uri = parse_ok(
+            "pkcs11:token=Software%20PKCS%2311%20softtoken;manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin",
+        );
         assert_eq!(uri.pin_value.as_ref().unwrap().expose_secret(), "the-pin");
         let uri = parse_ok("pkcs11:slot-description=Sun%20Metaslot");
         assert_eq!(uri.slot_description.as_deref(), Some("Sun Metaslot"));
-        let uri = parse_ok("pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert");
+        let uri = parse_ok(
+            "pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert",
+        );
         assert_eq!(uri.token.as_deref(), Some("A name with a substring %;"));
-        let uri = parse_ok("pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert");
+        let uri = parse_ok(
+            "pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert",
+        );
         assert!(uri.token.unwrap().ends_with('á'));
-        let uri = parse_ok("pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1&pin-source=file:/etc/token_pin");
+        let uri = parse_ok(
+            "pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1&pin-source=file:/etc/token_pin",
+        );
         assert_eq!(uri.module_path.as_deref(), Some("/mnt/libmypkcs11.so.1"));
         assert_eq!(uri.pin_source.as_deref(), Some("file:/etc/token_pin"));
         assert_eq!(parse_ok("pkcs11:").token, None);
@@ -401,7 +413,9 @@ mod tests {
         let uri = parse_ok("pkcs11:token=t?pin-value=s3cr3t-pin");
         assert!(!uri.to_string().contains("s3cr3t"));
         assert!(!format!("{uri:?}").contains("s3cr3t"));
-        let err = "pkcs11:token=t?pin-value=%zz-s3cr3t".parse::<Pkcs11Uri>().unwrap_err();
+        let err = "pkcs11:token=t?pin-value=%zz-s3cr3t"
+            .parse::<Pkcs11Uri>()
+            .unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }
 
