@@ -22,7 +22,11 @@ pub struct TestArgs {
 }
 
 /// External programs the tests need, with the Debian package that provides each.
-const REQUIRED_TOOLS: &[(&str, &str)] = &[("openssl", "openssl")];
+const REQUIRED_TOOLS: &[(&str, &str)] = &[
+    ("openssl", "openssl"),
+    ("softhsm2-util", "softhsm2"),
+    ("pkcs11-tool", "opensc"),
+];
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

@@ -35,7 +35,10 @@ fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
 
 fn parse_hex_id(text: &str) -> Result<Vec<u8>> {
     let clean: String = text.chars().filter(|c| *c != ':').collect();
-    if clean.is_empty() || clean.len() % 2 != 0 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+    if clean.is_empty()
+        || !clean.len().is_multiple_of(2)
+        || !clean.chars().all(|c| c.is_ascii_hexdigit())
+    {
         return Err(UsageError(format!(
             "--id \"{text}\" is not hex bytes (e.g. 01a2 or 01:a2)"
         ))

@@ -58,8 +58,7 @@ impl TokenSession {
             Attribute::SerialNumber(der_unsigned_integer(cert.tbs_certificate.raw_serial())),
             Attribute::Value(cert_der.to_vec()),
         ];
-        self.session
-            .create_object(&template)
+        self.serialized(|s| s.create_object(&template))
             .map_err(|e| self.error(e, "C_CreateObject"))
     }
 

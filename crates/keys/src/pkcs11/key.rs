@@ -131,16 +131,17 @@ impl TokenSession {
         private: ObjectHandle,
     ) -> Result<TokenKey<'_>, KeysError> {
         let attrs = self
-            .session
-            .get_attributes(
-                private,
-                &[
-                    AttributeType::Id,
-                    AttributeType::Label,
-                    AttributeType::KeyType,
-                    AttributeType::AlwaysAuthenticate,
-                ],
-            )
+            .serialized(|s| {
+                s.get_attributes(
+                    private,
+                    &[
+                        AttributeType::Id,
+                        AttributeType::Label,
+                        AttributeType::KeyType,
+                        AttributeType::AlwaysAuthenticate,
+                    ],
+                )
+            })
             .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
         let mut id = Vec::new();
         let mut label = String::new();
@@ -179,19 +180,17 @@ impl TokenSession {
                 let mut modulus = None;
                 let mut exponent = None;
                 for object in source.into_iter().flatten() {
-                    if modulus.is_none() {
-                        if let Some(Attribute::Modulus(m)) =
+                    if modulus.is_none()
+                        && let Some(Attribute::Modulus(m)) =
                             self.attribute(object, AttributeType::Modulus)?
-                        {
-                            modulus = Some(m);
-                        }
+                    {
+                        modulus = Some(m);
                     }
-                    if exponent.is_none() {
-                        if let Some(Attribute::PublicExponent(e)) =
+                    if exponent.is_none()
+                        && let Some(Attribute::PublicExponent(e)) =
                             self.attribute(object, AttributeType::PublicExponent)?
-                        {
-                            exponent = Some(e);
-                        }
+                    {
+                        exponent = Some(e);
                     }
                 }
                 let (Some(modulus), Some(exponent)) = (modulus, exponent) else {
@@ -371,40 +370,34 @@ impl KeySigner for TokenKey<'_> {
                 super::rv_name(&e)
             ))
         };
-        let raw = if self.always_authenticate {
+        let raw = session.serialized(|s| -> Result<Vec<u8>, KeysError> {
+        Ok(if self.always_authenticate {
             if !multipart_ok {
                 return Err(KeysError::Signing(format!(
                     "{token}: the key needs a PIN for every signature (CKA_ALWAYS_AUTHENTICATE) and the token hashes nothing itself, which cryptoki cannot sign with a login in between"
                 )));
             }
-            session
-                .session
-                .sign_init(&mechanism, self.private)
+            s.sign_init(&mechanism, self.private)
                 .map_err(|e| failed(e, "C_SignInit"))?;
-            match session
-                .session
-                .login(UserType::ContextSpecific, Some(session.pin.secret()))
+            match s.login(UserType::ContextSpecific, Some(session.pin.secret()))
             {
                 Ok(()) => {}
                 Err(Error::Pkcs11(RvError::PinIncorrect, _)) => {
-                    return Err(KeysError::PinIncorrect { token });
+                    return Err(KeysError::PinIncorrect {
+                            token: token.clone(),
+                        });
                 }
                 Err(e) => return Err(failed(e, "C_Login")),
             }
-            session
-                .session
-                .sign_update(&data)
+            s.sign_update(&data)
                 .map_err(|e| failed(e, "C_SignUpdate"))?;
-            session
-                .session
-                .sign_final()
+            s.sign_final()
                 .map_err(|e| failed(e, "C_SignFinal"))?
         } else {
-            session
-                .session
-                .sign(&mechanism, self.private, &data)
+            s.sign(&mechanism, self.private, &data)
                 .map_err(|e| failed(e, "C_Sign"))?
-        };
+        })
+        })?;
         match self.algorithm {
             KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => Ok(raw),
             KeyAlgorithm::P256 => {

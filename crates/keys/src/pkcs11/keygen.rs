@@ -163,10 +163,10 @@ impl<'s> Deref for PendingKey<'s> {
 
 impl Drop for PendingKey<'_> {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            if let Err(e) = destroy_pair(&key) {
-                eprintln!("warning: could not remove an unfinished key from the token: {e}");
-            }
+        if let Some(key) = self.key.take()
+            && let Err(e) = destroy_pair(&key)
+        {
+            eprintln!("warning: could not remove an unfinished key from the token: {e}");
         }
     }
 }
@@ -267,8 +267,7 @@ impl TokenSession {
             }
         };
         let (public, private) = self
-            .session
-            .generate_key_pair(&mechanism, &public_template, &private_template)
+            .serialized(|s| s.generate_key_pair(&mechanism, &public_template, &private_template))
             .map_err(|e| self.error(e, "C_GenerateKeyPair"))?;
 
         // From here on, every failure destroys both halves.
@@ -312,25 +311,26 @@ impl TokenSession {
 
     fn audit(&self, private: ObjectHandle, public: ObjectHandle) -> Result<KeyAudit, KeysError> {
         let attrs = self
-            .session
-            .get_attributes(
-                private,
-                &[
-                    AttributeType::Token,
-                    AttributeType::Private,
-                    AttributeType::Sensitive,
-                    AttributeType::AlwaysSensitive,
-                    AttributeType::Extractable,
-                    AttributeType::NeverExtractable,
-                    AttributeType::Local,
-                    AttributeType::Sign,
-                    AttributeType::Decrypt,
-                    AttributeType::Unwrap,
-                    AttributeType::Derive,
-                    AttributeType::Modulus,
-                    AttributeType::EcParams,
-                ],
-            )
+            .serialized(|s| {
+                s.get_attributes(
+                    private,
+                    &[
+                        AttributeType::Token,
+                        AttributeType::Private,
+                        AttributeType::Sensitive,
+                        AttributeType::AlwaysSensitive,
+                        AttributeType::Extractable,
+                        AttributeType::NeverExtractable,
+                        AttributeType::Local,
+                        AttributeType::Sign,
+                        AttributeType::Decrypt,
+                        AttributeType::Unwrap,
+                        AttributeType::Derive,
+                        AttributeType::Modulus,
+                        AttributeType::EcParams,
+                    ],
+                )
+            })
             .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
         let mut audit = KeyAudit {
             token: None,
@@ -374,10 +374,10 @@ impl TokenSession {
             }
         }
         // Some tokens report the modulus only on the public half.
-        if audit.modulus_bits.is_none() {
-            if let Some(Attribute::Modulus(m)) = self.attribute(public, AttributeType::Modulus)? {
-                audit.modulus_bits = Some(crate::spki::unsigned_bit_length(&m));
-            }
+        if audit.modulus_bits.is_none()
+            && let Some(Attribute::Modulus(m)) = self.attribute(public, AttributeType::Modulus)?
+        {
+            audit.modulus_bits = Some(crate::spki::unsigned_bit_length(&m));
         }
         Ok(audit)
     }

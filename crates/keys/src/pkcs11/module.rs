@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -17,6 +17,16 @@ use crate::KeysError;
 pub struct Module {
     path: PathBuf,
     context: Pkcs11,
+    /// Set for modules known to fail under concurrent sessions (SoftHSM 2.6 with its file store:
+    /// SoftHSMv2 issue 573, `CKR_GENERAL_ERROR` from `C_GenerateKeyPair` while other sessions
+    /// work). Every call made through a [`super::TokenSession`] then takes this lock.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+#[derive(Clone)]
+struct Loaded {
+    context: Pkcs11,
+    write_lock: Option<Arc<Mutex<()>>>,
 }
 
 impl fmt::Debug for Module {
@@ -25,8 +35,8 @@ impl fmt::Debug for Module {
     }
 }
 
-fn registry() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+fn registry() -> &'static Mutex<HashMap<PathBuf, Loaded>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -42,10 +52,11 @@ impl Module {
             reason: e.to_string(),
         })?;
         let mut loaded = registry().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(context) = loaded.get(&key) {
+        if let Some(known) = loaded.get(&key) {
             return Ok(Module {
                 path: key,
-                context: context.clone(),
+                context: known.context.clone(),
+                write_lock: known.write_lock.clone(),
             });
         }
         let failed = |reason: String| KeysError::Pkcs11Module {
@@ -57,8 +68,35 @@ impl Module {
             Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(failed(format!("C_Initialize failed: {}", rv_name(&e)))),
         }
-        loaded.insert(key.clone(), context.clone());
-        Ok(Module { path: key, context })
+        let serialized = context
+            .get_library_info()
+            .map(|info| info.manufacturer_id().trim().starts_with("SoftHSM"))
+            .unwrap_or(false);
+        let write_lock = serialized.then(|| Arc::new(Mutex::new(())));
+        loaded.insert(
+            key.clone(),
+            Loaded {
+                context: context.clone(),
+                write_lock: write_lock.clone(),
+            },
+        );
+        Ok(Module {
+            path: key,
+            context,
+            write_lock,
+        })
+    }
+
+    /// Runs `call` under the module's lock when the module needs one (see the `write_lock` field),
+    /// else directly.
+    pub(crate) fn serialized<T>(&self, call: impl FnOnce() -> T) -> T {
+        match &self.write_lock {
+            Some(lock) => {
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                call()
+            }
+            None => call(),
+        }
     }
 
     /// Loads the module named by, in order: the URI's `module-path`, `module_arg` (`--module`),

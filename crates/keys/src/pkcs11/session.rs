@@ -57,14 +57,17 @@ impl TokenRef {
                 code: "the token's user PIN is not initialized".to_string(),
             });
         }
-        let session = context
-            .open_rw_session(self.slot)
+        let session = self
+            .module
+            .serialized(|| context.open_rw_session(self.slot))
             .map_err(|e| failed(e, "C_OpenSession"))?;
-        let result = if info.protected_authentication_path() {
-            session.login(UserType::User, None)
-        } else {
-            session.login(UserType::User, Some(pin.secret()))
-        };
+        let result = self.module.serialized(|| {
+            if info.protected_authentication_path() {
+                session.login(UserType::User, None)
+            } else {
+                session.login(UserType::User, Some(pin.secret()))
+            }
+        });
         match result {
             Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(Error::Pkcs11(RvError::PinIncorrect, _)) => {
@@ -97,10 +100,14 @@ impl TokenSession {
         }
     }
 
+    /// Runs `call` on the session, under the module's lock where the module needs one.
+    pub(crate) fn serialized<T>(&self, call: impl FnOnce(&Session) -> T) -> T {
+        self.token.module.serialized(|| call(&self.session))
+    }
+
     /// Handles of the objects matching `template`.
     pub(crate) fn find(&self, template: &[Attribute]) -> Result<Vec<ObjectHandle>, KeysError> {
-        self.session
-            .find_objects(template)
+        self.serialized(|s| s.find_objects(template))
             .map_err(|e| self.error(e, "C_FindObjects"))
     }
 
@@ -139,8 +146,7 @@ impl TokenSession {
         kind: AttributeType,
     ) -> Result<Option<Attribute>, KeysError> {
         let mut found = self
-            .session
-            .get_attributes(object, &[kind])
+            .serialized(|s| s.get_attributes(object, &[kind]))
             .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
         Ok(found.pop())
     }
@@ -149,7 +155,8 @@ impl TokenSession {
     pub(crate) fn destroy(&self, objects: &[ObjectHandle]) -> Result<(), KeysError> {
         let mut first = None;
         for object in objects {
-            if let Err(e) = self.session.destroy_object(*object) {
+            let destroyed = self.serialized(|s| s.destroy_object(*object));
+            if let Err(e) = destroyed {
                 first.get_or_insert(self.error(e, "C_DestroyObject"));
             }
         }

@@ -1,0 +1,255 @@
+//! The PKCS#11 library path in-process on a real SoftHSM2: no orphans on failure, certificate
+//! install, several threads at once. pkcs11-tool and OpenSSL judge the results.
+
+use std::path::Path;
+
+use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef};
+use codesign_kit::keys::{KeyAlgorithm, KeySigner, KeysError, SubjectDn, csr};
+use codesign_testkit::{SoftHsm, USER_PIN, fixture, openssl, openssl_csr_signature_ok};
+use secrecy::SecretString;
+
+fn subject() -> SubjectDn {
+    "CN=Example Corp,O=Example Corp,C=US".parse().unwrap()
+}
+
+/// A token of the process-wide SoftHSM that no other test uses, found through the library.
+fn token() -> (&'static SoftHsm, TokenRef, String) {
+    let label = SoftHsm::claim_token();
+    let hsm = SoftHsm::process_wide();
+    let uri: Pkcs11Uri = hsm.uri(&label, "").parse().unwrap();
+    let module = Module::resolve(&uri, None).unwrap();
+    let token = module.find_token(&uri).unwrap();
+    (hsm, token, label)
+}
+
+fn pin() -> Pin {
+    Pin::new(SecretString::from(USER_PIN))
+}
+
+#[test]
+fn a_failure_between_keygen_and_csr_leaves_no_object() {
+    let (hsm, token, label) = token();
+    let session = token.login(&pin()).unwrap();
+    let before = session.object_count().unwrap();
+
+    // Simulated failure: the key is made and audited, then the step after it fails.
+    let result: Result<(), KeysError> = (|| {
+        let pending = session.generate_key_pair(&KeyRequest::new(KeyAlgorithm::P256, "doomed"))?;
+        assert_eq!(
+            session.object_count()?,
+            before + 2,
+            "both halves exist while pending"
+        );
+        assert_eq!(pending.audit().never_extractable, Some(true));
+        Err(KeysError::CsrBuild(
+            "simulated failure after key generation".into(),
+        ))
+    })();
+    assert!(result.is_err());
+    assert_eq!(
+        session.object_count().unwrap(),
+        before,
+        "the pending key was destroyed"
+    );
+    assert_eq!(hsm.object_count(&label), before, "pkcs11-tool agrees");
+
+    // An explicit discard does the same and reports success.
+    let pending = session
+        .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P384, "discarded"))
+        .unwrap();
+    pending.discard().unwrap();
+    assert_eq!(hsm.object_count(&label), before);
+
+    // A kept key stays.
+    let pending = session
+        .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P256, "kept"))
+        .unwrap();
+    let request = csr::build(&*pending, &subject()).unwrap();
+    let (key, audit) = pending.keep();
+    assert_eq!(audit.local, Some(true));
+    assert_eq!(key.label(), "kept");
+    assert!(csr::inspect(request.der()).unwrap().is_acceptable());
+    assert_eq!(hsm.object_count(&label), before + 2);
+}
+
+#[test]
+fn duplicate_ids_and_labels_are_refused_before_anything_is_made() {
+    let (_hsm, token, _label) = token();
+    let session = token.login(&pin()).unwrap();
+    let mut request = KeyRequest::new(KeyAlgorithm::P256, "first");
+    request.id = Some(vec![0x01, 0x02]);
+    let (_key, _) = session.generate_key_pair(&request).unwrap().keep();
+    let count = session.object_count().unwrap();
+
+    let mut same_id = KeyRequest::new(KeyAlgorithm::P256, "second");
+    same_id.id = Some(vec![0x01, 0x02]);
+    let err = session.generate_key_pair(&same_id).err().unwrap();
+    assert!(
+        err.to_string().contains("CKA_ID 0102 already exists"),
+        "{err}"
+    );
+    let err = session
+        .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P256, "first"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("label \"first\""), "{err}");
+    assert_eq!(session.object_count().unwrap(), count);
+}
+
+fn openssl_sign_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
+    let csr_path = dir.join("leaf.csr");
+    std::fs::write(&csr_path, csr_pem).unwrap();
+    let ca_key = fixture("openssl-p384.key");
+    let ca_cert = dir.join("ca.pem");
+    let out = openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        ca_key.to_str().unwrap(),
+        "-subj",
+        "/CN=Test CA",
+        "-days",
+        "2",
+        "-out",
+        ca_cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leaf = dir.join("leaf.der");
+    let out = openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        csr_path.to_str().unwrap(),
+        "-CA",
+        ca_cert.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-days",
+        "1",
+        "-outform",
+        "DER",
+        "-out",
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(leaf).unwrap()
+}
+
+#[test]
+fn certificates_are_installed_beside_their_key_and_only_there() {
+    let (hsm, token, label) = token();
+    let session = token.login(&pin()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut request = KeyRequest::new(KeyAlgorithm::Rsa3072, "signer");
+    request.id = Some(vec![0xc5, 0x01]);
+    let (key, _) = session.generate_key_pair(&request).unwrap().keep();
+    let csr_pem = csr::build(&key, &subject()).unwrap().pem();
+    let cert = openssl_sign_certificate(dir.path(), &csr_pem);
+
+    // A certificate for another key is refused and nothing is stored.
+    let other = session
+        .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P256, "other"))
+        .unwrap();
+    let err = session.install_certificate(&other, &cert).unwrap_err();
+    assert!(
+        err.to_string().contains("its public key is not the key's"),
+        "{err}"
+    );
+    other.discard().unwrap();
+    let err = session
+        .install_certificate(&key, b"not a certificate")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a readable X.509 certificate"),
+        "{err}"
+    );
+    assert_eq!(session.certificate_for(&key).unwrap(), None);
+
+    session.install_certificate(&key, &cert).unwrap();
+    assert_eq!(
+        session.certificate_for(&key).unwrap().as_deref(),
+        Some(&cert[..])
+    );
+    let err = session.install_certificate(&key, &cert).unwrap_err();
+    assert!(matches!(err, KeysError::DuplicateObject { .. }), "{err}");
+
+    // pkcs11-tool sees the certificate with the key's ID and label.
+    let listing = hsm.list_objects(&label);
+    let cert_block = listing
+        .split("Certificate Object")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no certificate object in:\n{listing}"));
+    assert!(cert_block.contains("label:      signer"), "{cert_block}");
+    assert!(cert_block.contains("ID:         c501"), "{cert_block}");
+    assert!(
+        cert_block.contains("subject:    DN: CN=Example Corp"),
+        "{cert_block}"
+    );
+}
+
+#[test]
+fn several_threads_make_keys_at_once_with_one_session_each() {
+    let (hsm, token, label) = token();
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let token = token.clone();
+            let dir = dir.path();
+            scope.spawn(move || {
+                let session = token.login(&pin()).unwrap();
+                for n in 0..2 {
+                    let algorithm = if n == 0 {
+                        KeyAlgorithm::P256
+                    } else {
+                        KeyAlgorithm::P384
+                    };
+                    let label = format!("w{worker}-k{n}");
+                    let pending = session
+                        .generate_key_pair(&KeyRequest::new(algorithm, label.clone()))
+                        .unwrap();
+                    let request = csr::build(&*pending, &subject()).unwrap();
+                    let path = dir.join(format!("{label}.csr"));
+                    std::fs::write(&path, request.pem()).unwrap();
+                    openssl_csr_signature_ok(&path, false).unwrap();
+                    let (key, _) = pending.keep();
+                    assert_eq!(key.algorithm(), algorithm);
+                }
+            });
+        }
+    });
+    assert_eq!(hsm.object_count(&label), 16);
+}
+
+#[test]
+fn keys_are_found_again_by_id_or_label() {
+    let (_hsm, token, label) = token();
+    let session = token.login(&pin()).unwrap();
+    let mut request = KeyRequest::new(KeyAlgorithm::P384, "findme");
+    request.id = Some(vec![0xab]);
+    let (made, _) = session.generate_key_pair(&request).unwrap().keep();
+    let by_id = session.find_key(Some(&[0xab]), None).unwrap();
+    let by_label = session.find_key(None, Some("findme")).unwrap();
+    assert_eq!(by_id.public_key_bits(), made.public_key_bits());
+    assert_eq!(
+        by_label.subject_public_key_info(),
+        made.subject_public_key_info()
+    );
+    let err = session.find_key(None, Some("missing")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no private key with label \"missing\""),
+        "{err}"
+    );
+    let uri = made.uri();
+    assert_eq!(uri.id.as_deref(), Some(&[0xab][..]));
+    assert_eq!(uri.token.as_deref(), Some(label.as_str()));
+}
