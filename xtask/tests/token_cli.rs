@@ -293,6 +293,13 @@ fn bad_requests_leave_the_token_untouched() {
             ],
             "an object with label \"taken\" already exists",
         ),
+        (
+            vec![
+                "--pkcs11".into(),
+                format!("pkcs11:slot-id=0?module-path={}", hsm.module().display()),
+            ],
+            "name the token with token=<label> or serial=<serial>",
+        ),
     ];
     for (args, says) in cases {
         let mut full = vec!["keygen", "--alg", "p256"];

@@ -176,20 +176,20 @@ impl Module {
         Ok(tokens)
     }
 
-    /// The one token matching the URI's token attributes (`token`, `serial`, `model`,
-    /// `manufacturer`; `slot-id` narrows further but is never used alone).
+    /// The one token matching the URI's token attributes: `token` (label) or `serial` must be
+    /// given; `model`, `manufacturer` and `slot-id` narrow further but never select alone.
     ///
     /// # Errors
+    /// [`KeysError::Pkcs11Uri`] when neither label nor serial is given,
     /// [`KeysError::TokenNotFound`] listing the tokens present, [`KeysError::TokenAmbiguous`].
     pub fn find_token(&self, uri: &Pkcs11Uri) -> Result<TokenRef, KeysError> {
-        let tokens = self.tokens()?;
-        let wanted = uri.token_description();
-        if uri.token.is_none() && uri.serial.is_none() && tokens.len() > 1 {
-            return Err(KeysError::TokenAmbiguous {
-                wanted,
-                count: tokens.len(),
+        if uri.token.is_none() && uri.serial.is_none() {
+            return Err(KeysError::Pkcs11Uri {
+                reason: "name the token with token=<label> or serial=<serial> (slot numbers change when tokens come and go)".to_string(),
             });
         }
+        let tokens = self.tokens()?;
+        let wanted = uri.token_description();
         let matches = |t: &TokenRef| {
             let s = &t.summary;
             uri.token.as_ref().is_none_or(|v| *v == s.label)

@@ -71,3 +71,41 @@ impl Pin {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn the_uri_pin_sources_come_first_and_are_never_shown() {
+        let uri: Pkcs11Uri = "pkcs11:token=t?pin-value=9876".parse().unwrap();
+        let pin = Pin::resolve(&uri, "token t").unwrap();
+        assert_eq!(pin.secret().expose_secret(), "9876");
+        assert_eq!(format!("{pin:?}"), "Pin(<redacted>)");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pin");
+        std::fs::write(&file, "5555\nsecond line ignored\n").unwrap();
+        let uri: Pkcs11Uri = format!("pkcs11:token=t?pin-source=file:{}", file.display())
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Pin::resolve(&uri, "t").unwrap().secret().expose_secret(),
+            "5555"
+        );
+
+        std::fs::write(&file, "").unwrap();
+        let err = Pin::resolve(&uri, "t").unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        let uri: Pkcs11Uri = "pkcs11:token=t?pin-source=/nonexistent/pin"
+            .parse()
+            .unwrap();
+        let err = Pin::resolve(&uri, "t").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot read the pin-source file /nonexistent/pin"),
+            "{err}"
+        );
+    }
+}
