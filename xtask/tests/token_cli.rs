@@ -371,3 +371,47 @@ fn doctor_reports_what_the_token_offers() {
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("RSA-3072   OK"));
 }
+
+#[test]
+fn keys_that_always_authenticate_get_a_login_before_each_signature() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("aa-token");
+    // pkcs11-tool makes the key: CKA_ALWAYS_AUTHENTICATE, as some eTokens mark their keys.
+    hsm.pkcs11_tool(
+        "aa-token",
+        &[
+            "--keypairgen",
+            "--key-type",
+            "rsa:3072",
+            "--always-auth",
+            "--id",
+            "77",
+            "--label",
+            "aa",
+            "--usage-sign",
+        ],
+    );
+    assert!(hsm.list_objects("aa-token").contains("always authenticate"));
+    let log = hsm.dir().join("spy.log");
+    let csr = hsm.dir().join("aa.csr");
+    let uri = format!(
+        "pkcs11:token=aa-token;id=%77?module-path={}",
+        SoftHsm::spy_module().display()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(["csr", "--key", &uri, "--subject", SUBJECT, "--out", p(&csr)])
+        .env("PKCS11_PIN", USER_PIN)
+        .env("PKCS11SPY", hsm.module())
+        .env("PKCS11SPY_OUTPUT", &log);
+    for (k, v) in hsm.env() {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert_exit(&out, 0);
+    openssl_csr_signature_ok(&csr, false).unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    let user = log.matches("userType = CKU_USER").count();
+    let context = log.matches("userType = CKU_CONTEXT_SPECIFIC").count();
+    assert_eq!((user, context), (1, 1), "{log}");
+}
