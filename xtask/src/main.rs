@@ -27,6 +27,8 @@ enum Command {
     Inspect(commands::keys::InspectArgs),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
     Doctor(commands::token::DoctorArgs),
+    /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
+    Emulator(commands::emulator::EmulatorArgs),
     /// Install what the tests need, then run fmt, clippy and every test.
     Test(commands::test::TestArgs),
 }
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Csr(args) => commands::keys::csr(args),
         Command::Inspect(args) => commands::keys::inspect(args),
         Command::Doctor(args) => commands::token::doctor(args),
+        Command::Emulator(args) => commands::emulator::run(args),
         Command::Test(args) => commands::test::run(args),
     };
     match result {

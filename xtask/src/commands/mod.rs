@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub mod emulator;
 pub mod keys;
 pub mod test;
 pub mod token;

@@ -1,0 +1,91 @@
+//! The emulator's certificate authority: a root and an intermediate (ECDSA P-384) that issue real
+//! X.509 code signing certificates for the public key of an order's CSR.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::EmulatorError;
+use crate::state::{CaMaterial, Organization};
+
+fn ca_error(e: rcgen::Error) -> EmulatorError {
+    EmulatorError::Ca(e.to_string())
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(
+        DnType::OrganizationName,
+        "CertCentral Emulator (not a real CA)",
+    );
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// Makes a fresh root and intermediate.
+pub fn generate() -> Result<CaMaterial, EmulatorError> {
+    let now = OffsetDateTime::now_utc();
+    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(ca_error)?;
+    let mut root = CertificateParams::default();
+    root.distinguished_name = dn("CertCentral Emulator Root CA");
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    root.not_before = now - time::Duration::days(1);
+    root.not_after = now + time::Duration::days(3650);
+    let root_cert = root.self_signed(&root_key).map_err(ca_error)?;
+
+    let intermediate_key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(ca_error)?;
+    let mut intermediate = CertificateParams::default();
+    intermediate.distinguished_name = dn("CertCentral Emulator Code Signing CA");
+    intermediate.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    intermediate.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    intermediate.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    intermediate.not_before = now - time::Duration::days(1);
+    intermediate.not_after = now + time::Duration::days(3000);
+    intermediate.use_authority_key_identifier_extension = true;
+    let root_issuer = Issuer::new(root, &root_key);
+    let intermediate_cert = intermediate
+        .signed_by(&intermediate_key, &root_issuer)
+        .map_err(ca_error)?;
+    Ok(CaMaterial {
+        root_cert_pem: root_cert.pem(),
+        root_key_pem: root_key.serialize_pem(),
+        intermediate_cert_pem: intermediate_cert.pem(),
+        intermediate_key_pem: intermediate_key.serialize_pem(),
+    })
+}
+
+/// Issues a code signing certificate for the public key `spki_der`, for `organization`, valid
+/// until `not_after`, with `serial`.
+pub fn issue(
+    ca: &CaMaterial,
+    spki_der: &[u8],
+    organization: &Organization,
+    not_after: OffsetDateTime,
+    serial: Vec<u8>,
+) -> Result<String, EmulatorError> {
+    let key = KeyPair::from_pem(&ca.intermediate_key_pem).map_err(ca_error)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.intermediate_cert_pem, key).map_err(ca_error)?;
+    let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(ca_error)?;
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CountryName, organization.country.clone());
+    subject.push(DnType::StateOrProvinceName, organization.state.clone());
+    subject.push(DnType::LocalityName, organization.city.clone());
+    subject.push(DnType::OrganizationName, organization.name.clone());
+    subject.push(DnType::CommonName, organization.name.clone());
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    params.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = not_after;
+    params.serial_number = Some(SerialNumber::from(serial));
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&public_key, &issuer).map_err(ca_error)?;
+    Ok(cert.pem())
+}

@@ -1,0 +1,397 @@
+//! A local DigiCert CertCentral: the code signing order endpoints and their neighbours, validating
+//! like the documented API, issuing real X.509 code signing certificates from its own test CA, and
+//! injecting the faults a robust client must survive.
+//!
+//! Written from the API page and the notes in `shared/reference/`, independently of the client
+//! crate, so that each can catch the other's mistakes. It listens on loopback only.
+//!
+//! ```
+//! use certcentral_emulator::{Emulator, EmulatorConfig};
+//!
+//! let emulator = Emulator::start(EmulatorConfig::new("test-api-key"), "127.0.0.1:0".parse()?)?;
+//! assert!(emulator.api_base().starts_with("http://127.0.0.1:"));
+//! assert!(emulator.api_base().ends_with("/services/v2"));
+//! emulator.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Endpoints (under `/services/v2`, authenticated by `X-DC-DEVKEY`): `POST /order/certificate/
+//! {code_signing|code_signing_ev}`, `GET /order/certificate/{id}`, `GET /order/certificate`,
+//! `GET /order/alternate/{alt_id}`, `PUT /request/{id}/status`, `PUT /order/certificate/{id}/status`,
+//! `GET /certificate/{id}/download/format/{format}`,
+//! `GET /certificate/download/order/{id}/format/{format}`, `POST|GET /organization`,
+//! `POST|GET /organization/{id}/validation`.
+//!
+//! Admin (under `/_emulator`, same key): `POST|GET|DELETE /faults`, `GET|PUT /settings`,
+//! `GET /inspect/orders-by-alternative-id`, `GET /inspect/last-request/{route}`, `GET /ca/root.pem`.
+
+mod ca;
+pub mod faults;
+mod pkcs7;
+mod routes;
+mod server;
+pub mod state;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use faults::{Fault, FaultRule, Route};
+pub use routes::API_KEY_HEADER;
+use serde::{Deserialize, Serialize};
+
+/// What can go wrong starting or running the emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The listen address is not a loopback address.
+    #[error("{0}: the emulator listens on loopback addresses only (127.0.0.0/8 or ::1)")]
+    NotLoopback(SocketAddr),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The state file cannot be read or written.
+    #[error("{}: emulator state file: {reason}", .path.display())]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The test CA failed.
+    #[error("the emulator's CA failed: {0}")]
+    Ca(String),
+    /// No API key was configured.
+    #[error("the emulator needs an API key: set DIGICERT_API_KEY (the variable the client reads)")]
+    NoApiKey,
+}
+
+/// How the account approves certificate requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// Orders with `skip_approval: true` are approved at once (`approved`, with `certificate_id`);
+    /// others wait as `pending`.
+    AutoApprove,
+    /// One approval step: requests start `pending`.
+    OneStep,
+    /// Two approval steps: requests start `submitted`, become `pending` on the first approval and
+    /// `approved` on the second.
+    TwoStep,
+}
+
+/// Settings that can change while the emulator runs (`PUT /_emulator/settings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The approval workflow.
+    pub approval: ApprovalMode,
+    /// Order info polls after approval before an order with a CSR is `issued` (clients must poll).
+    pub polls_until_issued: u32,
+    /// Minimum time after approval before issuance.
+    #[serde(with = "seconds")]
+    pub issue_delay: Duration,
+    /// Enforce the documented rate limits (100 per 5 s, 1000 per 3 min).
+    pub rate_limits: bool,
+}
+
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            approval: ApprovalMode::AutoApprove,
+            polls_until_issued: 2,
+            issue_delay: Duration::ZERO,
+            rate_limits: true,
+        }
+    }
+}
+
+/// How to start the emulator.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    api_key: String,
+    /// Runtime settings at start.
+    pub settings: Settings,
+    /// Faults armed at start.
+    pub faults: Vec<FaultRule>,
+    /// Keep the account in this JSON file (loaded at start when it exists, written on every
+    /// change), so a restarted emulator knows its orders.
+    pub state_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("api_key", &"<redacted>")
+            .field("settings", &self.settings)
+            .field("faults", &self.faults)
+            .field("state_file", &self.state_file)
+            .finish()
+    }
+}
+
+impl EmulatorConfig {
+    /// A configuration accepting `api_key`, with default settings.
+    pub fn new(api_key: impl Into<String>) -> EmulatorConfig {
+        EmulatorConfig {
+            api_key: api_key.into(),
+            settings: Settings::default(),
+            faults: Vec::new(),
+            state_file: None,
+        }
+    }
+
+    /// A configuration accepting the key in `DIGICERT_API_KEY`, the variable the client reads.
+    ///
+    /// # Errors
+    /// [`EmulatorError::NoApiKey`] when it is unset or empty.
+    pub fn from_env() -> Result<EmulatorConfig, EmulatorError> {
+        match std::env::var("DIGICERT_API_KEY") {
+            Ok(key) if !key.is_empty() => Ok(EmulatorConfig::new(key)),
+            _ => Err(EmulatorError::NoApiKey),
+        }
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct Shared {
+    api_key: String,
+    state: Mutex<state::State>,
+    settings: Mutex<Settings>,
+    faults: Mutex<Vec<FaultRule>>,
+    last_bodies: Mutex<HashMap<Route, serde_json::Value>>,
+    limiter: Mutex<faults::RateLimiter>,
+    state_file: Option<PathBuf>,
+    serials: Mutex<u64>,
+}
+
+impl Shared {
+    fn settings(&self) -> Settings {
+        self.settings.lock().expect("settings").clone()
+    }
+
+    /// Writes the state file, if any. A failure is reported on stderr; the emulator goes on.
+    fn persist(&self, state: &state::State) {
+        if let Some(path) = &self.state_file
+            && let Err(e) = state.save(path)
+        {
+            eprintln!("certcentral-emulator: {e}");
+        }
+    }
+
+    /// A unique positive 16-byte serial number.
+    fn random_serial(&self) -> Vec<u8> {
+        let mut counter = self.serials.lock().expect("serials");
+        *counter += 1;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut serial = Vec::with_capacity(16);
+        serial.extend_from_slice(&(nanos as u64).to_be_bytes());
+        serial.extend_from_slice(&counter.to_be_bytes());
+        serial[0] = (serial[0] & 0x7f) | 0x40;
+        serial
+    }
+}
+
+/// A running emulator. Stops when dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    shared: std::sync::Arc<Shared>,
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Emulator {
+    /// Starts the emulator on `listen` (a loopback address; port 0 picks a free port) in a
+    /// background thread with its own runtime.
+    ///
+    /// # Errors
+    /// [`EmulatorError::NotLoopback`], [`EmulatorError::Bind`], [`EmulatorError::StateFile`],
+    /// [`EmulatorError::Ca`].
+    pub fn start(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulator, EmulatorError> {
+        if !listen.ip().is_loopback() {
+            return Err(EmulatorError::NotLoopback(listen));
+        }
+        if config.api_key.is_empty() {
+            return Err(EmulatorError::NoApiKey);
+        }
+        let state = match &config.state_file {
+            Some(path) if path.exists() => state::State::load(path)?,
+            _ => state::State::seeded(ca::generate()?),
+        };
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| EmulatorError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| EmulatorError::Bind {
+                addr: listen,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| EmulatorError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        let shared = std::sync::Arc::new(Shared {
+            api_key: config.api_key,
+            state: Mutex::new(state),
+            settings: Mutex::new(config.settings),
+            faults: Mutex::new(config.faults),
+            last_bodies: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(faults::RateLimiter::default()),
+            state_file: config.state_file,
+            serials: Mutex::new(0),
+        });
+        shared.persist(&shared.state.lock().expect("state"));
+        let router = routes::router(shared.clone());
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("certcentral-emulator".to_string())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                    server::serve(listener, router, shutdown_rx).await;
+                });
+                runtime.shutdown_background();
+            })
+            .map_err(|e| EmulatorError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        Ok(Emulator {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The API base URL, `http://127.0.0.1:PORT/services/v2`: what a client uses as its base URL.
+    pub fn api_base(&self) -> String {
+        format!("{}/services/v2", self.url())
+    }
+
+    /// How many orders carry `alternative_order_id`.
+    pub fn orders_with_alternative_id(&self, alternative_order_id: &str) -> usize {
+        self.shared
+            .state
+            .lock()
+            .expect("state")
+            .orders
+            .values()
+            .filter(|o| o.alternative_order_id.as_deref() == Some(alternative_order_id))
+            .count()
+    }
+
+    /// How many orders exist.
+    pub fn order_count(&self) -> usize {
+        self.shared.state.lock().expect("state").orders.len()
+    }
+
+    /// The last request body received on `route`.
+    pub fn last_request_body(&self, route: Route) -> Option<serde_json::Value> {
+        self.shared
+            .last_bodies
+            .lock()
+            .expect("bodies")
+            .get(&route)
+            .cloned()
+    }
+
+    /// Arms a fault.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.faults.lock().expect("faults").push(rule);
+    }
+
+    /// Replaces the runtime settings.
+    pub fn set_settings(&self, settings: Settings) {
+        *self.shared.settings.lock().expect("settings") = settings;
+    }
+
+    /// The CA's root certificate, PEM.
+    pub fn root_pem(&self) -> String {
+        self.shared
+            .state
+            .lock()
+            .expect("state")
+            .ca
+            .root_cert_pem
+            .clone()
+    }
+
+    /// The CA's intermediate certificate, PEM.
+    pub fn intermediate_pem(&self) -> String {
+        self.shared
+            .state
+            .lock()
+            .expect("state")
+            .ca
+            .intermediate_cert_pem
+            .clone()
+    }
+
+    /// Stops serving and waits for the server thread.
+    pub fn stop(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
