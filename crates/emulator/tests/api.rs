@@ -685,6 +685,24 @@ fn approval_flows_move_through_put_request_status() {
         400
     );
 
+    // An order without a CSR (ship_token) stays at the token step, however often it is polled.
+    emu.set_settings(Settings {
+        approval: ApprovalMode::AutoApprove,
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let token_order = json_of(post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        EXAMPLE_BODY,
+    ));
+    let token_order_id = token_order["id"].as_u64().unwrap();
+    for _ in 0..5 {
+        let order = json_of(get(&emu, &format!("/order/certificate/{token_order_id}")));
+        assert_eq!(order["status"], "pending");
+        assert!(order["hardware_init_code"].is_string(), "{order}");
+    }
+
     // Listing with filters, and lookup by alternative ID.
     let list = json_of(get(&emu, "/order/certificate?filters[status]=canceled"));
     assert_eq!(list["page"]["total"], 1);
@@ -692,7 +710,7 @@ fn approval_flows_move_through_put_request_status() {
         &emu,
         "/order/certificate?filters[product_name_id]=code_signing_ev&limit=2&offset=1",
     ));
-    assert_eq!(list["page"]["total"], 3);
+    assert_eq!(list["page"]["total"], 4);
     assert_eq!(list["orders"].as_array().unwrap().len(), 2);
     let alt = json_of(get(&emu, "/order/alternate/job0001"));
     assert_eq!(alt["orders"].as_array().unwrap().len(), 3);
@@ -868,6 +886,30 @@ fn injected_faults_behave_as_configured() {
         2,
         "the order was made"
     );
+
+    // The inspection surface over HTTP.
+    let counts: Value = client()
+        .get(format!(
+            "{}/_emulator/inspect/orders-by-alternative-id",
+            emu.url()
+        ))
+        .header("X-DC-DEVKEY", KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(counts, json!({"dropped1": 1, "job0001": 2}));
+    let last: Value = client()
+        .get(format!(
+            "{}/_emulator/inspect/last-request/create_order",
+            emu.url()
+        ))
+        .header("X-DC-DEVKEY", KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(last["alternative_order_id"], "job0001");
 
     // Faults can also be armed over HTTP.
     let r = client()
