@@ -13,42 +13,9 @@ use serde_json::{Value, json};
 const KEY: &str = "emulator-test-key-0123456789";
 
 /// The exact request body of the API page's cURL example.
-const EXAMPLE_BODY: &str = r#"{
-  "certificate": {
-    "server_platform": {
-      "id": 52
-    },
-    "signature_hash": "sha256"
-  },
-  "cs_provisioning_method": "ship_token",
-  "order_validity": {
-    "years": 1 
-  },
-  "comments": "Message for the approver",
-  "skip_approval": true,
-  "organization": {
-    "id": 123456
-  },
-  "ship_info": {
-    "name": "Erin Guerra",
-    "addr1": "360 Taylor Street",
-    "addr2": "Floor 74",
-    "city": "Richmond",
-    "state": "va",
-    "zip": "69662",
-    "country": "us",
-    "method": "EXPEDITED"
-  },
-  "auto_renew": 1,
-  "custom_renewal_message": "Renew this please.",
-  "custom_fields": [
-    {
-      "metadata_id": 12,
-      "value": "123456"
-    }
-  ],
-  "payment_method": "balance"
-}"#;
+fn example_body() -> String {
+    std::fs::read_to_string(fixture("api-page-example-order.json")).unwrap()
+}
 
 fn start(settings: Settings) -> Emulator {
     let mut config = EmulatorConfig::new(KEY);
@@ -57,6 +24,8 @@ fn start(settings: Settings) -> Emulator {
 }
 
 fn client() -> Client {
+    // reqwest is built without a default TLS provider in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -132,7 +101,7 @@ fn the_api_page_example_is_accepted_in_every_approval_mode() {
             approval: mode,
             ..Settings::default()
         });
-        let r = post(&emu, "/order/certificate/code_signing_ev", EXAMPLE_BODY);
+        let r = post(&emu, "/order/certificate/code_signing_ev", &example_body());
         assert_eq!(r.status(), 201, "{mode:?}");
         let body = json_of(r);
         assert!(body["id"].as_u64().is_some(), "{body}");
@@ -145,7 +114,10 @@ fn the_api_page_example_is_accepted_in_every_approval_mode() {
         );
         // The body reached the server as sent.
         let seen = emu.last_request_body(Route::CreateOrder).unwrap();
-        assert_eq!(seen, serde_json::from_str::<Value>(EXAMPLE_BODY).unwrap());
+        assert_eq!(
+            seen,
+            serde_json::from_str::<Value>(&example_body()).unwrap()
+        );
     }
 }
 
@@ -155,7 +127,7 @@ fn authentication_format_and_product_errors_have_digicert_bodies() {
     let r = client()
         .post(format!("{}/order/certificate/code_signing", emu.api_base()))
         .header("X-DC-DEVKEY", "wrong")
-        .body(EXAMPLE_BODY)
+        .body(example_body())
         .send()
         .unwrap();
     assert_eq!(r.status(), 401);
@@ -173,7 +145,7 @@ fn authentication_format_and_product_errors_have_digicert_bodies() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_codes(&json_of(r))[0].0, "bad_request_format");
 
-    let r = post(&emu, "/order/certificate/ssl_plus", EXAMPLE_BODY);
+    let r = post(&emu, "/order/certificate/ssl_plus", &example_body());
     assert_eq!(r.status(), 404);
     assert_eq!(error_codes(&json_of(r))[0].0, "not_found|product");
     assert_eq!(emu.order_count(), 0);
@@ -185,7 +157,7 @@ fn every_documented_rule_broken_gets_a_400_naming_the_field() {
         rate_limits: false,
         ..Settings::default()
     });
-    let base: Value = serde_json::from_str(EXAMPLE_BODY).unwrap();
+    let base: Value = serde_json::from_str(&example_body()).unwrap();
     let email = email_order("openssl-p384.csr");
     let cases: Vec<(&str, Value, &str, &str)> = vec![
         (
@@ -694,7 +666,7 @@ fn approval_flows_move_through_put_request_status() {
     let token_order = json_of(post(
         &emu,
         "/order/certificate/code_signing_ev",
-        EXAMPLE_BODY,
+        &example_body(),
     ));
     let token_order_id = token_order["id"].as_u64().unwrap();
     for _ in 0..5 {

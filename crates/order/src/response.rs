@@ -1,0 +1,353 @@
+//! What CertCentral answers: tolerant of unknown fields, of unknown status values (kept), and of
+//! `[]` where an object is expected (a documented quirk of the list endpoints).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// Defines a newtype ID.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A CertCentral order ID.
+    OrderId
+);
+id_type!(
+    /// A certificate ID.
+    CertificateId
+);
+id_type!(
+    /// A request (approval) ID.
+    RequestId
+);
+id_type!(
+    /// An organization ID.
+    OrganizationId
+);
+
+/// Defines a status enum that keeps unknown values.
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A status the docs do not list (kept, not fatal).
+            Other(String),
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)+
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                })
+            }
+        }
+    };
+}
+
+status_enum!(
+    /// A request's approval status.
+    RequestStatus {
+        /// Waiting for approval.
+        Pending => "pending",
+        /// Waiting for the first of two approvals.
+        Submitted => "submitted",
+        /// Approved.
+        Approved => "approved",
+        /// Rejected.
+        Rejected => "rejected",
+    }
+);
+
+status_enum!(
+    /// An order's status.
+    OrderStatus {
+        /// Waiting for approval in the account.
+        NeedsApproval => "needs_approval",
+        /// Approved, waiting for validation or issuance.
+        Pending => "pending",
+        /// Being processed.
+        Processing => "processing",
+        /// Waiting for pickup.
+        WaitingPickup => "waiting_pickup",
+        /// A reissue is pending.
+        ReissuePending => "reissue_pending",
+        /// Issued.
+        Issued => "issued",
+        /// Rejected.
+        Rejected => "rejected",
+        /// Canceled.
+        Canceled => "canceled",
+        /// Revoked.
+        Revoked => "revoked",
+        /// Expired.
+        Expired => "expired",
+    }
+);
+
+impl OrderStatus {
+    /// Whether the order can still become `issued` (unknown statuses count as not final).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Issued
+                | OrderStatus::Rejected
+                | OrderStatus::Canceled
+                | OrderStatus::Revoked
+                | OrderStatus::Expired
+        )
+    }
+}
+
+/// Deserializes an object, reading `[]` (CertCentral's empty object on some endpoints) as `None`.
+fn object_or_empty_array<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Array(a) if a.is_empty() => Ok(None),
+        other => serde_json::from_value(other)
+            .map(Some)
+            .map_err(de::Error::custom),
+    }
+}
+
+/// One request of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    /// Request ID.
+    pub id: RequestId,
+    /// Status.
+    pub status: RequestStatus,
+}
+
+/// An ID-only object (`{"id": ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRef<T> {
+    /// The ID.
+    pub id: T,
+}
+
+/// The answer to placing an order (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    /// Order ID.
+    pub id: OrderId,
+    /// The request(s).
+    #[serde(default)]
+    pub requests: Vec<RequestRef>,
+    /// Certificate ID, when the request was approved at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<CertificateId>,
+    /// A new organization made with the order.
+    #[serde(
+        default,
+        deserialize_with = "object_or_empty_array",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub organization: Option<IdRef<OrganizationId>>,
+}
+
+/// `certificate` in order info.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCertificate {
+    /// Certificate ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<CertificateId>,
+    /// Serial number (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+}
+
+/// `product` in order info.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRef {
+    /// Product identifier.
+    #[serde(default)]
+    pub name_id: String,
+}
+
+/// `GET /order/certificate/{order_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderInfo {
+    /// Order ID.
+    pub id: OrderId,
+    /// Status.
+    pub status: OrderStatus,
+    /// The certificate.
+    #[serde(default, deserialize_with = "object_or_empty_array")]
+    pub certificate: Option<OrderCertificate>,
+    /// The product.
+    #[serde(default, deserialize_with = "object_or_empty_array")]
+    pub product: Option<ProductRef>,
+    /// The organization.
+    #[serde(default, deserialize_with = "object_or_empty_array")]
+    pub organization: Option<IdRef<OrganizationId>>,
+    /// The requests.
+    #[serde(default)]
+    pub requests: Vec<RequestRef>,
+    /// The alternative order ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative_order_id: Option<String>,
+}
+
+impl OrderInfo {
+    /// The certificate ID, when there is one.
+    pub fn certificate_id(&self) -> Option<CertificateId> {
+        self.certificate.as_ref().and_then(|c| c.id)
+    }
+}
+
+/// One order found by alternative ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlternateOrder {
+    /// Order ID.
+    pub order_id: OrderId,
+    /// Certificate ID.
+    #[serde(default)]
+    pub certificate_id: Option<CertificateId>,
+    /// Status.
+    pub status: OrderStatus,
+}
+
+/// `GET /order/alternate/{alternative_order_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlternateOrders {
+    /// The orders carrying the alternative ID.
+    #[serde(default)]
+    pub orders: Vec<AlternateOrder>,
+}
+
+/// An organization in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationSummary {
+    /// ID.
+    pub id: OrganizationId,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Status.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// `GET /organization`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organizations {
+    /// The organizations.
+    #[serde(default)]
+    pub organizations: Vec<OrganizationSummary>,
+}
+
+/// One validation of an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationValidation {
+    /// `cs`, `ev_cs`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `active` when done.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// `GET /organization/{id}/validation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationValidations {
+    /// The validations.
+    #[serde(default)]
+    pub validations: Vec<OrganizationValidation>,
+}
+
+/// One error of DigiCert's `{"errors":[...]}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorItem {
+    /// Code, e.g. `request_limit_exceeded`, `not_found|order`.
+    pub code: String,
+    /// Message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// DigiCert's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// Every error.
+    pub errors: Vec<ApiErrorItem>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_documented_201_responses_parse() {
+        let one_step = r#"{"id": 112233, "requests": [{"id": 113, "status": "pending"}]}"#;
+        let two_step = r#"{"id": 112233, "requests": [{"id": 113, "status": "submitted"}]}"#;
+        let auto = r#"{"id": 112233, "requests": [{"id": 113, "status": "approved"}], "certificate_id": 113}"#;
+        let r: OrderCreated = serde_json::from_str(one_step).unwrap();
+        assert_eq!(r.id, OrderId(112233));
+        assert_eq!(r.requests[0].status, RequestStatus::Pending);
+        let r: OrderCreated = serde_json::from_str(two_step).unwrap();
+        assert_eq!(r.requests[0].status, RequestStatus::Submitted);
+        let r: OrderCreated = serde_json::from_str(auto).unwrap();
+        assert_eq!(r.certificate_id, Some(CertificateId(113)));
+        assert_eq!(r.requests[0].id, RequestId(113));
+    }
+
+    #[test]
+    fn tolerates_unknown_fields_statuses_and_empty_arrays() {
+        let info: OrderInfo = serde_json::from_str(
+            r#"{"id": 5, "status": "being_audited", "organization": [], "certificate": {"id": 9, "x": 1}, "new_field": true}"#,
+        )
+        .unwrap();
+        assert_eq!(info.status, OrderStatus::Other("being_audited".into()));
+        assert!(!info.status.is_final());
+        assert_eq!(info.organization, None);
+        assert_eq!(info.certificate_id(), Some(CertificateId(9)));
+        let created: OrderCreated =
+            serde_json::from_str(r#"{"id": 1, "requests": [], "organization": []}"#).unwrap();
+        assert_eq!(created.organization, None);
+    }
+}

@@ -1,0 +1,589 @@
+//! Client-side validation: every rule of the API page, checked before any network call, every
+//! problem reported at once with its JSON path.
+//!
+//! ```
+//! use certcentral::{OrderRequest, Product, ValidatedOrder};
+//!
+//! let body = OrderRequest::from_json(r#"{"certificate": {"signature_hash": "sha1"}}"#).unwrap();
+//! let errors = ValidatedOrder::new(Product::CodeSigningEv, body, None).unwrap_err();
+//! let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+//! assert!(paths.contains(&"certificate.signature_hash"));
+//! assert!(paths.contains(&"organization"));
+//! assert!(paths.contains(&"cs_provisioning_method"));
+//! ```
+
+use std::fmt;
+
+use getrandom::rand_core::TryRng;
+use time::{Date, Month, OffsetDateTime};
+
+use crate::model::{
+    OrderRequest, PaymentMethod, Product, ProvisioningMethod, ShipMethod, SignatureHash,
+};
+
+/// A rule broken at a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The JSON path (`order_validity.years`, `custom_fields[0].metadata_id`).
+    pub path: String,
+    /// The rule and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    /// The errors.
+    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all: Vec<String> = self.0.iter().map(FieldError::to_string).collect();
+        write!(f, "{}", all.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Checks a CSR (parse, self-signature, key policy). The order crate knows nothing of keys: the
+/// caller supplies this (the root crate wires in `codesign-keys`).
+pub trait CsrCheck: Send + Sync {
+    /// `Ok` for an acceptable CSR, else every reason.
+    ///
+    /// # Errors
+    /// The reasons the CSR is refused.
+    fn check(&self, csr_pem: &str) -> Result<(), Vec<String>>;
+}
+
+/// A request that passed every rule, with its product and an `alternative_order_id` (the caller's
+/// or a generated one). Only these can be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedOrder {
+    product: Product,
+    request: OrderRequest,
+    warnings: Vec<String>,
+}
+
+/// The longest validity accepted, in days (3 years).
+pub const MAX_VALIDITY_DAYS: i64 = 3 * 365;
+
+impl ValidatedOrder {
+    /// Validates `request` for `product`; `csr_check` judges the CSR when one is present.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every broken rule.
+    pub fn new(
+        product: Product,
+        mut request: OrderRequest,
+        csr_check: Option<&dyn CsrCheck>,
+    ) -> Result<ValidatedOrder, ValidationErrors> {
+        let mut v = Validator {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            now: OffsetDateTime::now_utc(),
+        };
+        v.check(&product, &request, csr_check);
+        if !v.errors.is_empty() {
+            return Err(ValidationErrors(v.errors));
+        }
+        if request.alternative_order_id.is_none() {
+            request.alternative_order_id = Some(generate_alternative_order_id());
+        }
+        Ok(ValidatedOrder {
+            product,
+            request,
+            warnings: v.warnings,
+        })
+    }
+
+    /// The product.
+    pub fn product(&self) -> &Product {
+        &self.product
+    }
+
+    /// The request, exactly as it will be sent.
+    pub fn request(&self) -> &OrderRequest {
+        &self.request
+    }
+
+    /// The alternative order ID the order carries.
+    pub fn alternative_order_id(&self) -> &str {
+        self.request
+            .alternative_order_id
+            .as_deref()
+            .expect("a validated order has an alternative order ID")
+    }
+
+    /// Things that are allowed but probably not meant (ignored fields, overridden validity).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// 32 random letters and digits.
+pub fn generate_alternative_order_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    getrandom::SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random number generator");
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+struct Validator {
+    errors: Vec<FieldError>,
+    warnings: Vec<String>,
+    now: OffsetDateTime,
+}
+
+fn documented(values: &[&str]) -> String {
+    values.join(", ")
+}
+
+impl Validator {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn text_required(&mut self, path: &str, value: &Option<String>) {
+        if value.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            self.error(path, "is required");
+        }
+    }
+
+    fn check(&mut self, product: &Product, r: &OrderRequest, csr_check: Option<&dyn CsrCheck>) {
+        if let Product::Other(p) = product {
+            self.error(
+                "product",
+                format!(
+                    "\"{p}\" is not a code signing product; use code_signing or code_signing_ev"
+                ),
+            );
+        }
+        let ev = *product == Product::CodeSigningEv;
+        for key in r.unknown.keys() {
+            self.error(key, "is not a field of the code signing order (typo?)");
+        }
+
+        // cs_provisioning_method
+        match &r.cs_provisioning_method {
+            None if ev => self.error("cs_provisioning_method", "is required for code_signing_ev"),
+            Some(ProvisioningMethod::Other(m)) => self.error(
+                "cs_provisioning_method",
+                format!(
+                    "must be one of {}; got \"{m}\"",
+                    documented(ProvisioningMethod::DOCUMENTED)
+                ),
+            ),
+            _ => {}
+        }
+
+        // certificate
+        match &r.certificate {
+            None => self.error("certificate", "is required"),
+            Some(cert) => {
+                for key in cert.unknown.keys() {
+                    self.error(
+                        &format!("certificate.{key}"),
+                        "is not a field of certificate (typo?)",
+                    );
+                }
+                match &cert.signature_hash {
+                    None => self.error("certificate.signature_hash", "is required"),
+                    Some(SignatureHash::Other(h)) => self.error(
+                        "certificate.signature_hash",
+                        format!("must be sha256; got \"{h}\""),
+                    ),
+                    Some(SignatureHash::Sha256) => {}
+                }
+                let platform_needed = matches!(
+                    r.cs_provisioning_method,
+                    None | Some(ProvisioningMethod::ClientApp)
+                );
+                if platform_needed && cert.server_platform.is_none() {
+                    self.error(
+                        "certificate.server_platform",
+                        "is required when cs_provisioning_method is client_app or not given",
+                    );
+                }
+                let platform = cert.server_platform.as_ref().map(|p| p.id);
+                let csr_needed_by_email =
+                    r.cs_provisioning_method == Some(ProvisioningMethod::Email);
+                let csr_needed_by_java = *product == Product::CodeSigning && platform == Some(55);
+                match &cert.csr {
+                    None if csr_needed_by_email => self.error(
+                        "certificate.csr",
+                        "is required when cs_provisioning_method is email (install on HSM)",
+                    ),
+                    None if csr_needed_by_java => self.error(
+                        "certificate.csr",
+                        "is required for code_signing with server_platform.id 55 (Sun Java)",
+                    ),
+                    None => {}
+                    Some(csr) => {
+                        if !csr.contains("-----BEGIN") {
+                            self.error(
+                                "certificate.csr",
+                                "must be the CSR in PEM, with its BEGIN and END lines",
+                            );
+                        } else if let Some(check) = csr_check
+                            && let Err(reasons) = check.check(csr)
+                        {
+                            for reason in reasons {
+                                self.error("certificate.csr", reason);
+                            }
+                        }
+                    }
+                }
+                if let Some(units) = &cert.organization_units
+                    && units.iter().any(|u| u.trim().is_empty())
+                {
+                    self.error(
+                        "certificate.organization_units",
+                        "must not hold empty names",
+                    );
+                }
+            }
+        }
+
+        // organization
+        match &r.organization {
+            None => self.error(
+                "organization",
+                "is required: give organization.id of a validated organization",
+            ),
+            Some(org) => {
+                for key in org.unknown.keys() {
+                    self.error(
+                        &format!("organization.{key}"),
+                        "is not a field of organization (typo?)",
+                    );
+                }
+                match org.id {
+                    Some(id) if id <= 0 => self.error(
+                        "organization.id",
+                        format!("must be a positive organization ID; got {id}"),
+                    ),
+                    Some(_) => {
+                        if org.name.is_some() || org.address.is_some() {
+                            self.warnings.push(
+                                "organization: details are ignored when organization.id is given"
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    None => {
+                        for (field, value) in [
+                            ("name", &org.name),
+                            ("address", &org.address),
+                            ("city", &org.city),
+                            ("state", &org.state),
+                            ("zip", &org.zip),
+                            ("country", &org.country),
+                            ("telephone", &org.telephone),
+                        ] {
+                            self.text_required(&format!("organization.{field}"), value);
+                        }
+                        match &org.organization_contact {
+                            None => self.error(
+                                "organization.organization_contact",
+                                "is required for a new organization",
+                            ),
+                            Some(c) => {
+                                for (field, value) in [
+                                    ("first_name", &c.first_name),
+                                    ("last_name", &c.last_name),
+                                    ("email", &c.email),
+                                    ("telephone", &c.telephone),
+                                ] {
+                                    self.text_required(
+                                        &format!("organization.organization_contact.{field}"),
+                                        value,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        self.validity(r);
+
+        // ship_info
+        if let Some(ship) = &r.ship_info {
+            for (field, value) in [
+                ("name", &ship.name),
+                ("addr1", &ship.addr1),
+                ("city", &ship.city),
+                ("state", &ship.state),
+                ("zip", &ship.zip),
+                ("country", &ship.country),
+            ] {
+                self.text_required(&format!("ship_info.{field}"), value);
+            }
+            match &ship.method {
+                None => self.error("ship_info.method", "is required"),
+                Some(ShipMethod::Other(m)) => self.error(
+                    "ship_info.method",
+                    format!(
+                        "must be {}; got \"{m}\"",
+                        documented(ShipMethod::DOCUMENTED)
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if r.cs_provisioning_method != Some(ProvisioningMethod::ShipToken) {
+                self.warnings.push(
+                    "ship_info: only used when cs_provisioning_method is ship_token".to_string(),
+                );
+            }
+        }
+
+        // subject.email
+        if let Some(email) = r.subject.as_ref().and_then(|s| s.email.as_ref()) {
+            if ev {
+                self.warnings
+                    .push("subject.email: ignored for code_signing_ev orders".to_string());
+            } else if !looks_like_email(email) {
+                self.error(
+                    "subject.email",
+                    format!("must be an e-mail address; got \"{email}\""),
+                );
+            }
+        }
+
+        if let Some(fields) = &r.custom_fields {
+            for (i, f) in fields.iter().enumerate() {
+                if f.metadata_id <= 0 {
+                    self.error(
+                        &format!("custom_fields[{i}].metadata_id"),
+                        "must be a positive custom field ID",
+                    );
+                }
+            }
+        }
+        if let Some(container) = &r.container
+            && container.id <= 0
+        {
+            self.error("container.id", "must be a positive container ID");
+        }
+        if let Some(PaymentMethod::Other(p)) = &r.payment_method {
+            self.error(
+                "payment_method",
+                format!(
+                    "must be one of {}; got \"{p}\"",
+                    documented(PaymentMethod::DOCUMENTED)
+                ),
+            );
+        }
+        if let Some(alt) = &r.alternative_order_id
+            && (alt.is_empty() || alt.len() > 64 || !alt.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            self.error(
+                "alternative_order_id",
+                format!("must be 1 to 64 letters and digits; got \"{alt}\""),
+            );
+        }
+        if let Some(g) = r.enable_guest_access
+            && !(g == 0 || g == 1)
+        {
+            self.error("enable_guest_access", format!("must be 0 or 1; got {g}"));
+        }
+        if let Some(n) = r.auto_renew
+            && n < 0
+        {
+            self.error("auto_renew", format!("must not be negative; got {n}"));
+        }
+        if let Some(id) = r.renewal_of_order_id
+            && id <= 0
+        {
+            self.error(
+                "renewal_of_order_id",
+                format!("must be a positive order ID; got {id}"),
+            );
+        }
+        if let Some(emails) = &r.additional_emails {
+            for (i, e) in emails.iter().enumerate() {
+                if !looks_like_email(e) {
+                    self.error(
+                        &format!("additional_emails[{i}]"),
+                        format!("must be an e-mail address; got \"{e}\""),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validity(&mut self, r: &OrderRequest) {
+        let deprecated_given = r.validity_years.is_some() || r.custom_expiration_date.is_some();
+        match &r.order_validity {
+            Some(ov) => {
+                if deprecated_given {
+                    self.warnings.push(
+                        "validity_years / custom_expiration_date are deprecated and overridden by order_validity".to_string(),
+                    );
+                }
+                let given = [
+                    ov.years.is_some(),
+                    ov.days.is_some(),
+                    ov.custom_expiration_date.is_some(),
+                ];
+                if given.iter().filter(|g| **g).count() > 1 {
+                    self.warnings.push(
+                        "order_validity: more than one of years, days, custom_expiration_date; custom_expiration_date overrides days, which overrides years".to_string(),
+                    );
+                }
+                if let Some(date) = &ov.custom_expiration_date {
+                    match parse_dd_mmm_yyyy(date) {
+                        Some(d) => self.future_date("order_validity.custom_expiration_date", d),
+                        None => self.error(
+                            "order_validity.custom_expiration_date",
+                            format!(
+                                "must be written dd MMM YYYY, e.g. \"09 JUN 2025\"; got \"{date}\""
+                            ),
+                        ),
+                    }
+                } else if let Some(days) = ov.days {
+                    if !(1..=MAX_VALIDITY_DAYS).contains(&days) {
+                        self.error(
+                            "order_validity.days",
+                            format!("must be 1 to {MAX_VALIDITY_DAYS}; got {days}"),
+                        );
+                    }
+                } else if let Some(years) = ov.years {
+                    if !(1..=3).contains(&years) {
+                        self.error(
+                            "order_validity.years",
+                            format!("must be 1, 2 or 3; got {years}"),
+                        );
+                    }
+                } else {
+                    self.error("order_validity.years", "is required (or order_validity.days or order_validity.custom_expiration_date)");
+                }
+            }
+            None => {
+                if let Some(date) = &r.custom_expiration_date {
+                    if r.validity_years.is_some() {
+                        self.warnings
+                            .push("custom_expiration_date overrides validity_years".to_string());
+                    }
+                    match parse_iso_date(date) {
+                        Some(d) => self.future_date("custom_expiration_date", d),
+                        None => self.error(
+                            "custom_expiration_date",
+                            format!("must be written yyyy-MM-dd; got \"{date}\""),
+                        ),
+                    }
+                } else if let Some(years) = r.validity_years {
+                    if !(1..=3).contains(&years) {
+                        self.error("validity_years", format!("must be 1, 2 or 3; got {years}"));
+                    }
+                } else {
+                    self.error("order_validity", "is required");
+                }
+            }
+        }
+    }
+
+    fn future_date(&mut self, path: &str, date: Date) {
+        let end = date.with_hms(23, 59, 59).expect("valid time").assume_utc();
+        if end <= self.now {
+            self.error(path, format!("must be in the future; got {date}"));
+        } else if end > self.now + time::Duration::days(MAX_VALIDITY_DAYS) {
+            self.error(path, format!("must be at most 3 years ahead; got {date}"));
+        }
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    let mut parts = s.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.') && !s.contains(' '))
+}
+
+fn parse_dd_mmm_yyyy(s: &str) -> Option<Date> {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    let mut parts = s.split(' ');
+    let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || day.len() != 2
+        || year.len() != 4
+        || !day.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u8 + 1;
+    Date::from_calendar_date(
+        year.parse().ok()?,
+        Month::try_from(month).ok()?,
+        day.parse().ok()?,
+    )
+    .ok()
+}
+
+fn parse_iso_date(s: &str) -> Option<Date> {
+    let mut parts = s.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    Date::from_calendar_date(
+        year.parse().ok()?,
+        Month::try_from(month.parse::<u8>().ok()?).ok()?,
+        day.parse().ok()?,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_strictly() {
+        assert!(parse_dd_mmm_yyyy("09 JUN 2025").is_some());
+        assert!(parse_dd_mmm_yyyy("09 jun 2025").is_some());
+        for bad in [
+            "9 JUN 2025",
+            "09 JUNE 2025",
+            "31 FEB 2025",
+            "2025-06-09",
+            "09 JUN 2025 x",
+            "+9 JUN 2025",
+        ] {
+            assert!(parse_dd_mmm_yyyy(bad).is_none(), "{bad}");
+        }
+        assert!(parse_iso_date("2025-06-09").is_some());
+        for bad in ["2025-6-09", "09 JUN 2025", "2025-13-01", "2025-06-09-01"] {
+            assert!(parse_iso_date(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_alternative_ids_follow_the_rule() {
+        let a = generate_alternative_order_id();
+        let b = generate_alternative_order_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}
