@@ -25,6 +25,12 @@ enum Command {
     Csr(commands::keys::CsrArgs),
     /// Show a CSR's key, subject and signature, and judge it against the code signing key rules.
     Inspect(commands::keys::InspectArgs),
+    /// Order a code signing certificate from CertCentral (validated first; --dry-run sends nothing).
+    Order(commands::order::OrderArgs),
+    /// An order's status, requests and certificate ID.
+    Status(commands::order::StatusArgs),
+    /// Download an issued certificate (chain) by certificate ID or order ID.
+    Download(commands::order::DownloadArgs),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
     Doctor(commands::token::DoctorArgs),
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
         Command::Csr(args) => commands::keys::csr(args),
         Command::Inspect(args) => commands::keys::inspect(args),
         Command::Doctor(args) => commands::token::doctor(args),
+        Command::Order(args) => commands::order::order(args),
+        Command::Status(args) => commands::order::status(args),
+        Command::Download(args) => commands::order::download(args),
         Command::Emulator(args) => commands::emulator::run(args),
         Command::Test(args) => commands::test::run(args),
     };

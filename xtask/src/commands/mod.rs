@@ -2,5 +2,6 @@
 
 pub mod emulator;
 pub mod keys;
+pub mod order;
 pub mod test;
 pub mod token;

@@ -1,0 +1,317 @@
+//! `order`, `status`, `download`: CertCentral.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use codesign_kit::KeysCsrCheck;
+use codesign_kit::keys::files::{Overwrite, PUBLIC_FILE_MODE, write_atomically};
+use codesign_kit::order::model::CertificateDetails;
+use codesign_kit::order::{
+    ApiKey, BaseUrl, CertificateId, Chain, Client, ClientConfig, DownloadFormat, OrderId,
+    OrderRequest, Product, ValidatedOrder,
+};
+use secrecy::SecretString;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Region {
+    /// https://www.digicert.com/services/v2
+    Us,
+    /// https://certcentral.digicert.eu/services/v2
+    Eu,
+}
+
+/// Where CertCentral is and the API key.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Read the API key from this file (first line) instead of DIGICERT_API_KEY.
+    #[arg(long, value_name = "FILE", global = true)]
+    api_key_file: Option<PathBuf>,
+    /// The API base URL (https, or http to a loopback address); else --region, else
+    /// CERTCENTRAL_BASE_URL, else the US instance.
+    #[arg(long, value_name = "URL", global = true, conflicts_with = "region")]
+    base_url: Option<String>,
+    /// The CertCentral instance.
+    #[arg(long, value_enum, global = true)]
+    region: Option<Region>,
+}
+
+impl ConnectionArgs {
+    fn base_url(&self) -> Result<BaseUrl> {
+        if let Some(url) = &self.base_url {
+            return BaseUrl::parse(url).context("--base-url");
+        }
+        match self.region {
+            Some(Region::Us) => return Ok(BaseUrl::us()),
+            Some(Region::Eu) => return Ok(BaseUrl::eu()),
+            None => {}
+        }
+        match std::env::var("CERTCENTRAL_BASE_URL") {
+            Ok(url) if !url.is_empty() => BaseUrl::parse(&url).context("CERTCENTRAL_BASE_URL"),
+            _ => Ok(BaseUrl::us()),
+        }
+    }
+
+    fn api_key(&self) -> Result<ApiKey> {
+        let key = match &self.api_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("--api-key-file {}: cannot read it", path.display())
+                })?;
+                let first = text.lines().next().unwrap_or("").trim().to_string();
+                if first.is_empty() {
+                    bail!("--api-key-file {}: the file is empty", path.display());
+                }
+                first
+            }
+            None => match std::env::var("DIGICERT_API_KEY") {
+                Ok(key) if !key.is_empty() => key,
+                _ => bail!(
+                    "no CertCentral API key: set DIGICERT_API_KEY or pass --api-key-file FILE"
+                ),
+            },
+        };
+        Ok(ApiKey::new(SecretString::from(key))?)
+    }
+
+    fn client(&self) -> Result<Client> {
+        Ok(Client::new(ClientConfig::new(
+            self.base_url()?,
+            self.api_key()?,
+        ))?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProductArg {
+    /// OV code signing.
+    CodeSigning,
+    /// EV code signing.
+    CodeSigningEv,
+}
+
+#[derive(Debug, Args)]
+pub struct OrderArgs {
+    /// The product.
+    #[arg(long, value_enum)]
+    product: ProductArg,
+    /// The request body, JSON, as the CertCentral API page documents it.
+    #[arg(long, value_name = "BODY.json")]
+    request: PathBuf,
+    /// Put this CSR (PEM) into certificate.csr.
+    #[arg(long, value_name = "REQ.csr")]
+    csr: Option<PathBuf>,
+    /// Validate and print the body that would be sent; send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The order ID.
+    order_id: OrderId,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// Leaf, intermediate, root (PEM).
+    PemAll,
+    /// Leaf and intermediate (PEM).
+    PemNoroot,
+    /// The leaf alone (PEM).
+    PemNointermediate,
+    /// PKCS#7 bundle.
+    P7b,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The certificate ID (or, with --by-order, the order ID).
+    id: u64,
+    /// Write the certificate(s) here (replaced atomically).
+    #[arg(long, value_name = "CHAIN.pem")]
+    out: PathBuf,
+    /// The format.
+    #[arg(long, value_enum, default_value = "pem-all")]
+    format: FormatArg,
+    /// The ID is an order ID: download the order's active certificate.
+    #[arg(long)]
+    by_order: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn read_request(path: &Path, csr: Option<&Path>) -> Result<OrderRequest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--request {}: cannot read it", path.display()))?;
+    let mut request = OrderRequest::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("--request {}: {e}", path.display()))?;
+    if let Some(csr_path) = csr {
+        let pem = std::fs::read_to_string(csr_path)
+            .with_context(|| format!("--csr {}: cannot read it", csr_path.display()))?;
+        let certificate = request
+            .certificate
+            .get_or_insert_with(CertificateDetails::default);
+        if certificate.csr.is_some() {
+            eprintln!(
+                "warning: --csr {} replaces the certificate.csr of the request body",
+                csr_path.display()
+            );
+        }
+        certificate.csr = Some(pem);
+    }
+    Ok(request)
+}
+
+pub fn order(args: OrderArgs) -> Result<()> {
+    let product = match args.product {
+        ProductArg::CodeSigning => Product::CodeSigning,
+        ProductArg::CodeSigningEv => Product::CodeSigningEv,
+    };
+    let request = read_request(&args.request, args.csr.as_deref())?;
+    let order = match ValidatedOrder::new(product, request, Some(&KeysCsrCheck)) {
+        Ok(order) => order,
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            bail!(
+                "the order breaks {} rule(s) of the CertCentral API; nothing was sent:\n{}",
+                lines.len(),
+                lines.join("\n")
+            );
+        }
+    };
+    for warning in order.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    if args.dry_run {
+        let doc = serde_json::json!({
+            "product": order.product().as_str(),
+            "body": order.request().to_json(),
+            "sent": false,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let client = args.connection.client()?;
+    let placed = runtime()?.block_on(client.place_order(&order))?;
+    if args.json {
+        let doc = serde_json::json!({
+            "order_id": placed.order_id,
+            "certificate_id": placed.certificate_id,
+            "alternative_order_id": placed.alternative_order_id,
+            "requests": placed.requests.iter().map(|r| serde_json::json!({"id": r.id, "status": r.status.to_string()})).collect::<Vec<_>>(),
+            "recovered": placed.recovered,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "{} order {} (alternative order ID {})",
+            if placed.recovered {
+                "found existing"
+            } else {
+                "placed"
+            },
+            placed.order_id,
+            placed.alternative_order_id
+        );
+        for r in &placed.requests {
+            println!("request {}: {}", r.id, r.status);
+        }
+        if let Some(cert) = placed.certificate_id {
+            println!(
+                "certificate ID {cert} (approved; follow it with `cargo xtask status {}`)",
+                placed.order_id
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let client = args.connection.client()?;
+    let info = runtime()?.block_on(client.order_info(args.order_id))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("order {}: {}", info.id, info.status);
+    if let Some(product) = &info.product {
+        println!("product: {}", product.name_id);
+    }
+    if let Some(alt) = &info.alternative_order_id {
+        println!("alternative order ID: {alt}");
+    }
+    for r in &info.requests {
+        println!("request {}: {}", r.id, r.status);
+    }
+    match info.certificate_id() {
+        Some(cert) => println!("certificate ID: {cert}"),
+        None => println!("certificate ID: none yet"),
+    }
+    Ok(())
+}
+
+pub fn download(args: DownloadArgs) -> Result<()> {
+    let format = match args.format {
+        FormatArg::PemAll => DownloadFormat::PemAll,
+        FormatArg::PemNoroot => DownloadFormat::PemNoRoot,
+        FormatArg::PemNointermediate => DownloadFormat::PemNoIntermediate,
+        FormatArg::P7b => DownloadFormat::P7b,
+    };
+    let client = args.connection.client()?;
+    let runtime = runtime()?;
+    let bytes = if args.by_order {
+        runtime.block_on(client.download_by_order(OrderId(args.id), format))?
+    } else {
+        runtime.block_on(client.download(CertificateId(args.id), format))?
+    };
+    let leaf_fingerprint = if format == DownloadFormat::P7b {
+        None
+    } else {
+        let chain = Chain::from_pem(&bytes)?;
+        Some((
+            codesign_kit::keys::spki::sha256_hex(&chain.leaf),
+            chain.cas.len(),
+        ))
+    };
+    write_atomically(&args.out, &bytes, PUBLIC_FILE_MODE, Overwrite::Replace)?;
+    if args.json {
+        let doc = serde_json::json!({
+            "path": args.out,
+            "format": format.as_str(),
+            "leaf_sha256": leaf_fingerprint.as_ref().map(|f| f.0.clone()),
+            "ca_certificates": leaf_fingerprint.as_ref().map(|f| f.1),
+        });
+        println!("{doc}");
+    } else {
+        match leaf_fingerprint {
+            Some((fingerprint, cas)) => println!(
+                "wrote {} to {}: leaf SHA-256 {fingerprint}, {cas} CA certificate(s)",
+                format.as_str(),
+                args.out.display()
+            ),
+            None => println!("wrote {} to {}", format.as_str(), args.out.display()),
+        }
+    }
+    Ok(())
+}
