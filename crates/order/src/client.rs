@@ -204,6 +204,16 @@ pub enum OrderProgress {
     Failed(OrderStatus),
 }
 
+/// What to do after one attempt.
+enum Step {
+    /// A 2xx answer.
+    Done(StatusCode, Vec<u8>),
+    /// Worth another try after the wait: 429, 5xx, no answer.
+    Retry(Duration, CertCentralError),
+    /// A final refusal (other 4xx).
+    Fail(CertCentralError),
+}
+
 enum Outcome {
     Answer {
         status: StatusCode,
@@ -305,6 +315,33 @@ impl Client {
         }
     }
 
+    /// Sorts the outcome of attempt `attempt` of `operation`.
+    fn classify(&self, operation: &str, attempt: u32, outcome: Outcome) -> Step {
+        match outcome {
+            Outcome::Answer { status, body, .. } if status.is_success() => Step::Done(status, body),
+            Outcome::Answer {
+                status,
+                headers,
+                body,
+            } if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
+                Step::Retry(
+                    self.retry_wait(attempt, Some(&headers)),
+                    Self::api_error(operation, status, &body),
+                )
+            }
+            Outcome::Answer { status, body, .. } => {
+                Step::Fail(Self::api_error(operation, status, &body))
+            }
+            Outcome::NoAnswer(reason) => Step::Retry(
+                self.retry_wait(attempt, None),
+                CertCentralError::Transport {
+                    operation: operation.to_string(),
+                    reason,
+                },
+            ),
+        }
+    }
+
     /// A call that is safe to repeat (GET, and PUTs that set a state): retried on no answer, 429
     /// and 5xx; other statuses are final.
     async fn call(
@@ -317,28 +354,14 @@ impl Client {
         let max = self.config.retry.max_attempts.max(1);
         let mut last = None;
         for attempt in 1..=max {
-            let (wait, failure) = match self.send(method.clone(), path, body).await {
-                Outcome::Answer { status, body, .. } if status.is_success() => {
-                    return Ok((status, body));
-                }
-                Outcome::Answer {
-                    status,
-                    headers,
-                    body,
-                } if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => (
-                    self.retry_wait(attempt, Some(&headers)),
-                    Self::api_error(operation, status, &body),
-                ),
-                Outcome::Answer { status, body, .. } => {
-                    return Err(Self::api_error(operation, status, &body));
-                }
-                Outcome::NoAnswer(reason) => (
-                    self.retry_wait(attempt, None),
-                    CertCentralError::Transport {
-                        operation: operation.to_string(),
-                        reason,
-                    },
-                ),
+            let (wait, failure) = match self.classify(
+                operation,
+                attempt,
+                self.send(method.clone(), path, body).await,
+            ) {
+                Step::Done(status, body) => return Ok((status, body)),
+                Step::Fail(error) => return Err(error),
+                Step::Retry(wait, failure) => (wait, failure),
             };
             last = Some(failure);
             if attempt < max {
@@ -394,47 +417,30 @@ impl Client {
                     recovered: true,
                 });
             }
-            let (wait, failure) = match self.send(Method::POST, &path, Some(&body)).await {
-                Outcome::Answer { status, body, .. } if status.is_success() => {
-                    match serde_json::from_slice::<OrderCreated>(&body) {
-                        Ok(created) => {
-                            return Ok(PlacedOrder {
-                                order_id: created.id,
-                                certificate_id: created.certificate_id,
-                                requests: created.requests,
-                                alternative_order_id,
-                                recovered: false,
-                            });
-                        }
-                        // Committed, but unreadable: the lookup of the next round finds it.
-                        Err(e) => (
-                            Duration::ZERO,
-                            CertCentralError::Decode {
-                                operation: operation.clone(),
-                                status: status.as_u16(),
-                                reason: e.to_string(),
-                            },
-                        ),
+            let outcome = self.send(Method::POST, &path, Some(&body)).await;
+            let (wait, failure) = match self.classify(&operation, attempt, outcome) {
+                Step::Done(status, body) => match serde_json::from_slice::<OrderCreated>(&body) {
+                    Ok(created) => {
+                        return Ok(PlacedOrder {
+                            order_id: created.id,
+                            certificate_id: created.certificate_id,
+                            requests: created.requests,
+                            alternative_order_id,
+                            recovered: false,
+                        });
                     }
-                }
-                Outcome::Answer {
-                    status,
-                    headers,
-                    body,
-                } if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => (
-                    self.retry_wait(attempt, Some(&headers)),
-                    Self::api_error(&operation, status, &body),
-                ),
-                Outcome::Answer { status, body, .. } => {
-                    return Err(Self::api_error(&operation, status, &body));
-                }
-                Outcome::NoAnswer(reason) => (
-                    self.retry_wait(attempt, None),
-                    CertCentralError::Transport {
-                        operation: operation.clone(),
-                        reason,
-                    },
-                ),
+                    // Committed, but unreadable: the lookup of the next round finds it.
+                    Err(e) => (
+                        Duration::ZERO,
+                        CertCentralError::Decode {
+                            operation: operation.clone(),
+                            status: status.as_u16(),
+                            reason: e.to_string(),
+                        },
+                    ),
+                },
+                Step::Fail(error) => return Err(error),
+                Step::Retry(wait, failure) => (wait, failure),
             };
             last = Some(failure);
             if attempt < max {
