@@ -18,6 +18,8 @@
 //! # Ok::<(), codesign_kit::keys::KeysError>(())
 //! ```
 
+pub mod pipeline;
+
 pub use certcentral as order;
 pub use codesign_keys as keys;
 

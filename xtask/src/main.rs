@@ -31,6 +31,10 @@ enum Command {
     Status(commands::order::StatusArgs),
     /// Download an issued certificate (chain) by certificate ID or order ID.
     Download(commands::order::DownloadArgs),
+    /// Provision many keys through the whole pipeline from a plan; resumable.
+    Provision(commands::provision::ProvisionArgs),
+    /// The whole pipeline on embedded defaults: local CertCentral, throwaway SoftHSM token.
+    Demo(commands::provision::DemoArgs),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
     Doctor(commands::token::DoctorArgs),
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
@@ -67,6 +71,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::keys::inspect(args),
         Command::Doctor(args) => commands::token::doctor(args),
         Command::Order(args) => commands::order::order(args),
+        Command::Provision(args) => commands::provision::provision(args),
+        Command::Demo(args) => commands::provision::demo(args),
         Command::Status(args) => commands::order::status(args),
         Command::Download(args) => commands::order::download(args),
         Command::Emulator(args) => commands::emulator::run(args),

@@ -252,3 +252,36 @@ mod tests {
         assert!(describe_spki_der(&[]).is_err());
     }
 }
+
+/// What the pipeline needs to know of an issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Subject, RFC 4514 style in encoding order.
+    pub subject: String,
+    /// Serial number, lower-case hex.
+    pub serial_hex: String,
+    /// The certificate's DER `SubjectPublicKeyInfo`.
+    pub subject_public_key_info: Vec<u8>,
+    /// SHA-256 of the certificate DER, lower-case hex.
+    pub sha256: String,
+}
+
+/// Reads the facts of a DER certificate.
+///
+/// # Errors
+/// A reason when it is not a readable X.509 certificate.
+pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, String> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| format!("not a readable X.509 certificate: {e}"))?;
+    Ok(CertificateFacts {
+        subject: crate::csr::format_name(&cert.tbs_certificate.subject),
+        serial_hex: cert
+            .tbs_certificate
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        subject_public_key_info: cert.tbs_certificate.subject_pki.raw.to_vec(),
+        sha256: sha256_hex(der),
+    })
+}

@@ -3,5 +3,6 @@
 pub mod emulator;
 pub mod keys;
 pub mod order;
+pub mod provision;
 pub mod test;
 pub mod token;

@@ -74,7 +74,7 @@ impl ConnectionArgs {
         Ok(ApiKey::new(SecretString::from(key))?)
     }
 
-    fn client(&self) -> Result<Client> {
+    pub(crate) fn client(&self) -> Result<Client> {
         Ok(Client::new(ClientConfig::new(
             self.base_url()?,
             self.api_key()?,

@@ -309,6 +309,15 @@ impl TokenSession {
         })
     }
 
+    /// Reads the audit of an existing key again (e.g. a key found on the token after a crash
+    /// between its generation and the caller's record of it).
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`].
+    pub fn audit_key(&self, key: &TokenKey<'_>) -> Result<KeyAudit, KeysError> {
+        self.audit(key.private, key.public.unwrap_or(key.private))
+    }
+
     fn audit(&self, private: ObjectHandle, public: ObjectHandle) -> Result<KeyAudit, KeysError> {
         let attrs = self
             .serialized(|s| {

@@ -1,0 +1,414 @@
+//! The durable journal: one SQLite row per job with its last completed step, and the history of
+//! every step begun and ended. WAL mode, full sync, one transaction per write: after `kill -9` the
+//! journal holds everything that was committed before it.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::PipelineError;
+use crate::pipeline::plan::JobSpec;
+
+/// The steps of a job, in order. A row's `step` is the last one completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// In the journal; its key ID and alternative order ID are chosen.
+    Planned,
+    /// The key exists (and was audited, on a token).
+    KeyGenerated,
+    /// The CSR is built and checked.
+    CsrBuilt,
+    /// The order body passed validation.
+    OrderValidated,
+    /// The order exists at CertCentral.
+    OrderSubmitted,
+    /// The certificate is issued.
+    OrderIssued,
+    /// The chain is downloaded and its leaf matches the key.
+    ChainDownloaded,
+    /// The certificate is beside the key.
+    CertificateInstalled,
+    /// The provisioning record is written: the job is done.
+    Done,
+}
+
+impl Step {
+    /// The name stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Planned => "planned",
+            Step::KeyGenerated => "key_generated",
+            Step::CsrBuilt => "csr_built",
+            Step::OrderValidated => "order_validated",
+            Step::OrderSubmitted => "order_submitted",
+            Step::OrderIssued => "order_issued",
+            Step::ChainDownloaded => "chain_downloaded",
+            Step::CertificateInstalled => "certificate_installed",
+            Step::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Step> {
+        [
+            Step::Planned,
+            Step::KeyGenerated,
+            Step::CsrBuilt,
+            Step::OrderValidated,
+            Step::OrderSubmitted,
+            Step::OrderIssued,
+            Step::ChainDownloaded,
+            Step::CertificateInstalled,
+            Step::Done,
+        ]
+        .into_iter()
+        .find(|step| step.as_str() == s)
+    }
+}
+
+/// Where a job stands overall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Steps remain that can run now.
+    Open,
+    /// Waiting for CertCentral (approval, validation); `--resume` asks again.
+    Pending,
+    /// Finished.
+    Done,
+    /// Stopped on an error that needs a person; `--resume` tries again.
+    Failed,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Open => "open",
+            JobState::Pending => "pending",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> JobState {
+        match s {
+            "pending" => JobState::Pending,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            _ => JobState::Open,
+        }
+    }
+}
+
+/// A job's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// What to do.
+    pub spec: JobSpec,
+    /// The last completed step.
+    pub step: Step,
+    /// Overall state.
+    pub state: JobState,
+    /// `CKA_ID` of a token key, chosen before generation so the journal points to the key first.
+    pub key_id: Vec<u8>,
+    /// The order's alternative ID, chosen and stored before the order is sent.
+    pub alternative_order_id: String,
+    /// The CSR, PEM.
+    pub csr_pem: Option<String>,
+    /// The key's attribute audit (JSON), for token keys.
+    pub audit_json: Option<String>,
+    /// The CertCentral order ID.
+    pub order_id: Option<u64>,
+    /// The certificate ID.
+    pub certificate_id: Option<u64>,
+    /// The downloaded chain, PEM.
+    pub chain_pem: Option<String>,
+    /// The last error or pending reason.
+    pub note: Option<String>,
+}
+
+/// The journal. Shared by the workers (the connection is behind a mutex).
+pub struct Journal {
+    connection: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> PipelineError {
+    PipelineError::Journal(e.to_string())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn open(path: &Path) -> Result<Journal, PipelineError> {
+        let connection = Connection::open(path).map_err(|e| {
+            PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
+        })?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 10000;
+                 CREATE TABLE IF NOT EXISTS jobs (
+                     job_id TEXT PRIMARY KEY,
+                     spec TEXT NOT NULL,
+                     step TEXT NOT NULL,
+                     state TEXT NOT NULL,
+                     key_id BLOB NOT NULL,
+                     alternative_order_id TEXT NOT NULL,
+                     csr_pem TEXT,
+                     audit_json TEXT,
+                     order_id INTEGER,
+                     certificate_id INTEGER,
+                     chain_pem TEXT,
+                     note TEXT,
+                     updated_at INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS history (
+                     job_id TEXT NOT NULL,
+                     step TEXT NOT NULL,
+                     phase TEXT NOT NULL,
+                     at INTEGER NOT NULL,
+                     detail TEXT
+                 );",
+            )
+            .map_err(db)?;
+        Ok(Journal {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The job's row, inserting it (with a new key ID and alternative order ID) when absent.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn ensure(&self, spec: &JobSpec) -> Result<JobRow, PipelineError> {
+        if let Some(row) = self.load(&spec.job_id)? {
+            return Ok(row);
+        }
+        let key_id =
+            crate::keys::pkcs11::random_id().map_err(|e| PipelineError::Journal(e.to_string()))?;
+        let row = JobRow {
+            spec: spec.clone(),
+            step: Step::Planned,
+            state: JobState::Open,
+            key_id,
+            alternative_order_id: crate::order::generate_alternative_order_id(),
+            csr_pem: None,
+            audit_json: None,
+            order_id: None,
+            certificate_id: None,
+            chain_pem: None,
+            note: None,
+        };
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(db)?;
+        tx.execute(
+            "INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                row.spec.job_id,
+                serde_json::to_string(&row.spec).expect("a job spec serializes"),
+                row.step.as_str(),
+                row.state.as_str(),
+                row.key_id,
+                row.alternative_order_id,
+                now()
+            ],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO history (job_id, step, phase, at) VALUES (?1, 'planned', 'end', ?2)",
+            params![row.spec.job_id, now()],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(row)
+    }
+
+    /// Reads a job's row.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn load(&self, job_id: &str) -> Result<Option<JobRow>, PipelineError> {
+        type Raw = (
+            String,
+            String,
+            String,
+            Vec<u8>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let raw: Option<Raw> = self
+            .lock()
+            .query_row(
+                "SELECT spec, step, state, key_id, alternative_order_id, csr_pem, audit_json,
+                        order_id, certificate_id, chain_pem, note
+                 FROM jobs WHERE job_id = ?1",
+                params![job_id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((
+            spec,
+            step,
+            state,
+            key_id,
+            alternative_order_id,
+            csr_pem,
+            audit_json,
+            order_id,
+            certificate_id,
+            chain_pem,
+            note,
+        )) = raw
+        else {
+            return Ok(None);
+        };
+        let bad = |what: String| PipelineError::Journal(format!("job {job_id}: {what}"));
+        Ok(Some(JobRow {
+            spec: serde_json::from_str(&spec).map_err(|e| bad(format!("unreadable spec: {e}")))?,
+            step: Step::parse(&step).ok_or_else(|| bad(format!("unknown step {step}")))?,
+            state: JobState::parse(&state),
+            key_id,
+            alternative_order_id,
+            csr_pem,
+            audit_json,
+            order_id: order_id.map(|v| v as u64),
+            certificate_id: certificate_id.map(|v| v as u64),
+            chain_pem,
+            note,
+        }))
+    }
+
+    /// Records that `step` of the job begins (before an action with effects outside the journal).
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn begin(&self, job_id: &str, step: Step, detail: &str) -> Result<(), PipelineError> {
+        self.lock()
+            .execute(
+                "INSERT INTO history (job_id, step, phase, at, detail) VALUES (?1, ?2, 'begin', ?3, ?4)",
+                params![job_id, step.as_str(), now(), detail],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Saves the row with its new step and state, and the step's end in the history, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(db)?;
+        tx.execute(
+            "UPDATE jobs SET step = ?2, state = ?3, csr_pem = ?4, audit_json = ?5, order_id = ?6,
+                             certificate_id = ?7, chain_pem = ?8, note = ?9, updated_at = ?10
+             WHERE job_id = ?1",
+            params![
+                row.spec.job_id,
+                row.step.as_str(),
+                row.state.as_str(),
+                row.csr_pem,
+                row.audit_json,
+                row.order_id.map(|v| v as i64),
+                row.certificate_id.map(|v| v as i64),
+                row.chain_pem,
+                row.note,
+                now()
+            ],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO history (job_id, step, phase, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                row.spec.job_id,
+                row.step.as_str(),
+                match row.state {
+                    JobState::Pending => "pending",
+                    JobState::Failed => "failed",
+                    _ => "end",
+                },
+                now(),
+                detail
+            ],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// The IDs of every job not done, in insertion order.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn unfinished(&self) -> Result<Vec<String>, PipelineError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT job_id FROM jobs WHERE state != 'done' ORDER BY rowid")
+            .map_err(db)?;
+        let ids = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        Ok(ids)
+    }
+
+    /// How many jobs are in each state: (done, pending, failed, open).
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn counts(&self) -> Result<(u64, u64, u64, u64), PipelineError> {
+        let connection = self.lock();
+        let count = |state: &str| -> Result<u64, PipelineError> {
+            connection
+                .query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+                    params![state],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(db)
+        };
+        Ok((
+            count("done")?,
+            count("pending")?,
+            count("failed")?,
+            count("open")?,
+        ))
+    }
+}

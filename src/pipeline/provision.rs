@@ -1,0 +1,618 @@
+//! Running jobs through the steps: key -> CSR -> order -> issuance -> chain -> install -> record,
+//! each step journaled, every job resumable from its last completed step.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::KeysCsrCheck;
+use crate::keys::files::{Overwrite, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_atomically};
+use crate::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenKey, TokenRef, TokenSession};
+use crate::keys::{KeySigner, KeysError, SoftwareKey, SubjectDn, csr, spki};
+use crate::order::model::CertificateDetails;
+use crate::order::{
+    CertificateId, Client, OrderId, OrderProgress, OrderRequest, Product, ValidatedOrder,
+};
+use crate::pipeline::PipelineError;
+use crate::pipeline::journal::{JobRow, JobState, Journal, Step};
+use crate::pipeline::plan::{JobSpec, KeyLocation, Plan};
+
+/// Receives progress. Called from worker threads.
+pub trait Observer: Send + Sync {
+    /// A job completed `step`.
+    fn step(&self, job_id: &str, step: Step, detail: &str);
+    /// A job stopped: done, pending or failed.
+    fn finished(&self, outcome: &JobOutcome);
+}
+
+/// An observer that prints one plain line per event to stderr.
+#[derive(Debug, Default)]
+pub struct PrintObserver;
+
+impl Observer for PrintObserver {
+    fn step(&self, job_id: &str, step: Step, detail: &str) {
+        eprintln!("{job_id}: {} {detail}", step.as_str());
+    }
+    fn finished(&self, outcome: &JobOutcome) {
+        eprintln!(
+            "{}: {:?} {}",
+            outcome.job_id,
+            outcome.state,
+            outcome.note.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// How a job ended (this run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub job_id: String,
+    /// Done, pending or failed.
+    pub state: JobState,
+    /// The last completed step.
+    pub step: Step,
+    /// The order, if placed.
+    pub order_id: Option<u64>,
+    /// The certificate, if issued.
+    pub certificate_id: Option<u64>,
+    /// Why pending or failed.
+    pub note: Option<String>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Jobs at a time.
+    pub workers: usize,
+    /// How long each job waits for issuance (polling with backoff) before it is left pending.
+    pub wait: Duration,
+    /// Where provisioning records go.
+    pub records_dir: PathBuf,
+    /// The PKCS#11 module when token URIs have no module-path.
+    pub module: Option<PathBuf>,
+}
+
+/// Runs plans against a journal and a CertCentral client.
+pub struct Provisioner {
+    journal: Arc<Journal>,
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    config: ProvisionerConfig,
+}
+
+/// One token, opened once per worker.
+struct TokenHandle {
+    token: TokenRef,
+    session: TokenSession,
+}
+
+struct Worker<'p> {
+    provisioner: &'p Provisioner,
+    plan: &'p Plan,
+    pins: &'p HashMap<String, Pin>,
+    tokens: HashMap<String, TokenHandle>,
+    observer: &'p dyn Observer,
+}
+
+fn failed_key(e: KeysError) -> PipelineError {
+    PipelineError::Key(e.to_string())
+}
+
+impl Provisioner {
+    /// A provisioner writing to `journal` and ordering through `client`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Runtime`] when the async runtime cannot start.
+    pub fn new(
+        journal: Journal,
+        client: Client,
+        config: ProvisionerConfig,
+    ) -> Result<Provisioner, PipelineError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| PipelineError::Runtime(e.to_string()))?;
+        Ok(Provisioner {
+            journal: Arc::new(journal),
+            client,
+            runtime,
+            config,
+        })
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Runs every job of `plan` that is not done, `workers` at a time, and returns how each ended.
+    /// Jobs are streamed from the plan, so memory does not grow with its size. PINs are asked for
+    /// once per token, before any work.
+    ///
+    /// # Errors
+    /// [`PipelineError`] for problems that stop the whole run (no PIN, journal unusable); a job's
+    /// own failure is in its outcome.
+    pub fn run(
+        &self,
+        plan: &Plan,
+        observer: &dyn Observer,
+    ) -> Result<Vec<JobOutcome>, PipelineError> {
+        let mut pins = HashMap::new();
+        for spec in plan.jobs() {
+            if let KeyLocation::Token { uri } = &spec.location
+                && !pins.contains_key(uri)
+            {
+                let parsed: Pkcs11Uri = uri.parse().map_err(failed_key)?;
+                let module =
+                    Module::resolve(&parsed, self.config.module.as_deref()).map_err(failed_key)?;
+                let token = module.find_token(&parsed).map_err(failed_key)?;
+                pins.insert(
+                    uri.clone(),
+                    Pin::resolve(&parsed, &token.description()).map_err(failed_key)?,
+                );
+            }
+        }
+        let workers = self.config.workers.max(1);
+        let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
+        let receiver = std::sync::Mutex::new(receiver);
+        let outcomes = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let mut worker = Worker {
+                        provisioner: self,
+                        plan,
+                        pins: &pins,
+                        tokens: HashMap::new(),
+                        observer,
+                    };
+                    loop {
+                        let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(spec) = next else { break };
+                        let outcome = worker.process(&spec);
+                        observer.finished(&outcome);
+                        outcomes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(outcome);
+                    }
+                });
+            }
+            for spec in plan.jobs() {
+                if sender.send(spec).is_err() {
+                    break;
+                }
+            }
+            drop(sender);
+        });
+        let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
+        outcomes.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        Ok(outcomes)
+    }
+}
+
+impl Worker<'_> {
+    fn process(&mut self, spec: &JobSpec) -> JobOutcome {
+        let journal = &self.provisioner.journal;
+        let mut row = match journal.ensure(spec) {
+            Ok(row) => row,
+            Err(e) => {
+                return JobOutcome {
+                    job_id: spec.job_id.clone(),
+                    state: JobState::Failed,
+                    step: Step::Planned,
+                    order_id: None,
+                    certificate_id: None,
+                    note: Some(e.to_string()),
+                };
+            }
+        };
+        if row.state != JobState::Done
+            && let Err(e) = self.advance(&mut row)
+        {
+            row.state = JobState::Failed;
+            row.note = Some(e.to_string());
+            // The error is in the outcome; a journal that cannot take it fails the next run early.
+            let _ = journal.save(&row, &e.to_string());
+        }
+        JobOutcome {
+            job_id: row.spec.job_id.clone(),
+            state: row.state,
+            step: row.step,
+            order_id: row.order_id,
+            certificate_id: row.certificate_id,
+            note: row.note.clone(),
+        }
+    }
+
+    fn save(&self, row: &mut JobRow, step: Step, detail: &str) -> Result<(), PipelineError> {
+        row.step = step;
+        row.state = if step == Step::Done {
+            JobState::Done
+        } else {
+            JobState::Open
+        };
+        row.note = None;
+        self.provisioner.journal.save(row, detail)?;
+        self.observer.step(&row.spec.job_id, step, detail);
+        Ok(())
+    }
+
+    fn token(&mut self, uri: &str) -> Result<&TokenHandle, PipelineError> {
+        if !self.tokens.contains_key(uri) {
+            let parsed: Pkcs11Uri = uri.parse().map_err(failed_key)?;
+            let module = Module::resolve(&parsed, self.provisioner.config.module.as_deref())
+                .map_err(failed_key)?;
+            let token = module.find_token(&parsed).map_err(failed_key)?;
+            let pin = self
+                .pins
+                .get(uri)
+                .ok_or_else(|| PipelineError::Key(format!("no PIN for {uri}")))?;
+            let session = token.login(pin).map_err(failed_key)?;
+            self.tokens
+                .insert(uri.to_string(), TokenHandle { token, session });
+        }
+        Ok(&self.tokens[uri])
+    }
+
+    fn advance(&mut self, row: &mut JobRow) -> Result<(), PipelineError> {
+        let location = row.spec.location.clone();
+        match location {
+            KeyLocation::Token { uri } => {
+                self.token(&uri)?;
+                let handle = &self.tokens[&uri];
+                let key = self.token_key(handle, row)?;
+                self.order_steps(row, &key, &KeyPlace::Token(handle, &key))
+            }
+            KeyLocation::File { path } => {
+                let key = self.file_key(&path, row)?;
+                self.order_steps(row, &key, &KeyPlace::File(&path))
+            }
+        }
+    }
+
+    /// The job's token key: found by its journaled CKA_ID (it may exist from a run that died), or
+    /// generated, audited and given its CSR.
+    fn token_key<'s>(
+        &self,
+        handle: &'s TokenHandle,
+        row: &mut JobRow,
+    ) -> Result<TokenKey<'s>, PipelineError> {
+        let session = &handle.session;
+        match session.find_key(Some(&row.key_id), None) {
+            Ok(key) => {
+                if row.step < Step::CsrBuilt {
+                    let audit = session.audit_key(&key).map_err(failed_key)?;
+                    row.audit_json = Some(serde_json::to_string(&audit).expect("audit serializes"));
+                    self.save(
+                        row,
+                        Step::KeyGenerated,
+                        "key found on the token after an interrupted run",
+                    )?;
+                    self.build_csr(row, &key)?;
+                }
+                Ok(key)
+            }
+            Err(KeysError::KeyNotFound { .. }) => {
+                if row.step > Step::KeyGenerated {
+                    return Err(PipelineError::Key(format!(
+                        "the journal says the key was made, but {} holds no key with CKA_ID {}",
+                        handle.token.description(),
+                        hex(&row.key_id)
+                    )));
+                }
+                self.provisioner.journal.begin(
+                    &row.spec.job_id,
+                    Step::KeyGenerated,
+                    &hex(&row.key_id),
+                )?;
+                let request = KeyRequest {
+                    algorithm: row.spec.algorithm,
+                    label: row.spec.label.clone(),
+                    id: Some(row.key_id.clone()),
+                };
+                let pending = session.generate_key_pair(&request).map_err(failed_key)?;
+                row.audit_json =
+                    Some(serde_json::to_string(pending.audit()).expect("audit serializes"));
+                // If anything fails before `keep`, the pending key destroys itself.
+                self.save(
+                    row,
+                    Step::KeyGenerated,
+                    &format!("CKA_ID {}", hex(&row.key_id)),
+                )?;
+                self.build_csr(row, &*pending)?;
+                let (key, _) = pending.keep();
+                Ok(key)
+            }
+            Err(e) => Err(failed_key(e)),
+        }
+    }
+
+    fn file_key(&self, path: &Path, row: &mut JobRow) -> Result<SoftwareKey, PipelineError> {
+        let key = if path.exists() {
+            SoftwareKey::read_pem_file(path, None).map_err(failed_key)?
+        } else {
+            if row.step > Step::KeyGenerated {
+                return Err(PipelineError::Key(format!(
+                    "the journal says the key was made, but {} is gone",
+                    path.display()
+                )));
+            }
+            self.provisioner.journal.begin(
+                &row.spec.job_id,
+                Step::KeyGenerated,
+                &path.display().to_string(),
+            )?;
+            let key = SoftwareKey::generate(row.spec.algorithm).map_err(failed_key)?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| PipelineError::Key(format!("{}: {e}", dir.display())))?;
+            }
+            let pem = key.to_pkcs8_pem(None).map_err(failed_key)?;
+            write_atomically(path, pem.as_bytes(), PRIVATE_FILE_MODE, Overwrite::Refuse)
+                .map_err(failed_key)?;
+            key
+        };
+        if row.step < Step::KeyGenerated {
+            self.save(row, Step::KeyGenerated, &path.display().to_string())?;
+        }
+        if row.step < Step::CsrBuilt {
+            self.build_csr(row, &key)?;
+        }
+        Ok(key)
+    }
+
+    fn build_csr(&self, row: &mut JobRow, key: &dyn KeySigner) -> Result<(), PipelineError> {
+        let subject: SubjectDn = row.spec.subject.parse().map_err(failed_key)?;
+        let request = csr::build(key, &subject).map_err(failed_key)?;
+        let pem = request.pem();
+        let digest = spki::sha256_hex(request.der());
+        row.csr_pem = Some(pem);
+        self.save(row, Step::CsrBuilt, &format!("CSR SHA-256 {digest}"))
+    }
+
+    fn order_steps(
+        &self,
+        row: &mut JobRow,
+        key: &dyn KeySigner,
+        place: &KeyPlace<'_>,
+    ) -> Result<(), PipelineError> {
+        let client = &self.provisioner.client;
+        let runtime = &self.provisioner.runtime;
+        let csr_pem = row
+            .csr_pem
+            .clone()
+            .ok_or_else(|| PipelineError::Key("the journal holds no CSR".to_string()))?;
+        let order = self.order_for(&csr_pem, &row.alternative_order_id)?;
+        if row.step < Step::OrderValidated {
+            self.save(
+                row,
+                Step::OrderValidated,
+                &format!("alternative order ID {}", row.alternative_order_id),
+            )?;
+        }
+        if row.step < Step::OrderSubmitted {
+            self.provisioner.journal.begin(
+                &row.spec.job_id,
+                Step::OrderSubmitted,
+                &row.alternative_order_id,
+            )?;
+            let placed = runtime.block_on(client.place_order(&order))?;
+            row.order_id = Some(placed.order_id.0);
+            row.certificate_id = placed.certificate_id.map(|c| c.0);
+            let detail = format!(
+                "order {}{}",
+                placed.order_id,
+                if placed.recovered {
+                    " (found by its alternative order ID)"
+                } else {
+                    ""
+                }
+            );
+            self.save(row, Step::OrderSubmitted, &detail)?;
+        }
+        if row.step < Step::OrderIssued {
+            let order_id = OrderId(
+                row.order_id
+                    .ok_or_else(|| PipelineError::Key("no order ID in the journal".to_string()))?,
+            );
+            let progress = if self.provisioner.config.wait.is_zero() {
+                runtime.block_on(client.check_order(order_id))?
+            } else {
+                match runtime
+                    .block_on(client.wait_for_issuance(order_id, self.provisioner.config.wait))
+                {
+                    Ok(cert) => OrderProgress::Issued(cert),
+                    Err(crate::order::CertCentralError::StillPending { .. }) => {
+                        runtime.block_on(client.check_order(order_id))?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            match progress {
+                OrderProgress::Issued(cert) => {
+                    row.certificate_id = Some(cert.0);
+                    self.save(row, Step::OrderIssued, &format!("certificate {cert}"))?;
+                }
+                OrderProgress::Pending(status) => {
+                    row.state = JobState::Pending;
+                    row.note = Some(format!(
+                        "order {order_id} is {status}; run again with --resume"
+                    ));
+                    self.provisioner.journal.save(row, &status.to_string())?;
+                    return Ok(());
+                }
+                OrderProgress::Failed(status) => {
+                    return Err(PipelineError::Order(format!(
+                        "order {order_id} is {status}"
+                    )));
+                }
+            }
+        }
+        if row.step < Step::ChainDownloaded {
+            let cert = CertificateId(row.certificate_id.ok_or_else(|| {
+                PipelineError::Key("no certificate ID in the journal".to_string())
+            })?);
+            let chain = runtime.block_on(client.download_chain(cert))?;
+            let facts = spki::certificate_facts(&chain.leaf).map_err(PipelineError::Order)?;
+            if facts.subject_public_key_info != key.subject_public_key_info() {
+                return Err(PipelineError::Order(format!(
+                    "certificate {cert} does not carry the job's public key; it was not installed"
+                )));
+            }
+            row.chain_pem = Some(chain.pem);
+            self.save(
+                row,
+                Step::ChainDownloaded,
+                &format!("leaf SHA-256 {}", facts.sha256),
+            )?;
+        }
+        let chain_pem = row.chain_pem.clone().unwrap_or_default();
+        let chain = crate::order::Chain::from_pem(chain_pem.as_bytes())?;
+        if row.step < Step::CertificateInstalled {
+            self.provisioner
+                .journal
+                .begin(&row.spec.job_id, Step::CertificateInstalled, "")?;
+            let detail = match place {
+                KeyPlace::Token(handle, token_key) => {
+                    match handle
+                        .session
+                        .certificate_for(token_key)
+                        .map_err(failed_key)?
+                    {
+                        Some(existing) if existing == chain.leaf => {
+                            "already on the token".to_string()
+                        }
+                        Some(_) => {
+                            return Err(PipelineError::Key(format!(
+                                "{} already holds another certificate with CKA_ID {}",
+                                handle.token.description(),
+                                hex(&row.key_id)
+                            )));
+                        }
+                        None => {
+                            handle
+                                .session
+                                .install_certificate(token_key, &chain.leaf)
+                                .map_err(failed_key)?;
+                            format!(
+                                "on {} with CKA_ID {}",
+                                handle.token.description(),
+                                hex(&row.key_id)
+                            )
+                        }
+                    }
+                }
+                KeyPlace::File(path) => {
+                    let chain_path = path.with_extension("chain.pem");
+                    write_atomically(
+                        &chain_path,
+                        chain_pem.as_bytes(),
+                        PUBLIC_FILE_MODE,
+                        Overwrite::Replace,
+                    )
+                    .map_err(failed_key)?;
+                    chain_path.display().to_string()
+                }
+            };
+            self.save(row, Step::CertificateInstalled, &detail)?;
+        }
+        if row.step < Step::Done {
+            let record = self.record(row, place, &chain.leaf)?;
+            let path = self
+                .provisioner
+                .config
+                .records_dir
+                .join(format!("{}.json", row.spec.job_id));
+            std::fs::create_dir_all(&self.provisioner.config.records_dir).map_err(|e| {
+                PipelineError::Key(format!(
+                    "{}: {e}",
+                    self.provisioner.config.records_dir.display()
+                ))
+            })?;
+            let text = serde_json::to_string_pretty(&record).expect("a record serializes");
+            write_atomically(&path, text.as_bytes(), PUBLIC_FILE_MODE, Overwrite::Replace)
+                .map_err(failed_key)?;
+            self.save(row, Step::Done, &path.display().to_string())?;
+        }
+        Ok(())
+    }
+
+    fn order_for(
+        &self,
+        csr_pem: &str,
+        alternative_order_id: &str,
+    ) -> Result<ValidatedOrder, PipelineError> {
+        let mut request: OrderRequest = self.plan.request.clone();
+        request
+            .certificate
+            .get_or_insert_with(CertificateDetails::default)
+            .csr = Some(csr_pem.to_string());
+        request.alternative_order_id = Some(alternative_order_id.to_string());
+        let product: Product = self.plan.product.clone();
+        ValidatedOrder::new(product, request, Some(&KeysCsrCheck))
+            .map_err(|e| PipelineError::Order(e.to_string()))
+    }
+
+    fn record(
+        &self,
+        row: &JobRow,
+        place: &KeyPlace<'_>,
+        leaf: &[u8],
+    ) -> Result<serde_json::Value, PipelineError> {
+        let facts = spki::certificate_facts(leaf).map_err(PipelineError::Order)?;
+        let csr_der = row
+            .csr_pem
+            .as_deref()
+            .and_then(|p| csr::inspect(p.as_bytes()).ok())
+            .map(|r| spki::sha256_hex(&r.subject_public_key_info));
+        let key = match place {
+            KeyPlace::Token(handle, token_key) => {
+                let summary = handle.token.summary();
+                json!({
+                    "uri": token_key.uri().to_uri_string(false),
+                    "token": {
+                        "label": summary.label, "serial": summary.serial,
+                        "model": summary.model, "manufacturer": summary.manufacturer,
+                    },
+                    "audit": row.audit_json.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()),
+                })
+            }
+            KeyPlace::File(path) => json!({ "path": path, "software_key": true }),
+        };
+        Ok(json!({
+            "job_id": row.spec.job_id,
+            "algorithm": row.spec.algorithm.cli_name(),
+            "key": key,
+            "csr_sha256": row.csr_pem.as_deref().map(|p| spki::sha256_hex(p.as_bytes())),
+            "public_key_sha256": csr_der,
+            "order": {
+                "product": self.plan.product.as_str(),
+                "order_id": row.order_id,
+                "alternative_order_id": row.alternative_order_id,
+                "certificate_id": row.certificate_id,
+            },
+            "certificate": {
+                "subject": facts.subject,
+                "serial": facts.serial_hex,
+                "sha256": facts.sha256,
+            },
+            "written_at": time::OffsetDateTime::now_utc().unix_timestamp(),
+        }))
+    }
+}
+
+enum KeyPlace<'a> {
+    Token(&'a TokenHandle, &'a TokenKey<'a>),
+    File(&'a Path),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
