@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 pub use journal::{JobRow, JobState, Journal, Step};
 pub use plan::{JobSpec, KeyLocation, Plan};
-pub use provision::{JobOutcome, Observer, PrintObserver, Provisioner, ProvisionerConfig};
+pub use provision::{
+    JobOutcome, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
+};
 
 /// What can stop a run or a job.
 #[derive(Debug, thiserror::Error)]

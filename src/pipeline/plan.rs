@@ -331,7 +331,7 @@ impl Plan {
     }
 
     /// The jobs, expanded one at a time.
-    pub fn jobs(&self) -> impl Iterator<Item = JobSpec> + '_ {
+    pub fn jobs(&self) -> impl Iterator<Item = JobSpec> + Clone + '_ {
         self.groups.iter().flat_map(|g| {
             (g.start..g.start + g.count).map(move |n| {
                 let label = expand(&g.label, n).expect("checked at load");

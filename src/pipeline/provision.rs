@@ -64,6 +64,34 @@ pub struct JobOutcome {
     pub note: Option<String>,
 }
 
+/// What every job orders: the product and the body (its CSR and alternative order ID are set per
+/// job).
+#[derive(Debug, Clone)]
+pub struct OrderTemplate {
+    /// The product.
+    pub product: Product,
+    /// The order body.
+    pub request: OrderRequest,
+}
+
+/// What a run gives: counts, and every job that is not done.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunSummary {
+    /// Jobs done (now or earlier).
+    pub done: u64,
+    /// Jobs waiting for CertCentral.
+    pub pending: Vec<JobOutcome>,
+    /// Jobs stopped on an error.
+    pub failed: Vec<JobOutcome>,
+}
+
+impl RunSummary {
+    /// All jobs seen.
+    pub fn total(&self) -> u64 {
+        self.done + self.pending.len() as u64 + self.failed.len() as u64
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
@@ -75,6 +103,8 @@ pub struct ProvisionerConfig {
     pub records_dir: PathBuf,
     /// The PKCS#11 module when token URIs have no module-path.
     pub module: Option<PathBuf>,
+    /// Signs each provisioning record (detached signature `<record>.sig`), when given.
+    pub record_signer: Option<Arc<SoftwareKey>>,
 }
 
 /// Runs plans against a journal and a CertCentral client.
@@ -93,7 +123,7 @@ struct TokenHandle {
 
 struct Worker<'p> {
     provisioner: &'p Provisioner,
-    plan: &'p Plan,
+    order: &'p OrderTemplate,
     pins: &'p HashMap<String, Pin>,
     tokens: HashMap<String, TokenHandle>,
     observer: &'p dyn Observer,
@@ -131,20 +161,37 @@ impl Provisioner {
         &self.journal
     }
 
-    /// Runs every job of `plan` that is not done, `workers` at a time, and returns how each ended.
-    /// Jobs are streamed from the plan, so memory does not grow with its size. PINs are asked for
-    /// once per token, before any work.
+    /// Runs every job of `plan` that is not done; see [`Provisioner::run_jobs`].
+    ///
+    /// # Errors
+    /// As [`Provisioner::run_jobs`].
+    pub fn run(&self, plan: &Plan, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
+        let order = OrderTemplate {
+            product: plan.product.clone(),
+            request: plan.request.clone(),
+        };
+        self.run_jobs(plan.jobs(), &order, observer)
+    }
+
+    /// Runs every job of `jobs` that is not done, `workers` at a time, from its last journaled
+    /// step. Jobs are pulled from the iterator as workers free up, so memory does not grow with
+    /// their number. The iterator is walked twice: first to find the tokens and ask each PIN once,
+    /// before any work; then to run. Pass a [`Plan`]'s jobs, or a source of your own.
     ///
     /// # Errors
     /// [`PipelineError`] for problems that stop the whole run (no PIN, journal unusable); a job's
-    /// own failure is in its outcome.
-    pub fn run(
+    /// own failure is in the summary.
+    pub fn run_jobs<I>(
         &self,
-        plan: &Plan,
+        jobs: I,
+        order: &OrderTemplate,
         observer: &dyn Observer,
-    ) -> Result<Vec<JobOutcome>, PipelineError> {
+    ) -> Result<RunSummary, PipelineError>
+    where
+        I: Iterator<Item = JobSpec> + Clone,
+    {
         let mut pins = HashMap::new();
-        for spec in plan.jobs() {
+        for spec in jobs.clone() {
             if let KeyLocation::Token { uri } = &spec.location
                 && !pins.contains_key(uri)
             {
@@ -161,13 +208,13 @@ impl Provisioner {
         let workers = self.config.workers.max(1);
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
-        let outcomes = std::sync::Mutex::new(Vec::new());
+        let summary = std::sync::Mutex::new(RunSummary::default());
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
                     let mut worker = Worker {
                         provisioner: self,
-                        plan,
+                        order,
                         pins: &pins,
                         tokens: HashMap::new(),
                         observer,
@@ -177,23 +224,26 @@ impl Provisioner {
                         let Ok(spec) = next else { break };
                         let outcome = worker.process(&spec);
                         observer.finished(&outcome);
-                        outcomes
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(outcome);
+                        let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
+                        match outcome.state {
+                            JobState::Done => summary.done += 1,
+                            JobState::Pending | JobState::Open => summary.pending.push(outcome),
+                            JobState::Failed => summary.failed.push(outcome),
+                        }
                     }
                 });
             }
-            for spec in plan.jobs() {
+            for spec in jobs {
                 if sender.send(spec).is_err() {
                     break;
                 }
             }
             drop(sender);
         });
-        let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
-        outcomes.sort_by(|a, b| a.job_id.cmp(&b.job_id));
-        Ok(outcomes)
+        let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.pending.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        summary.failed.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        Ok(summary)
     }
 }
 
@@ -549,13 +599,13 @@ impl Worker<'_> {
         csr_pem: &str,
         alternative_order_id: &str,
     ) -> Result<ValidatedOrder, PipelineError> {
-        let mut request: OrderRequest = self.plan.request.clone();
+        let mut request: OrderRequest = self.order.request.clone();
         request
             .certificate
             .get_or_insert_with(CertificateDetails::default)
             .csr = Some(csr_pem.to_string());
         request.alternative_order_id = Some(alternative_order_id.to_string());
-        let product: Product = self.plan.product.clone();
+        let product: Product = self.order.product.clone();
         ValidatedOrder::new(product, request, Some(&KeysCsrCheck))
             .map_err(|e| PipelineError::Order(e.to_string()))
     }
@@ -593,7 +643,7 @@ impl Worker<'_> {
             "csr_sha256": row.csr_pem.as_deref().map(|p| spki::sha256_hex(p.as_bytes())),
             "public_key_sha256": csr_der,
             "order": {
-                "product": self.plan.product.as_str(),
+                "product": self.order.product.as_str(),
                 "order_id": row.order_id,
                 "alternative_order_id": row.alternative_order_id,
                 "certificate_id": row.certificate_id,

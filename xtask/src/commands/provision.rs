@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::sync::Arc;
+
+use codesign_kit::keys::SoftwareKey;
 use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
 use codesign_kit::pipeline::{
-    JobOutcome, JobState, Journal, Plan, PrintObserver, Provisioner, ProvisionerConfig,
+    Journal, Plan, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
 };
 use secrecy::SecretString;
 
@@ -37,6 +40,10 @@ pub struct ProvisionArgs {
     /// The PKCS#11 module for token URIs without module-path (else PKCS11_MODULE).
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// Sign each provisioning record with this key (PEM); the detached signature goes to
+    /// RECORD.json.sig (verify: openssl dgst -sha256 -verify PUB.pem -signature RECORD.json.sig RECORD.json).
+    #[arg(long, value_name = "KEY.pem")]
+    record_key: Option<PathBuf>,
     /// Print one JSON document with every job's outcome.
     #[arg(long)]
     json: bool,
@@ -64,16 +71,15 @@ fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(seconds))
 }
 
-fn print_summary(outcomes: &[JobOutcome]) {
-    let count = |s: JobState| outcomes.iter().filter(|o| o.state == s).count();
+fn print_summary(summary: &RunSummary) {
     println!(
         "{} job(s): {} done, {} pending, {} failed",
-        outcomes.len(),
-        count(JobState::Done),
-        count(JobState::Pending),
-        count(JobState::Failed)
+        summary.total(),
+        summary.done,
+        summary.pending.len(),
+        summary.failed.len()
     );
-    for o in outcomes.iter().filter(|o| o.state != JobState::Done) {
+    for o in summary.pending.iter().chain(&summary.failed) {
         println!(
             "  {:<24} {:<8} after {:<22} {}",
             o.job_id,
@@ -107,18 +113,22 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
         wait: parse_duration(&args.wait)?,
         records_dir: args.records.clone().unwrap_or_else(|| base.join("records")),
         module: args.module.clone(),
+        record_signer: match &args.record_key {
+            Some(path) => Some(Arc::new(
+                SoftwareKey::read_pem_file(path, None)
+                    .with_context(|| format!("--record-key {}", path.display()))?,
+            )),
+            None => None,
+        },
     };
     let provisioner = Provisioner::new(journal, client, config)?;
-    let outcomes = provisioner.run(&plan, &PrintObserver)?;
+    let summary = provisioner.run(&plan, &PrintObserver)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "jobs": outcomes }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&outcomes);
+        print_summary(&summary);
     }
-    if outcomes.iter().any(|o| o.state == JobState::Failed) {
+    if !summary.failed.is_empty() {
         bail!("some jobs failed; fix the cause and run again with --resume");
     }
     Ok(())
@@ -243,19 +253,31 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             wait: Duration::from_secs(60),
             records_dir: dir.join("records"),
             module: None,
+            record_signer: None,
         },
     )?;
-    let outcomes = provisioner.run(&plan, &PrintObserver)?;
-    let outcome = outcomes.first().context("the demo plan has one job")?;
-    if outcome.state != JobState::Done {
-        bail!(
-            "the demo job did not finish: {:?} after {}: {}",
-            outcome.state,
-            outcome.step.as_str(),
-            outcome.note.as_deref().unwrap_or("")
-        );
+    let summary = provisioner.run(&plan, &PrintObserver)?;
+    if summary.done != 1 {
+        let reasons: Vec<String> = summary
+            .pending
+            .iter()
+            .chain(&summary.failed)
+            .map(|o| {
+                format!(
+                    "{:?} after {}: {}",
+                    o.state,
+                    o.step.as_str(),
+                    o.note.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        bail!("the demo job did not finish: {}", reasons.join("; "));
     }
-    let record_path = dir.join("records").join(format!("{}.json", outcome.job_id));
+    let job = provisioner
+        .journal()
+        .load("demo-ev-signer")?
+        .context("the demo job is in the journal")?;
+    let record_path = dir.join("records").join("demo-ev-signer.json");
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record_path)?)?;
     // Check, independently of the pipeline's own check, that the key and certificate match.
     if softhsm {
@@ -284,7 +306,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             record["key"]["uri"].as_str().unwrap_or("")
         );
     }
-    println!("order ID: {}", outcome.order_id.unwrap_or_default());
+    println!("order ID: {}", job.order_id.unwrap_or_default());
     println!(
         "certificate subject: {}",
         record["certificate"]["subject"].as_str().unwrap_or("")
