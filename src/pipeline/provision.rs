@@ -587,6 +587,19 @@ impl Worker<'_> {
                 ))
             })?;
             let text = serde_json::to_string_pretty(&record).expect("a record serializes");
+            if let Some(signer) = &self.provisioner.config.record_signer {
+                // Detached: the signature file first, so a record never stands unsigned.
+                let signature = signer.sign(text.as_bytes()).map_err(failed_key)?;
+                let mut sig_path = path.clone().into_os_string();
+                sig_path.push(".sig");
+                write_atomically(
+                    Path::new(&sig_path),
+                    &signature,
+                    PUBLIC_FILE_MODE,
+                    Overwrite::Replace,
+                )
+                .map_err(failed_key)?;
+            }
             write_atomically(&path, text.as_bytes(), PUBLIC_FILE_MODE, Overwrite::Replace)
                 .map_err(failed_key)?;
             self.save(row, Step::Done, &path.display().to_string())?;

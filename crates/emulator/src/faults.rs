@@ -50,6 +50,12 @@ pub enum Fault {
         /// Milliseconds.
         millis: u64,
     },
+    /// Do the work (an order is committed), then wait this long before answering: a client
+    /// killed meanwhile has committed an order it never heard of.
+    DelayAfterCommit {
+        /// Milliseconds.
+        millis: u64,
+    },
     /// Do the work (an order is committed), then close the connection without answering.
     DropAfterCommit,
     /// Do the work, then answer with a body that is not valid JSON.

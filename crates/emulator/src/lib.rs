@@ -179,6 +179,7 @@ pub(crate) struct Shared {
     settings: Mutex<Settings>,
     faults: Mutex<Vec<FaultRule>>,
     last_bodies: Mutex<HashMap<Route, serde_json::Value>>,
+    seen: Mutex<HashMap<Route, u64>>,
     limiter: Mutex<faults::RateLimiter>,
     state_file: Option<PathBuf>,
     serials: Mutex<u64>,
@@ -267,6 +268,7 @@ impl Emulator {
             settings: Mutex::new(config.settings),
             faults: Mutex::new(config.faults),
             last_bodies: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             limiter: Mutex::new(faults::RateLimiter::default()),
             state_file: config.state_file,
             serials: Mutex::new(0),
@@ -341,6 +343,17 @@ impl Emulator {
             .expect("bodies")
             .get(&route)
             .cloned()
+    }
+
+    /// How many authenticated requests reached `route`.
+    pub fn requests_seen(&self, route: Route) -> u64 {
+        self.shared
+            .seen
+            .lock()
+            .expect("seen")
+            .get(&route)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Arms a fault.

@@ -146,6 +146,7 @@ async fn gate(State(shared): SharedState, request: Request, next: Next) -> Respo
             "Service unavailable, please limit request volume",
         );
     }
+    *shared.seen.lock().expect("seen").entry(route).or_default() += 1;
     let killer = request.extensions().get::<ConnectionKiller>().cloned();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {
@@ -201,6 +202,10 @@ async fn gate(State(shared): SharedState, request: Request, next: Next) -> Respo
                 killer.kill();
             }
             std::future::pending::<Response>().await
+        }
+        Some(Fault::DelayAfterCommit { millis }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            response
         }
         Some(Fault::MalformedJson) => {
             let status = response.status();

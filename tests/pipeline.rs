@@ -1,0 +1,349 @@
+//! The provisioning pipeline in-process: SoftHSM tokens, the emulator over loopback HTTP, the
+//! journal, with pkcs11-tool and OpenSSL as judges.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certcentral_emulator::{
+    ApprovalMode, Emulator, EmulatorConfig, Fault, FaultRule, Route, Settings,
+};
+use codesign_kit::keys::pkcs11::{Module, Pin, Pkcs11Uri};
+use codesign_kit::keys::{KeyAlgorithm, KeySigner, SoftwareKey, spki};
+use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig, RequestDecision, RetryPolicy};
+use codesign_kit::pipeline::{
+    JobState, Journal, Observer, Plan, Provisioner, ProvisionerConfig, Step,
+};
+use codesign_testkit::{SoftHsm, USER_PIN, openssl};
+use secrecy::SecretString;
+
+const KEY: &str = "pipeline-test-key-3b9f";
+
+const BODY: &str = r#"{
+  "certificate": { "signature_hash": "sha256" },
+  "cs_provisioning_method": "email",
+  "order_validity": { "years": 1 },
+  "skip_approval": true,
+  "organization": { "id": 123456 }
+}"#;
+
+struct Quiet;
+impl Observer for Quiet {
+    fn step(&self, _: &str, _: Step, _: &str) {}
+    fn finished(&self, _: &codesign_kit::pipeline::JobOutcome) {}
+}
+
+fn emulator(settings: Settings) -> Emulator {
+    let mut config = EmulatorConfig::new(KEY);
+    config.settings = settings;
+    Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+fn client(emu: &Emulator) -> Client {
+    let mut config = ClientConfig::new(
+        BaseUrl::parse(&emu.api_base()).unwrap(),
+        ApiKey::new(SecretString::from(KEY)).unwrap(),
+    );
+    config.retry = RetryPolicy {
+        max_attempts: 8,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(2),
+    };
+    Client::new(config).unwrap()
+}
+
+fn provisioner(
+    dir: &Path,
+    emu: &Emulator,
+    workers: usize,
+    signer: Option<Arc<SoftwareKey>>,
+) -> Provisioner {
+    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
+    Provisioner::new(
+        journal,
+        client(emu),
+        ProvisionerConfig {
+            workers,
+            wait: Duration::from_secs(10),
+            records_dir: dir.join("records"),
+            module: None,
+            record_signer: signer,
+        },
+    )
+    .unwrap()
+}
+
+fn write_plan(dir: &Path, keys: &str) -> Plan {
+    std::fs::write(dir.join("body.json"), BODY).unwrap();
+    let text = format!("[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n{keys}");
+    std::fs::write(dir.join("plan.toml"), &text).unwrap();
+    Plan::load(&dir.join("plan.toml")).unwrap()
+}
+
+#[test]
+fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
+    let label = SoftHsm::claim_token();
+    let hsm = SoftHsm::process_wide();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, USER_PIN).unwrap();
+    let token_uri = format!(
+        "pkcs11:token={label}?module-path={}&pin-source=file:{}",
+        hsm.module().display(),
+        pin_file.display()
+    );
+    let emu = emulator(Settings {
+        polls_until_issued: 1,
+        rate_limits: false,
+        ..Settings::default()
+    });
+    let plan = write_plan(
+        dir.path(),
+        &format!(
+            "[[keys]]\ncount = 18\nalgorithm = \"p256\"\ntoken = \"{token_uri}\"\nlabel = \"cs-{{n:03}}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n\n\
+             [[keys]]\ncount = 2\nstart = 19\nalgorithm = \"rsa3072\"\ntoken = \"{token_uri}\"\nlabel = \"cs-{{n:03}}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n"
+        ),
+    );
+    assert_eq!(plan.len(), 20);
+    let provisioner = provisioner(dir.path(), &emu, 2, None);
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 20, "{summary:?}");
+    assert_eq!(provisioner.journal().counts().unwrap(), (20, 0, 0, 0));
+    assert_eq!(emu.order_count(), 20);
+
+    // Every certificate is on the token with its key's CKA_ID, and carries the key.
+    let uri: Pkcs11Uri = token_uri.parse().unwrap();
+    let token = Module::resolve(&uri, None)
+        .unwrap()
+        .find_token(&uri)
+        .unwrap();
+    let session = token
+        .login(&Pin::new(SecretString::from(USER_PIN)))
+        .unwrap();
+    for n in 1..=20 {
+        let job = format!("cs-{n:03}");
+        let key = session.find_key(None, Some(&job)).unwrap();
+        let row = provisioner.journal().load(&job).unwrap().unwrap();
+        assert_eq!(
+            key.id(),
+            row.key_id.as_slice(),
+            "{job}: the journal points to the key"
+        );
+        let cert = session
+            .certificate_for(&key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{job}: no certificate"));
+        let facts = spki::certificate_facts(&cert).unwrap();
+        assert_eq!(
+            facts.subject_public_key_info,
+            key.subject_public_key_info(),
+            "{job}"
+        );
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("records/{job}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["certificate"]["sha256"], facts.sha256);
+        assert_eq!(record["key"]["audit"]["never_extractable"], true);
+        assert_eq!(record["key"]["token"]["model"], "SoftHSM v2");
+    }
+    // pkcs11-tool agrees: 20 certificates, each with the ID of a private key.
+    let listing = hsm.list_objects(&label);
+    let certs = listing.matches("Certificate Object").count();
+    let keys = listing.matches("Private Key Object").count();
+    assert_eq!((certs, keys), (20, 20), "{listing}");
+    let ids = |class: &str| -> Vec<String> {
+        let mut ids: Vec<String> = listing
+            .split(class)
+            .skip(1)
+            .filter_map(|block| {
+                block
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("ID:").map(|id| id.trim().to_string()))
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("Certificate Object"), ids("Private Key Object"));
+
+    // A second run has nothing left to do and orders nothing.
+    let again = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(again.done, 20);
+    assert_eq!(emu.order_count(), 20);
+}
+
+#[test]
+fn pending_orders_are_left_pending_and_finished_by_a_later_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(Settings {
+        approval: ApprovalMode::OneStep,
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let plan = write_plan(
+        dir.path(),
+        "[[keys]]\ncount = 3\nalgorithm = \"p384\"\ndirectory = \"keys\"\nlabel = \"sw-{n}\"\nsubject = \"CN=Example Corp,C=US\"\n",
+    );
+    let provisioner = Provisioner::new(
+        Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
+        client(&emu),
+        ProvisionerConfig {
+            workers: 2,
+            wait: Duration::ZERO,
+            records_dir: dir.path().join("records"),
+            module: None,
+            record_signer: None,
+        },
+    )
+    .unwrap();
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!((summary.done, summary.pending.len()), (0, 3), "{summary:?}");
+    assert!(
+        summary
+            .pending
+            .iter()
+            .all(|o| o.step == Step::OrderSubmitted && o.state == JobState::Pending)
+    );
+    assert!(
+        summary.pending[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("needs_approval")
+    );
+
+    // Someone approves the requests in CertCentral; the next run picks the orders up.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&emu);
+    for n in 1..=3 {
+        let row = provisioner
+            .journal()
+            .load(&format!("sw-{n}"))
+            .unwrap()
+            .unwrap();
+        let info = runtime
+            .block_on(c.order_info(codesign_kit::order::OrderId(row.order_id.unwrap())))
+            .unwrap();
+        runtime
+            .block_on(c.update_request_status(info.requests[0].id, RequestDecision::Approve, "ok"))
+            .unwrap();
+    }
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 3, "{summary:?}");
+    assert_eq!(emu.order_count(), 3);
+    for n in 1..=3 {
+        let key = dir.path().join(format!("keys/sw-{n}.pem"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(dir.path().join(format!("keys/sw-{n}.chain.pem")).exists());
+    }
+}
+
+#[test]
+fn injected_faults_never_duplicate_an_order_and_records_are_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(Settings {
+        polls_until_issued: 1,
+        ..Settings::default()
+    });
+    for rule in [
+        FaultRule {
+            route: Route::CreateOrder,
+            fault: Fault::Status { status: 503 },
+            count: 3,
+        },
+        FaultRule {
+            route: Route::CreateOrder,
+            fault: Fault::DropAfterCommit,
+            count: 2,
+        },
+        FaultRule {
+            route: Route::CreateOrder,
+            fault: Fault::RateLimited {
+                retry_after: Some(1),
+            },
+            count: 1,
+        },
+        FaultRule {
+            route: Route::CreateOrder,
+            fault: Fault::MalformedJson,
+            count: 1,
+        },
+        FaultRule {
+            route: Route::OrderInfo,
+            fault: Fault::Status { status: 500 },
+            count: 2,
+        },
+        FaultRule {
+            route: Route::OrdersByAlternativeId,
+            fault: Fault::RateLimited { retry_after: None },
+            count: 2,
+        },
+        FaultRule {
+            route: Route::Download,
+            fault: Fault::DropAfterCommit,
+            count: 1,
+        },
+    ] {
+        emu.add_fault(rule);
+    }
+    let plan = write_plan(
+        dir.path(),
+        "[[keys]]\ncount = 6\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"f-{n}\"\nsubject = \"CN=Example Corp,C=US\"\n",
+    );
+    let signer = Arc::new(SoftwareKey::generate(KeyAlgorithm::P256).unwrap());
+    let provisioner = provisioner(dir.path(), &emu, 2, Some(signer.clone()));
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 6, "{summary:?}");
+    assert_eq!(emu.order_count(), 6, "no duplicate order");
+    for n in 1..=6 {
+        let row = provisioner
+            .journal()
+            .load(&format!("f-{n}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(emu.orders_with_alternative_id(&row.alternative_order_id), 1);
+    }
+    // The detached record signature verifies with OpenSSL.
+    let public = dir.path().join("signer.pub.der");
+    std::fs::write(&public, signer.subject_public_key_info()).unwrap();
+    let record = dir.path().join("records/f-1.json");
+    let signature = dir.path().join("records/f-1.json.sig");
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let out = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &p(&public),
+        "-keyform",
+        "DER",
+        "-signature",
+        &p(&signature),
+        &p(&record),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+        "{out:?}"
+    );
+    // A changed record does not.
+    let mut text = std::fs::read_to_string(&record).unwrap();
+    text.push(' ');
+    std::fs::write(&record, text).unwrap();
+    let out = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &p(&public),
+        "-keyform",
+        "DER",
+        "-signature",
+        &p(&signature),
+        &p(&record),
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
+}
