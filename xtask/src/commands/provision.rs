@@ -11,9 +11,11 @@ use std::sync::Arc;
 use codesign_kit::keys::SoftwareKey;
 use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
 use codesign_kit::pipeline::{
-    Journal, Plan, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
+    JobOutcome, JobState, Journal, Observer, Plan, PrintObserver, Provisioner, ProvisionerConfig,
+    RunSummary, Step,
 };
 use secrecy::SecretString;
+use std::io::IsTerminal;
 
 use super::order::ConnectionArgs;
 
@@ -71,6 +73,43 @@ fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// A progress bar on a terminal: one tick per finished job, the latest step as its message.
+struct BarObserver(indicatif::ProgressBar);
+
+impl Observer for BarObserver {
+    fn step(&self, job_id: &str, step: Step, _detail: &str) {
+        self.0.set_message(format!("{job_id}: {}", step.as_str()));
+    }
+    fn finished(&self, outcome: &JobOutcome) {
+        if outcome.state != JobState::Done {
+            self.0.println(format!(
+                "{}: {:?} after {} {}",
+                outcome.job_id,
+                outcome.state,
+                outcome.step.as_str(),
+                outcome.note.as_deref().unwrap_or("")
+            ));
+        }
+        self.0.inc(1);
+    }
+}
+
+/// The observer for this output: a bar on a terminal, plain lines otherwise.
+fn observer(total: u64) -> Box<dyn Observer> {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}",
+            )
+            .expect("a valid template"),
+        );
+        Box::new(BarObserver(bar))
+    } else {
+        Box::new(PrintObserver)
+    }
+}
+
 fn print_summary(summary: &RunSummary) {
     println!(
         "{} job(s): {} done, {} pending, {} failed",
@@ -122,7 +161,8 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
         },
     };
     let provisioner = Provisioner::new(journal, client, config)?;
-    let summary = provisioner.run(&plan, &PrintObserver)?;
+    let observer = observer(plan.len());
+    let summary = provisioner.run(&plan, observer.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
