@@ -412,3 +412,57 @@ impl Journal {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::plan::KeyLocation;
+
+    fn spec(id: &str) -> JobSpec {
+        JobSpec {
+            job_id: id.to_string(),
+            algorithm: crate::keys::KeyAlgorithm::P256,
+            subject: "CN=x".to_string(),
+            location: KeyLocation::File {
+                path: format!("{id}.pem").into(),
+            },
+            label: id.to_string(),
+        }
+    }
+
+    #[test]
+    fn rows_survive_reopening_and_keep_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let journal = Journal::open(&path).unwrap();
+        let mut row = journal.ensure(&spec("a")).unwrap();
+        journal.ensure(&spec("b")).unwrap();
+        assert_eq!(row.step, Step::Planned);
+        assert_eq!(row.key_id.len(), 16);
+        assert_eq!(row.alternative_order_id.len(), 32);
+        // Ensuring again returns the same row: the IDs are chosen once.
+        assert_eq!(journal.ensure(&spec("a")).unwrap(), row);
+        journal.begin("a", Step::OrderSubmitted, "sending").unwrap();
+        row.step = Step::OrderSubmitted;
+        row.order_id = Some(42);
+        journal.save(&row, "order 42").unwrap();
+        row.step = Step::Done;
+        row.state = JobState::Done;
+        journal.save(&row, "").unwrap();
+        drop(journal);
+
+        let journal = Journal::open(&path).unwrap();
+        let back = journal.load("a").unwrap().unwrap();
+        assert_eq!(back, row);
+        assert_eq!(journal.unfinished().unwrap(), ["b"]);
+        assert_eq!(journal.counts().unwrap(), (1, 0, 0, 1));
+        assert!(journal.load("c").unwrap().is_none());
+        let history: i64 = journal
+            .lock()
+            .query_row("SELECT COUNT(*) FROM history WHERE job_id = 'a'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(history, 4, "planned, begin and end of the order, done");
+    }
+}

@@ -419,6 +419,9 @@ impl Worker<'_> {
     }
 
     fn build_csr(&self, row: &mut JobRow, key: &dyn KeySigner) -> Result<(), PipelineError> {
+        self.provisioner
+            .journal
+            .begin(&row.spec.job_id, Step::CsrBuilt, &row.spec.subject)?;
         let subject: SubjectDn = row.spec.subject.parse().map_err(failed_key)?;
         let request = csr::build(key, &subject).map_err(failed_key)?;
         let pem = request.pem();
@@ -441,6 +444,9 @@ impl Worker<'_> {
             .ok_or_else(|| PipelineError::Key("the journal holds no CSR".to_string()))?;
         let order = self.order_for(&csr_pem, &row.alternative_order_id)?;
         if row.step < Step::OrderValidated {
+            self.provisioner
+                .journal
+                .begin(&row.spec.job_id, Step::OrderValidated, "")?;
             self.save(
                 row,
                 Step::OrderValidated,
@@ -468,6 +474,9 @@ impl Worker<'_> {
             self.save(row, Step::OrderSubmitted, &detail)?;
         }
         if row.step < Step::OrderIssued {
+            self.provisioner
+                .journal
+                .begin(&row.spec.job_id, Step::OrderIssued, "")?;
             let order_id = OrderId(
                 row.order_id
                     .ok_or_else(|| PipelineError::Key("no order ID in the journal".to_string()))?,
@@ -506,6 +515,9 @@ impl Worker<'_> {
             }
         }
         if row.step < Step::ChainDownloaded {
+            self.provisioner
+                .journal
+                .begin(&row.spec.job_id, Step::ChainDownloaded, "")?;
             let cert = CertificateId(row.certificate_id.ok_or_else(|| {
                 PipelineError::Key("no certificate ID in the journal".to_string())
             })?);
@@ -574,6 +586,9 @@ impl Worker<'_> {
             self.save(row, Step::CertificateInstalled, &detail)?;
         }
         if row.step < Step::Done {
+            self.provisioner
+                .journal
+                .begin(&row.spec.job_id, Step::Done, "writing the record")?;
             let record = self.record(row, place, &chain.leaf)?;
             let path = self
                 .provisioner
