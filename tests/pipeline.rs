@@ -147,6 +147,18 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
         assert_eq!(record["certificate"]["sha256"], facts.sha256);
         assert_eq!(record["key"]["audit"]["never_extractable"], true);
         assert_eq!(record["key"]["token"]["model"], "SoftHSM v2");
+        let csr_der =
+            codesign_kit::keys::csr::to_der(row.csr_pem.as_deref().unwrap().as_bytes()).unwrap();
+        assert_eq!(record["csr_sha256"], spki::sha256_hex(&csr_der));
+        assert_eq!(record["order"]["order_id"], row.order_id.unwrap());
+        let steps: Vec<&str> = record["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps.first(), Some(&"planned"));
+        assert!(steps.contains(&"certificate_installed"), "{steps:?}");
     }
     // pkcs11-tool agrees: 20 certificates, each with the ID of a private key.
     let listing = hsm.list_objects(&label);

@@ -371,6 +371,27 @@ impl Journal {
         Ok(())
     }
 
+    /// When each step of the job ended (Unix seconds), in order.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT step, at FROM history WHERE job_id = ?1 AND phase = 'end' ORDER BY rowid",
+            )
+            .map_err(db)?;
+        let times = statement
+            .query_map(params![job_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        Ok(times)
+    }
+
     /// The IDs of every job not done, in insertion order.
     ///
     /// # Errors

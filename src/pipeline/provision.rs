@@ -645,11 +645,18 @@ impl Worker<'_> {
         leaf: &[u8],
     ) -> Result<serde_json::Value, PipelineError> {
         let facts = spki::certificate_facts(leaf).map_err(PipelineError::Order)?;
-        let csr_der = row
+        let csr_sha256 = row
             .csr_pem
             .as_deref()
-            .and_then(|p| csr::inspect(p.as_bytes()).ok())
-            .map(|r| spki::sha256_hex(&r.subject_public_key_info));
+            .and_then(|p| csr::to_der(p.as_bytes()).ok())
+            .map(|der| spki::sha256_hex(&der));
+        let steps: Vec<serde_json::Value> = self
+            .provisioner
+            .journal
+            .step_times(&row.spec.job_id)?
+            .into_iter()
+            .map(|(step, at)| json!({ "step": step, "at": at }))
+            .collect();
         let key = match place {
             KeyPlace::Token(handle, token_key) => {
                 let summary = handle.token.summary();
@@ -668,8 +675,8 @@ impl Worker<'_> {
             "job_id": row.spec.job_id,
             "algorithm": row.spec.algorithm.cli_name(),
             "key": key,
-            "csr_sha256": row.csr_pem.as_deref().map(|p| spki::sha256_hex(p.as_bytes())),
-            "public_key_sha256": csr_der,
+            "csr_sha256": csr_sha256,
+            "public_key_sha256": spki::sha256_hex(&facts.subject_public_key_info),
             "order": {
                 "product": self.order.product.as_str(),
                 "order_id": row.order_id,
@@ -681,6 +688,7 @@ impl Worker<'_> {
                 "serial": facts.serial_hex,
                 "sha256": facts.sha256,
             },
+            "steps": steps,
             "written_at": time::OffsetDateTime::now_utc().unix_timestamp(),
         }))
     }

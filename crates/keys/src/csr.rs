@@ -262,6 +262,14 @@ pub fn inspect(input: &[u8]) -> Result<CsrReport, KeysError> {
     })
 }
 
+/// The DER of a CSR given as PEM or DER (no checks beyond the encoding).
+///
+/// # Errors
+/// [`KeysError::CsrParse`].
+pub fn to_der(input: &[u8]) -> Result<Vec<u8>, KeysError> {
+    decode(input).map(|(der, _)| der)
+}
+
 fn decode(input: &[u8]) -> Result<(Vec<u8>, CsrEncoding), KeysError> {
     if input.is_empty() {
         return Err(KeysError::CsrParse("the input is empty".to_string()));
