@@ -367,6 +367,10 @@ fn advance(shared: &Shared, settings: &Settings, state: &mut crate::state::State
     let Some(org) = state.organizations.get(&order.organization_id).cloned() else {
         return;
     };
+    // An organization created with the order must be validated before anything is issued.
+    if !org.validated_for(order.product.validation_type()) {
+        return;
+    }
     let serial = shared.random_serial();
     let not_after =
         OffsetDateTime::from_unix_timestamp(order.not_after_unix).expect("stored timestamp");

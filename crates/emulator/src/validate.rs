@@ -234,16 +234,6 @@ pub fn validate(
             None
         }
     };
-    if let Some(OrgChoice::New(_)) = &organization {
-        // A new organization has no validation yet: code signing orders need one first.
-        c.other(
-            "organization_not_validated",
-            format!(
-                "organization: a new organization has no {} validation; create it, submit it for validation, then order with organization.id",
-                product.validation_type()
-            ),
-        );
-    }
 
     // validity
     let not_after = validity(obj, now, &mut c);
@@ -361,12 +351,21 @@ pub fn validate(
             false
         }
     };
-    for field in ["auto_renew", "renewal_of_order_id"] {
-        if let Some(v) = obj.get(field)
-            && v.as_i64().is_none_or(|n| n < 0)
-        {
-            c.invalid(field, format!("must be a non-negative integer; got {v}"));
-        }
+    if let Some(v) = obj.get("auto_renew")
+        && v.as_i64().is_none_or(|n| n < 0)
+    {
+        c.invalid(
+            "auto_renew",
+            format!("must be a non-negative integer; got {v}"),
+        );
+    }
+    if let Some(v) = obj.get("renewal_of_order_id")
+        && v.as_i64().is_none_or(|n| n <= 0)
+    {
+        c.invalid(
+            "renewal_of_order_id",
+            format!("must be a positive order ID; got {v}"),
+        );
     }
     for field in ["comments", "custom_renewal_message"] {
         if let Some(v) = obj.get(field)

@@ -754,6 +754,42 @@ fn organizations_are_created_validated_and_listed() {
     let r = post(&emu, "/order/certificate/code_signing", &order.to_string());
     assert_eq!(error_codes(&json_of(r))[0].0, "organization_not_validated");
 
+    // An order may create its organization (the API page allows it); issuance waits for the
+    // organization's validation.
+    let mut with_new_org = email_order("openssl-p384.csr");
+    with_new_org["organization"] = org.clone();
+    with_new_org["organization"]["name"] = json!("Brand New Co");
+    let created = json_of(post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &with_new_org.to_string(),
+    ));
+    let new_org_id = created["organization"]["id"]
+        .as_u64()
+        .expect("the new organization's id");
+    let new_order = created["id"].as_u64().unwrap();
+    for _ in 0..4 {
+        assert_eq!(
+            json_of(get(&emu, &format!("/order/certificate/{new_order}")))["status"],
+            "pending"
+        );
+    }
+    assert_eq!(
+        post(
+            &emu,
+            &format!("/organization/{new_org_id}/validation"),
+            &validation.to_string()
+        )
+        .status(),
+        204
+    );
+    let mut issued = false;
+    for _ in 0..4 {
+        issued |=
+            json_of(get(&emu, &format!("/order/certificate/{new_order}")))["status"] == "issued";
+    }
+    assert!(issued, "issued once the new organization is validated");
+
     let list = json_of(get(&emu, "/organization"));
     let ids: Vec<u64> = list["organizations"]
         .as_array()
