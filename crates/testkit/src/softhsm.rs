@@ -110,6 +110,11 @@ impl SoftHsm {
     /// Initializes a new token with `label`, the user PIN [`USER_PIN`] and SO PIN [`SO_PIN`], using
     /// `softhsm2-util`. Returns the token's serial number.
     pub fn init_token(&self, label: &str) -> String {
+        self.init_token_with_pin(label, USER_PIN)
+    }
+
+    /// Initializes a new token with `label` and the user PIN `pin`; returns its serial number.
+    pub fn init_token_with_pin(&self, label: &str, pin: &str) -> String {
         let output = Command::new("softhsm2-util")
             .args([
                 "--init-token",
@@ -119,7 +124,7 @@ impl SoftHsm {
                 "--so-pin",
                 SO_PIN,
                 "--pin",
-                USER_PIN,
+                pin,
             ])
             .env("SOFTHSM2_CONF", &self.conf)
             .output()
