@@ -39,6 +39,8 @@ enum Command {
     Doctor(commands::token::DoctorArgs),
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
     Emulator(commands::emulator::EmulatorArgs),
+    /// Fuzz the parsers of untrusted input (cargo-fuzz, libFuzzer); not part of `test`.
+    Fuzz(commands::fuzz::FuzzArgs),
     /// Install what the tests need, then run fmt, clippy and every test.
     Test(commands::test::TestArgs),
 }
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::order::status(args),
         Command::Download(args) => commands::order::download(args),
         Command::Emulator(args) => commands::emulator::run(args),
+        Command::Fuzz(args) => commands::fuzz::run(args),
         Command::Test(args) => commands::test::run(args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! One module per group of commands.
 
 pub mod emulator;
+pub mod fuzz;
 pub mod keys;
 pub mod order;
 pub mod provision;

@@ -1,0 +1,86 @@
+//! The fuzz targets' checks, run in CI on every seed (`fuzz/corpus/TARGET/`) and every input that
+//! once crashed a target (`fuzz/regressions/TARGET/`). The same checks as `fuzz/fuzz_targets/`.
+
+use std::path::{Path, PathBuf};
+
+use codesign_kit::keys::SubjectDn;
+use codesign_kit::keys::pkcs11::{Pkcs11Uri, decode_ec_point, ecdsa_raw_to_der};
+use codesign_kit::keys::policy::NamedCurve;
+use codesign_kit::order::response::{AlternateOrders, ApiErrorBody, OrderCreated, OrderInfo};
+
+fn check(target: &str, data: &[u8]) {
+    match target {
+        "csr_inspect" => {
+            let _ = codesign_kit::keys::csr::inspect(data);
+        }
+        "dn_parse" => {
+            if let Ok(text) = std::str::from_utf8(data)
+                && let Ok(dn) = text.parse::<SubjectDn>()
+            {
+                assert_eq!(dn.to_string().parse::<SubjectDn>().unwrap(), dn);
+            }
+        }
+        "pkcs11_uri" => {
+            if let Ok(text) = std::str::from_utf8(data)
+                && let Ok(uri) = text.parse::<Pkcs11Uri>()
+            {
+                assert_eq!(uri.to_uri_string(true).parse::<Pkcs11Uri>().unwrap(), uri);
+            }
+        }
+        "ec_point_signature" => {
+            for curve in [NamedCurve::P256, NamedCurve::P384] {
+                let _ = decode_ec_point(data, &curve);
+                let _ = ecdsa_raw_to_der(data, &curve);
+            }
+        }
+        "certcentral_responses" => {
+            let _ = serde_json::from_slice::<OrderCreated>(data);
+            let _ = serde_json::from_slice::<OrderInfo>(data);
+            let _ = serde_json::from_slice::<AlternateOrders>(data);
+            let _ = serde_json::from_slice::<ApiErrorBody>(data);
+        }
+        "chain_split" => {
+            let _ = codesign_kit::order::Chain::from_pem(data);
+        }
+        "plan_toml" => {
+            if let Ok(text) = std::str::from_utf8(data) {
+                let _ = codesign_kit::pipeline::Plan::parse(
+                    text,
+                    Path::new("/nonexistent-fuzz-dir"),
+                    Path::new("plan.toml"),
+                );
+            }
+        }
+        other => panic!("unknown fuzz target {other}"),
+    }
+}
+
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_seed_and_regression_input_passes_its_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let targets = [
+        "csr_inspect",
+        "dn_parse",
+        "pkcs11_uri",
+        "ec_point_signature",
+        "certcentral_responses",
+        "chain_split",
+        "plan_toml",
+    ];
+    let mut total = 0;
+    for target in targets {
+        let seeds = inputs(&root.join("corpus").join(target));
+        assert!(!seeds.is_empty(), "{target} has no seed corpus");
+        for input in seeds.iter().chain(&inputs(&root.join("regressions").join(target))) {
+            check(target, &std::fs::read(input).unwrap());
+            total += 1;
+        }
+    }
+    assert!(total >= 20, "{total} inputs");
+}
