@@ -57,7 +57,13 @@ fn check(target: &str, data: &[u8]) {
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -77,7 +83,10 @@ fn every_seed_and_regression_input_passes_its_target() {
     for target in targets {
         let seeds = inputs(&root.join("corpus").join(target));
         assert!(!seeds.is_empty(), "{target} has no seed corpus");
-        for input in seeds.iter().chain(&inputs(&root.join("regressions").join(target))) {
+        for input in seeds
+            .iter()
+            .chain(&inputs(&root.join("regressions").join(target)))
+        {
             check(target, &std::fs::read(input).unwrap());
             total += 1;
         }

@@ -702,3 +702,25 @@ enum KeyPlace<'a> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_does_not_show_the_record_signing_key() {
+        let key = SoftwareKey::generate(crate::keys::KeyAlgorithm::P256).unwrap();
+        let pem = key.to_pkcs8_pem(None).unwrap();
+        let config = ProvisionerConfig {
+            workers: 1,
+            wait: Duration::ZERO,
+            records_dir: "records".into(),
+            module: None,
+            record_signer: Some(Arc::new(key)),
+        };
+        let debug = format!("{config:?}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(!debug.contains(&body[..40]));
+    }
+}

@@ -408,3 +408,14 @@ impl Drop for Emulator {
         self.shutdown_now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_does_not_show_the_api_key() {
+        let config = EmulatorConfig::new("emulator-secret-key");
+        assert!(!format!("{config:?}").contains("emulator-secret-key"));
+    }
+}

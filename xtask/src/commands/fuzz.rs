@@ -51,7 +51,9 @@ pub fn run(args: FuzzArgs) -> Result<()> {
         Some(t) => bail!("no fuzz target {t}; the targets are {}", TARGETS.join(", ")),
         None => TARGETS.to_vec(),
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("the workspace root")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the workspace root")?;
     let mut report = Vec::new();
     for target in targets {
         let scratch = root.join("target/fuzz-corpus").join(target);
@@ -85,7 +87,10 @@ pub fn run(args: FuzzArgs) -> Result<()> {
         if !output.status.success() {
             let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!("{target} found a crash after {executions} executions:\n{}", tail.join("\n"));
+            bail!(
+                "{target} found a crash after {executions} executions:\n{}",
+                tail.join("\n")
+            );
         }
         eprintln!("{target}: {executions} executions, no crash");
         report.push((target, executions));
