@@ -39,6 +39,8 @@ enum Command {
     Doctor(commands::token::DoctorArgs),
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
     Emulator(commands::emulator::EmulatorArgs),
+    /// Per-key timings, side by side with openssl genpkey and pkcs11-tool (--compare).
+    Bench(commands::bench::BenchArgs),
     /// Fuzz the parsers of untrusted input (cargo-fuzz, libFuzzer); not part of `test`.
     Fuzz(commands::fuzz::FuzzArgs),
     /// Install what the tests need, then run fmt, clippy and every test.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::order::status(args),
         Command::Download(args) => commands::order::download(args),
         Command::Emulator(args) => commands::emulator::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Fuzz(args) => commands::fuzz::run(args),
         Command::Test(args) => commands::test::run(args),
     };

@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub mod bench;
 pub mod emulator;
 pub mod fuzz;
 pub mod keys;

@@ -1,0 +1,436 @@
+//! `bench`: per-key timings on this machine, side by side with OpenSSL and pkcs11-tool
+//! (`--compare`), interleaved so that drift hits every column alike.
+//!
+//! The criterion benchmarks (`cargo bench --bench keygen`) give the fine-grained, statistically
+//! checked figures; this command answers "how does it compare with what we use today".
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri};
+use codesign_kit::keys::{KeyAlgorithm, SoftwareKey, SubjectDn, csr};
+use secrecy::SecretString;
+use serde_json::json;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Add the reference columns: `openssl genpkey`; the pkcs11-tool + openssl shell pipeline; raw
+    /// C_GenerateKeyPair.
+    #[arg(long)]
+    compare: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Keys per algorithm and path (default: 30 for RSA, 200 for EC in software; 20 / 50 on the token).
+    #[arg(long, value_name = "N")]
+    iterations: Option<usize>,
+}
+
+/// Timings of one path.
+#[derive(Debug, Clone, Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn stats(&self) -> Option<(f64, f64, f64)> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut ms: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+        let median = ms[ms.len() / 2];
+        let p90 = ms[((ms.len() as f64 * 0.9).ceil() as usize)
+            .saturating_sub(1)
+            .min(ms.len() - 1)];
+        Some((mean, median, p90))
+    }
+}
+
+fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let start = Instant::now();
+    let value = f()?;
+    Ok((start.elapsed(), value))
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run_quiet(command: &mut Command) -> Result<()> {
+    let out = command.output().context("cannot start a reference tool")?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            command,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn openssl_genpkey_args(alg: KeyAlgorithm) -> Vec<String> {
+    let mut args: Vec<String> = vec!["genpkey".into()];
+    match alg.rsa_bits() {
+        Some(bits) => args.extend([
+            "-algorithm".into(),
+            "RSA".into(),
+            "-pkeyopt".into(),
+            format!("rsa_keygen_bits:{bits}"),
+        ]),
+        None => args.extend([
+            "-algorithm".into(),
+            "EC".into(),
+            "-pkeyopt".into(),
+            format!(
+                "ec_paramgen_curve:{}",
+                if alg == KeyAlgorithm::P256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                }
+            ),
+        ]),
+    }
+    args.extend(["-out".into(), "/dev/null".into()]);
+    args
+}
+
+struct Row {
+    section: &'static str,
+    algorithm: KeyAlgorithm,
+    ours: Samples,
+    references: Vec<(&'static str, Option<Samples>)>,
+}
+
+fn software(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
+    let openssl = args.compare && have("openssl");
+    for alg in KeyAlgorithm::ALL {
+        let n = args
+            .iterations
+            .unwrap_or(if alg.rsa_bits().is_some() { 30 } else { 200 });
+        eprintln!("software {alg}: {n} keys per path");
+        let (mut ours, mut theirs) = (Samples::default(), Samples::default());
+        for _ in 0..n {
+            ours.0.push(time(|| Ok(SoftwareKey::generate(alg)?))?.0);
+            if openssl {
+                theirs.0.push(
+                    time(|| run_quiet(Command::new("openssl").args(openssl_genpkey_args(alg))))?.0,
+                );
+            }
+        }
+        let references = if args.compare {
+            vec![("openssl genpkey", openssl.then_some(theirs))]
+        } else {
+            Vec::new()
+        };
+        rows.push(Row {
+            section: "software keygen",
+            algorithm: alg,
+            ours,
+            references,
+        });
+    }
+    Ok(())
+}
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
+    if !Path::new(SOFTHSM).exists() || !have("softhsm2-util") {
+        eprintln!("token: SoftHSM2 is not installed; no token figures (apt-get install softhsm2)");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    // SAFETY: set before this process loads the module; the bench runs on one thread here.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+    let pin = "bench-user-pin";
+    run_quiet(Command::new("softhsm2-util").args([
+        "--init-token",
+        "--free",
+        "--label",
+        "bench",
+        "--so-pin",
+        "bench-so-pin",
+        "--pin",
+        pin,
+    ]))?;
+    let uri: Pkcs11Uri = format!("pkcs11:token=bench?module-path={SOFTHSM}").parse()?;
+    let token = Module::resolve(&uri, None)?.find_token(&uri)?;
+    let session = token.login(&Pin::new(SecretString::from(pin)))?;
+    let subject: SubjectDn = "CN=Example Corp,C=US".parse()?;
+    let shell = args.compare && have("pkcs11-tool") && have("openssl") && engine_path().is_some();
+    let openssl_conf = dir.path().join("openssl.cnf");
+    if let Some(engine) = engine_path() {
+        std::fs::write(
+            &openssl_conf,
+            format!(
+                "openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {SOFTHSM}\ninit = 0\n",
+                engine.display()
+            ),
+        )?;
+    }
+    let raw = raw::Raw::open(SOFTHSM, "bench", pin)?;
+    let mut counter = 0u64;
+    for alg in KeyAlgorithm::ALL {
+        let n = args
+            .iterations
+            .unwrap_or(if alg.rsa_bits().is_some() { 20 } else { 50 });
+        eprintln!("token {alg}: {n} keys per path");
+        let (mut ours, mut shell_samples, mut raw_samples) =
+            (Samples::default(), Samples::default(), Samples::default());
+        for _ in 0..n {
+            counter += 1;
+            let label = format!("k{counter}");
+            let (elapsed, pending) = time(|| {
+                let pending = session.generate_key_pair(&KeyRequest::new(alg, label.clone()))?;
+                csr::build(&*pending, &subject)?;
+                Ok(pending)
+            })?;
+            ours.0.push(elapsed);
+            pending.discard()?;
+            if args.compare {
+                raw_samples.0.push(raw.generate_and_destroy(alg)?);
+            }
+            if shell {
+                let label = format!("s{counter}");
+                let key_type = match alg.rsa_bits() {
+                    Some(bits) => format!("rsa:{bits}"),
+                    None => format!(
+                        "EC:{}",
+                        if alg == KeyAlgorithm::P256 {
+                            "prime256v1"
+                        } else {
+                            "secp384r1"
+                        }
+                    ),
+                };
+                let id = format!("{counter:08x}");
+                let (elapsed, ()) = time(|| {
+                    run_quiet(
+                        Command::new("pkcs11-tool")
+                            .args([
+                                "--module",
+                                SOFTHSM,
+                                "--token-label",
+                                "bench",
+                                "--login",
+                                "--pin",
+                                pin,
+                                "--keypairgen",
+                            ])
+                            .args([
+                                "--key-type",
+                                &key_type,
+                                "--id",
+                                &id,
+                                "--label",
+                                &label,
+                                "--usage-sign",
+                            ]),
+                    )?;
+                    run_quiet(
+                        Command::new("openssl")
+                            .env("OPENSSL_CONF", &openssl_conf)
+                            .args([
+                                "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key",
+                            ])
+                            .arg(format!(
+                                "pkcs11:token=bench;object={label};type=private;pin-value={pin}"
+                            ))
+                            .args(["-subj", "/CN=Example Corp/C=US", "-out", "/dev/null"]),
+                    )
+                })?;
+                shell_samples.0.push(elapsed);
+                for kind in ["privkey", "pubkey"] {
+                    run_quiet(
+                        Command::new("pkcs11-tool")
+                            .args([
+                                "--module",
+                                SOFTHSM,
+                                "--token-label",
+                                "bench",
+                                "--login",
+                                "--pin",
+                                pin,
+                            ])
+                            .args(["--delete-object", "--type", kind, "--id", &id]),
+                    )?;
+                }
+            }
+        }
+        let references = if args.compare {
+            vec![
+                ("raw C_GenerateKeyPair", Some(raw_samples)),
+                ("pkcs11-tool + openssl req", shell.then_some(shell_samples)),
+            ]
+        } else {
+            Vec::new()
+        };
+        rows.push(Row {
+            section: "token keygen+audit+CSR",
+            algorithm: alg,
+            ours,
+            references,
+        });
+    }
+    Ok(())
+}
+
+fn engine_path() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("engines-3/pkcs11.so"))
+        .find(|p| p.exists())
+}
+
+/// Raw cryptoki: C_GenerateKeyPair alone, for the overhead of our path.
+mod raw {
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+    use codesign_kit::keys::KeyAlgorithm;
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    use cryptoki::session::{Session, UserType};
+
+    pub struct Raw {
+        session: Session,
+    }
+
+    impl Raw {
+        pub fn open(module: &str, label: &str, pin: &str) -> Result<Raw> {
+            let context = Pkcs11::new(module)?;
+            match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(())
+                | Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::CryptokiAlreadyInitialized,
+                    _,
+                )) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let slot = context
+                .get_slots_with_token()?
+                .into_iter()
+                .find(|s| {
+                    context
+                        .get_token_info(*s)
+                        .is_ok_and(|t| t.label().trim_end() == label)
+                })
+                .ok_or_else(|| anyhow::anyhow!("no token {label}"))?;
+            let session = context.open_rw_session(slot)?;
+            match session.login(UserType::User, Some(&secrecy::SecretString::from(pin))) {
+                Ok(())
+                | Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::UserAlreadyLoggedIn,
+                    _,
+                )) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // The context must outlive the session: keep it alive for the process.
+            std::mem::forget(context);
+            Ok(Raw { session })
+        }
+
+        /// Times one C_GenerateKeyPair with the same template as ours; destroys the pair untimed.
+        pub fn generate_and_destroy(&self, alg: KeyAlgorithm) -> Result<Duration> {
+            let mut public = vec![Attribute::Token(true), Attribute::Verify(true)];
+            let private = vec![
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+            ];
+            let mechanism = match alg.rsa_bits() {
+                Some(bits) => {
+                    public.push(Attribute::ModulusBits((bits as u64).into()));
+                    public.push(Attribute::PublicExponent(vec![1, 0, 1]));
+                    Mechanism::RsaPkcsKeyPairGen
+                }
+                None => {
+                    let params = if alg == KeyAlgorithm::P256 {
+                        vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]
+                    } else {
+                        vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]
+                    };
+                    public.push(Attribute::EcParams(params));
+                    Mechanism::EccKeyPairGen
+                }
+            };
+            let start = Instant::now();
+            let (pub_handle, priv_handle) = self
+                .session
+                .generate_key_pair(&mechanism, &public, &private)?;
+            let elapsed = start.elapsed();
+            self.session.destroy_object(priv_handle)?;
+            self.session.destroy_object(pub_handle)?;
+            Ok(elapsed)
+        }
+    }
+}
+
+fn fmt_stats(s: &Option<Samples>) -> String {
+    match s.as_ref().and_then(Samples::stats) {
+        Some((mean, median, p90)) => format!("{mean:>9.2} {median:>9.2} {p90:>9.2}"),
+        None => format!("{:>29}", "tool missing"),
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    software(&args, &mut rows)?;
+    token(&args, &mut rows)?;
+    if args.json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let stats = |s: &Samples| s.stats().map(|(mean, median, p90)| json!({"mean_ms": mean, "median_ms": median, "p90_ms": p90, "n": s.0.len()}));
+                json!({
+                    "section": r.section,
+                    "algorithm": r.algorithm.cli_name(),
+                    "ours": stats(&r.ours),
+                    "references": r.references.iter().map(|(name, s)| json!({"name": name, "stats": s.as_ref().and_then(stats)})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("per-key times in ms (mean, median, p90); ratio = our mean / reference mean");
+    for row in &rows {
+        println!("\n{} {}", row.section, row.algorithm);
+        println!(
+            "  {:<28} {}",
+            "codesign-kit",
+            fmt_stats(&Some(row.ours.clone()))
+        );
+        for (name, samples) in &row.references {
+            let ratio = match (row.ours.stats(), samples.as_ref().and_then(Samples::stats)) {
+                (Some((ours, _, _)), Some((theirs, _, _))) => {
+                    format!("  ratio {:.2}", ours / theirs)
+                }
+                _ => String::new(),
+            };
+            println!("  {:<28} {}{ratio}", name, fmt_stats(samples));
+        }
+    }
+    Ok(())
+}
