@@ -27,6 +27,20 @@ pub struct BenchArgs {
     /// Keys per algorithm and path (default: 30 for RSA, 200 for EC in software; 20 / 50 on the token).
     #[arg(long, value_name = "N")]
     iterations: Option<usize>,
+    /// Jobs for the batch throughput figures (P-256 software keys against the emulator).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    batch_jobs: usize,
+    /// Plan sizes whose peak memory is measured (a `provision` process each).
+    #[arg(
+        long,
+        value_name = "N",
+        value_delimiter = ',',
+        default_value = "100,10000"
+    )]
+    memory_jobs: Vec<usize>,
+    /// Skip the batch section.
+    #[arg(long)]
+    no_batch: bool,
 }
 
 /// Timings of one path.
@@ -394,10 +408,118 @@ fn fmt_stats(s: &Option<Samples>) -> String {
     }
 }
 
+struct Quiet;
+
+impl codesign_kit::pipeline::Observer for Quiet {
+    fn step(&self, _: &str, _: codesign_kit::pipeline::Step, _: &str) {}
+    fn finished(&self, _: &codesign_kit::pipeline::JobOutcome) {}
+}
+
+/// Batch figures: throughput with 1 and 2 workers, and peak memory by plan size.
+struct Batch {
+    throughput: Vec<(usize, f64)>,
+    memory: Vec<(usize, Option<u64>, f64)>,
+}
+
+const BODY: &str = r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+  "order_validity": {"years": 1}, "skip_approval": true, "organization": {"id": 123456}}"#;
+
+fn batch(args: &BenchArgs) -> Result<Batch> {
+    use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
+    use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig};
+    let key = "bench-batch-key";
+    let mut config = certcentral_emulator::EmulatorConfig::new(key);
+    config.settings.polls_until_issued = 0;
+    config.settings.rate_limits = false;
+    let emulator =
+        certcentral_emulator::Emulator::start(config, "127.0.0.1:0".parse().expect("loopback"))?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("body.json"), BODY)?;
+    let plan_for = |name: &str, jobs: usize| -> Result<PathBuf> {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n[[keys]]\ncount = {jobs}\nalgorithm = \"p256\"\ndirectory = \"{name}-keys\"\nlabel = \"{name}-{{n}}\"\nsubject = \"CN=Example Corp,C=US\"\n"
+            ),
+        )?;
+        Ok(path)
+    };
+    let mut throughput = Vec::new();
+    for workers in [1usize, 2] {
+        let plan_path = plan_for(&format!("w{workers}"), args.batch_jobs)?;
+        let plan = Plan::load(&plan_path)?;
+        let client = Client::new(ClientConfig::new(
+            BaseUrl::parse(&emulator.api_base())?,
+            ApiKey::new(SecretString::from(key))?,
+        ))?;
+        let provisioner = Provisioner::new(
+            Journal::open(&plan_path.with_extension("journal.sqlite"))?,
+            client,
+            ProvisionerConfig {
+                workers,
+                wait: Duration::from_secs(30),
+                records_dir: dir.path().join(format!("w{workers}-records")),
+                module: None,
+                record_signer: None,
+            },
+        )?;
+        eprintln!("batch: {} jobs with {workers} worker(s)", args.batch_jobs);
+        let (elapsed, summary) = time(|| Ok(provisioner.run(&plan, &Quiet)?))?;
+        if summary.done as usize != args.batch_jobs {
+            bail!("the batch bench did not finish: {summary:?}");
+        }
+        throughput.push((workers, args.batch_jobs as f64 / elapsed.as_secs_f64()));
+    }
+    let mut memory = Vec::new();
+    let have_time = Path::new("/usr/bin/time").exists();
+    for &jobs in &args.memory_jobs {
+        let plan_path = plan_for(&format!("m{jobs}"), jobs)?;
+        eprintln!("batch: peak memory of provision with {jobs} jobs");
+        let start = Instant::now();
+        let mut command = if have_time {
+            let mut c = Command::new("/usr/bin/time");
+            c.args(["-f", "maxrss_kb=%M"]).arg(std::env::current_exe()?);
+            c
+        } else {
+            Command::new(std::env::current_exe()?)
+        };
+        let out = command
+            .args(["provision", "--plan"])
+            .arg(&plan_path)
+            .args(["--workers", "2", "--json"])
+            .env("DIGICERT_API_KEY", key)
+            .env("CERTCENTRAL_BASE_URL", emulator.api_base())
+            .output()?;
+        let elapsed = start.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!(
+                "provision with {jobs} jobs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+        }
+        let rss = String::from_utf8_lossy(&out.stderr).lines().find_map(|l| {
+            l.strip_prefix("maxrss_kb=")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        memory.push((jobs, rss, elapsed));
+    }
+    emulator.stop();
+    Ok(Batch { throughput, memory })
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     software(&args, &mut rows)?;
     token(&args, &mut rows)?;
+    let batch = if args.no_batch {
+        None
+    } else {
+        Some(batch(&args)?)
+    };
     if args.json {
         let doc: Vec<_> = rows
             .iter()
@@ -411,7 +533,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let batch_doc = batch.as_ref().map(|b| {
+            json!({
+                "throughput_keys_per_s": b.throughput.iter().map(|(w, k)| json!({"workers": w, "keys_per_s": k})).collect::<Vec<_>>(),
+                "peak_rss": b.memory.iter().map(|(j, rss, secs)| json!({"jobs": j, "max_rss_kib": rss, "seconds": secs})).collect::<Vec<_>>(),
+            })
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"per_key": doc, "batch": batch_doc}))?
+        );
         return Ok(());
     }
     println!("per-key times in ms (mean, median, p90); ratio = our mean / reference mean");
@@ -430,6 +561,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 _ => String::new(),
             };
             println!("  {:<28} {}{ratio}", name, fmt_stats(samples));
+        }
+    }
+    if let Some(batch) = batch {
+        println!("\nbatch (P-256 software keys, emulator on loopback)");
+        let one = batch
+            .throughput
+            .iter()
+            .find(|(w, _)| *w == 1)
+            .map(|(_, k)| *k);
+        for (workers, keys) in &batch.throughput {
+            let ratio = one
+                .map(|o| format!("  x{:.2} of 1 worker", keys / o))
+                .unwrap_or_default();
+            println!("  {workers} worker(s): {keys:.1} keys/s{ratio}");
+        }
+        for (jobs, rss, secs) in &batch.memory {
+            match rss {
+                Some(kib) => println!(
+                    "  {jobs} jobs: peak RSS {:.1} MiB ({secs:.1} s)",
+                    *kib as f64 / 1024.0
+                ),
+                None => println!(
+                    "  {jobs} jobs: peak RSS not measured (/usr/bin/time missing) ({secs:.1} s)"
+                ),
+            }
         }
     }
     Ok(())
