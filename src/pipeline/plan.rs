@@ -93,6 +93,9 @@ struct KeyGroup {
     directory: Option<PathBuf>,
 }
 
+/// The most jobs one `[[keys]]` group may hold.
+pub const MAX_GROUP_JOBS: u32 = 1_000_000;
+
 fn one() -> u32 {
     1
 }
@@ -139,7 +142,11 @@ fn expand(pattern: &str, n: u32) -> Result<String, String> {
         s if s.starts_with(":0") => {
             let width: usize = s[2..]
                 .parse()
-                .map_err(|_| format!("label \"{pattern}\": write {{n}} or {{n:03}}"))?;
+                .ok()
+                .filter(|w| (1..=9).contains(w))
+                .ok_or_else(|| {
+                    format!("label \"{pattern}\": write {{n}} or {{n:0W}} with a width W of 1 to 9")
+                })?;
             format!("{n:0width$}")
         }
         _ => return Err(format!("label \"{pattern}\": write {{n}} or {{n:03}}")),
@@ -233,8 +240,13 @@ impl Plan {
             if let Err(e) = g.subject.parse::<SubjectDn>() {
                 problems.push(format!("{at}.subject: {e}"));
             }
-            if g.count == 0 {
-                problems.push(format!("{at}.count must be at least 1"));
+            if g.count == 0 || g.count > MAX_GROUP_JOBS {
+                problems.push(format!("{at}.count must be 1 to {MAX_GROUP_JOBS}"));
+                continue;
+            }
+            if g.start.checked_add(g.count).is_none() {
+                problems.push(format!("{at}.start + count must stay below {}", u32::MAX));
+                continue;
             }
             if g.count > 1 && !g.label.contains("{n") {
                 problems.push(format!(
@@ -275,7 +287,7 @@ impl Plan {
                 }
             };
             // Labels must be unique: check every one (cheap; strings only).
-            for n in g.start..g.start.saturating_add(g.count) {
+            for n in g.start..g.start + g.count {
                 match expand(&g.label, n) {
                     Ok(label) => {
                         if label.is_empty() || label.contains('/') {
@@ -364,6 +376,9 @@ mod tests {
         assert_eq!(expand("plain", 1).unwrap(), "plain");
         assert!(expand("cs-{n:x}", 1).is_err());
         assert!(expand("cs-{n", 1).is_err());
+        // Found by fuzzing: a huge width panicked inside format!.
+        assert!(expand("cs-{n:099993}", 1).is_err());
+        assert!(expand("cs-{n:00}", 1).is_err());
     }
 
     #[test]
