@@ -405,17 +405,8 @@ impl Client {
         let max = self.config.retry.max_attempts.max(1);
         let mut last = None;
         for attempt in 1..=max {
-            if let Some(existing) = self
-                .find_order_by_alternative_id(&alternative_order_id)
-                .await?
-            {
-                return Ok(PlacedOrder {
-                    order_id: existing.order_id,
-                    certificate_id: existing.certificate_id,
-                    requests: Vec::new(),
-                    alternative_order_id,
-                    recovered: true,
-                });
+            if let Some(existing) = self.recover(&alternative_order_id).await? {
+                return Ok(existing);
             }
             let outcome = self.send(Method::POST, &path, Some(&body)).await;
             let (wait, failure) = match self.classify(&operation, attempt, outcome) {
@@ -448,23 +439,31 @@ impl Client {
             }
         }
         // One last look: the final attempt may have committed.
-        if let Some(existing) = self
-            .find_order_by_alternative_id(&alternative_order_id)
-            .await?
-        {
-            return Ok(PlacedOrder {
-                order_id: existing.order_id,
-                certificate_id: existing.certificate_id,
-                requests: Vec::new(),
-                alternative_order_id,
-                recovered: true,
-            });
+        if let Some(existing) = self.recover(&alternative_order_id).await? {
+            return Ok(existing);
         }
         Err(CertCentralError::GaveUp {
             operation,
             attempts: max,
             last: Box::new(last.expect("at least one attempt")),
         })
+    }
+
+    /// The order already placed under `alternative_order_id`, as a recovered [`PlacedOrder`].
+    async fn recover(
+        &self,
+        alternative_order_id: &str,
+    ) -> Result<Option<PlacedOrder>, CertCentralError> {
+        Ok(self
+            .find_order_by_alternative_id(alternative_order_id)
+            .await?
+            .map(|existing| PlacedOrder {
+                order_id: existing.order_id,
+                certificate_id: existing.certificate_id,
+                requests: Vec::new(),
+                alternative_order_id: alternative_order_id.to_string(),
+                recovered: true,
+            }))
     }
 
     /// The order carrying `alternative_order_id`, if any (the oldest, should there be several).
