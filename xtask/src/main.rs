@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// Provision code signing keys and certificates: keys, CSRs, inspection.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about, long_about = None)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a code signing key (RSA-3072/4096, ECC P-256/P-384) into a PKCS#8 PEM file.
+    /// Generate a code signing key (RSA-3072/4096, ECC P-256/P-384) on a PKCS#11 token or into a PKCS#8 PEM file.
     Keygen(commands::keys::KeygenArgs),
     /// Build a PKCS#10 CSR signed by a key.
     Csr(commands::keys::CsrArgs),
