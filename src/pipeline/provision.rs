@@ -268,8 +268,12 @@ impl Worker<'_> {
         {
             row.state = JobState::Failed;
             row.note = Some(e.to_string());
-            // The error is in the outcome; a journal that cannot take it fails the next run early.
-            let _ = journal.save(&row, &e.to_string());
+            // Report a journal that cannot take the failure together with the failure itself.
+            if let Err(journal_error) = journal.save(&row, &e.to_string()) {
+                row.note = Some(format!(
+                    "{e}; and the journal could not record it: {journal_error}"
+                ));
+            }
         }
         JobOutcome {
             job_id: row.spec.job_id.clone(),
@@ -535,7 +539,9 @@ impl Worker<'_> {
                 &format!("leaf SHA-256 {}", facts.sha256),
             )?;
         }
-        let chain_pem = row.chain_pem.clone().unwrap_or_default();
+        let chain_pem = row.chain_pem.clone().ok_or_else(|| {
+            PipelineError::Key("the journal holds no certificate chain".to_string())
+        })?;
         let chain = crate::order::Chain::from_pem(chain_pem.as_bytes())?;
         if row.step < Step::CertificateInstalled {
             self.provisioner
