@@ -38,9 +38,26 @@ pub struct BenchArgs {
         default_value = "100,10000"
     )]
     memory_jobs: Vec<usize>,
-    /// Skip the batch section.
-    #[arg(long)]
-    no_batch: bool,
+    /// Run only these sections (default: all).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
+    only: Vec<Section>,
+}
+
+/// The parts of `cargo xtask bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    /// Software keygen per algorithm.
+    Software,
+    /// Keygen + audit + CSR on a SoftHSM token.
+    Token,
+    /// Batch throughput and peak memory of `provision`.
+    Batch,
+}
+
+impl BenchArgs {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 /// Timings of one path.
@@ -424,6 +441,16 @@ struct Batch {
 const BODY: &str = r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
   "order_validity": {"years": 1}, "skip_approval": true, "organization": {"id": 123456}}"#;
 
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`, 100 ticks per second).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn batch(args: &BenchArgs) -> Result<Batch> {
     use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
     use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig};
@@ -465,7 +492,16 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
             },
         )?;
         eprintln!("batch: {} jobs with {workers} worker(s)", args.batch_jobs);
+        let cpu_before = process_cpu_seconds();
         let (elapsed, summary) = time(|| Ok(provisioner.run(&plan, &Quiet)?))?;
+        if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
+            eprintln!(
+                "batch: {workers} worker(s): {:.2} s wall, {:.2} s CPU (tool and emulator): {:.2} cores busy",
+                elapsed.as_secs_f64(),
+                after - before,
+                (after - before) / elapsed.as_secs_f64()
+            );
+        }
         if summary.done as usize != args.batch_jobs {
             bail!("the batch bench did not finish: {summary:?}");
         }
@@ -513,12 +549,16 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
-    software(&args, &mut rows)?;
-    token(&args, &mut rows)?;
-    let batch = if args.no_batch {
-        None
-    } else {
+    if args.runs(Section::Software) {
+        software(&args, &mut rows)?;
+    }
+    if args.runs(Section::Token) {
+        token(&args, &mut rows)?;
+    }
+    let batch = if args.runs(Section::Batch) {
         Some(batch(&args)?)
+    } else {
+        None
     };
     if args.json {
         let doc: Vec<_> = rows
