@@ -342,57 +342,88 @@ async fn create_order(
     (StatusCode::CREATED, Json(response)).into_response()
 }
 
-/// Moves an approved order towards issuance: counts the poll, issues when due.
-fn advance(shared: &Shared, settings: &Settings, state: &mut crate::state::State, order_id: u64) {
-    let Some(order) = state.orders.get_mut(&order_id) else {
-        return;
-    };
+/// What issuing one certificate needs, taken from the state so that the CA's work (CSR check,
+/// signing) runs without holding the state lock: a real CA issues for many clients at once.
+struct DueIssuance {
+    order_id: u64,
+    certificate_id: u64,
+    csr: String,
+    organization: crate::state::Organization,
+    not_after_unix: i64,
+    ca: crate::state::CaMaterial,
+}
+
+impl DueIssuance {
+    /// Checks the CSR and signs the certificate: the leaf PEM and its serial in hex, or `None` when
+    /// the CSR does not check out (the order then stays pending).
+    fn issue(self, shared: &Shared) -> Option<IssuedCertificate> {
+        let spki = validate::check_csr(&self.csr).ok()?;
+        let serial = shared.random_serial();
+        let not_after = OffsetDateTime::from_unix_timestamp(self.not_after_unix).ok()?;
+        let leaf_pem = crate::ca::issue(
+            &self.ca,
+            &spki,
+            &self.organization,
+            not_after,
+            serial.clone(),
+        )
+        .ok()?;
+        Some(IssuedCertificate {
+            id: self.certificate_id,
+            order_id: self.order_id,
+            leaf_pem,
+            serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+}
+
+/// Moves an approved order towards issuance: counts the poll, and says when a certificate is due.
+fn advance(
+    settings: &Settings,
+    state: &mut crate::state::State,
+    order_id: u64,
+) -> Option<DueIssuance> {
+    let order = state.orders.get_mut(&order_id)?;
     if order.status != "pending" {
-        return;
+        return None;
     }
     order.polls_since_approval += 1;
     let waited = now_unix() - order.approved_at_unix.unwrap_or(0);
     if order.polls_since_approval < settings.polls_until_issued
         || waited < settings.issue_delay.as_secs() as i64
     {
-        return;
+        return None;
     }
     // Orders without a CSR wait for the token step, as in reality.
-    let Some(csr) = order.csr.clone() else { return };
-    let spki = match validate::check_csr(&csr) {
-        Ok(spki) => spki,
-        Err(_) => return,
-    };
+    let csr = order.csr.clone()?;
     let order = order.clone();
-    let Some(org) = state.organizations.get(&order.organization_id).cloned() else {
-        return;
-    };
+    let organization = state.organizations.get(&order.organization_id).cloned()?;
     // An organization created with the order must be validated before anything is issued.
-    if !org.validated_for(order.product.validation_type()) {
+    if !organization.validated_for(order.product.validation_type()) {
+        return None;
+    }
+    Some(DueIssuance {
+        order_id,
+        certificate_id: order
+            .certificate_id
+            .expect("approved orders have a certificate id"),
+        csr,
+        organization,
+        not_after_unix: order.not_after_unix,
+        ca: state.ca.clone(),
+    })
+}
+
+/// Records an issued certificate, unless a concurrent poll of the same order got there first.
+fn record_issuance(state: &mut crate::state::State, certificate: IssuedCertificate) {
+    let Some(order) = state.orders.get_mut(&certificate.order_id) else {
+        return;
+    };
+    if order.status != "pending" || state.certificates.contains_key(&certificate.id) {
         return;
     }
-    let serial = shared.random_serial();
-    let not_after =
-        OffsetDateTime::from_unix_timestamp(order.not_after_unix).expect("stored timestamp");
-    let leaf_pem = match crate::ca::issue(&state.ca, &spki, &org, not_after, serial.clone()) {
-        Ok(pem) => pem,
-        Err(_) => return,
-    };
-    let cert_id = order
-        .certificate_id
-        .expect("approved orders have a certificate id");
-    state.certificates.insert(
-        cert_id,
-        IssuedCertificate {
-            id: cert_id,
-            order_id: order.id,
-            leaf_pem,
-            serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
-        },
-    );
-    if let Some(o) = state.orders.get_mut(&order_id) {
-        o.status = "issued".to_string();
-    }
+    order.status = "issued".to_string();
+    state.certificates.insert(certificate.id, certificate);
 }
 
 fn order_json(state: &crate::state::State, order: &Order) -> Value {
@@ -448,15 +479,22 @@ async fn order_info(State(shared): SharedState, Path(order_id): Path<String>) ->
         Err(r) => return r,
     };
     let settings = shared.settings();
+    let due = {
+        let mut state = shared.state.lock().expect("state");
+        if !state.orders.contains_key(&order_id) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found|order",
+                format!("no order {order_id}"),
+            );
+        }
+        advance(&settings, &mut state, order_id)
+    };
+    let issued = due.and_then(|due| due.issue(&shared));
     let mut state = shared.state.lock().expect("state");
-    if !state.orders.contains_key(&order_id) {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+    if let Some(certificate) = issued {
+        record_issuance(&mut state, certificate);
     }
-    advance(&shared, &settings, &mut state, order_id);
     shared.persist(&state);
     let order = &state.orders[&order_id];
     Json(order_json(&state, order)).into_response()
