@@ -1,14 +1,20 @@
 //! The durable journal: one SQLite row per job with its last completed step, and the history of
-//! every step begun and ended. WAL mode, one transaction per write, and no write returns before its
-//! transaction is on disk: after `kill -9` or a power cut the journal holds everything that was
-//! committed before it.
+//! every step begun and ended. WAL mode, one transaction per write.
+//!
+//! What is on disk when: every write is committed before it returns, so `kill -9` loses nothing. A
+//! write that comes before or after an action outside the journal (a key made, an order placed, a
+//! certificate installed, a record written; [`Step::acts_outside_the_journal`]), or that leaves a
+//! job pending or failed, is also flushed to disk before it returns, with every write committed
+//! before it: after a power cut the journal knows of every such action. Other writes (a CSR built,
+//! a status read, a chain downloaded) reach the disk with the next flush; a power cut may lose them,
+//! and the resumed run does those steps again, which acts on nothing outside.
 //!
 //! How it is flushed: `synchronous = FULL` would have SQLite `fsync` the write-ahead log inside each
 //! commit, while the workers' shared connection is locked, so workers would queue behind each
 //! other's disk flushes. Instead the connection runs with `synchronous = NORMAL` (SQLite still syncs
-//! around checkpoints) and each write, after its commit and outside the lock, flushes the log file
-//! itself with `fdatasync`: the same guarantee as `FULL`, but one worker's flush overlaps another's
-//! work, and one flush covers every commit written before it.
+//! around checkpoints) and a write that needs it, after its commit and outside the lock, flushes the
+//! log file itself with `fdatasync`: one worker's flush overlaps another's work, and one flush covers
+//! every commit written before it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -61,8 +67,8 @@ impl Step {
 
     /// Whether the step acts outside the journal in a way a resumed run must know about: a key
     /// made, an order placed, a certificate installed, a record written. Such a step's begin is on
-    /// disk before the step acts; the begin of any other step (a CSR built, a status read, a chain
-    /// downloaded) is flushed with the step's end.
+    /// disk before the step acts, and its end before the job goes on; the begin and end of any other
+    /// step (a CSR built, a status read, a chain downloaded) reach the disk with the next flush.
     pub fn acts_outside_the_journal(self) -> bool {
         match self {
             Step::KeyGenerated | Step::OrderSubmitted | Step::CertificateInstalled | Step::Done => {
@@ -154,6 +160,15 @@ pub struct JobRow {
     pub note: Option<String>,
 }
 
+/// Whether a write must be on disk before the caller goes on (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Before returning.
+    Now,
+    /// With the next write that flushes.
+    WithNext,
+}
+
 /// The journal. Shared by the workers (the connection is behind a mutex).
 pub struct Journal {
     connection: Mutex<Connection>,
@@ -221,14 +236,17 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Runs `write` (which commits its own transaction) on the connection, then, with the
-    /// connection unlocked, flushes the write-ahead log to disk.
+    /// Runs `write` (which commits its own transaction) on the connection, then, when `flush`
+    /// says so and with the connection unlocked, flushes the write-ahead log to disk.
     fn write<T>(
         &self,
+        flush: Flush,
         write: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, PipelineError> {
         let written = write(&mut self.lock()).map_err(db)?;
-        self.flush()?;
+        if flush == Flush::Now {
+            self.flush()?;
+        }
         Ok(written)
     }
 
@@ -271,7 +289,8 @@ impl Journal {
             chain_pem: None,
             note: None,
         };
-        self.write(|connection| {
+        // Flushed by the begin of the job's first action outside the journal, before it acts.
+        self.write(Flush::WithNext, |connection| {
             let tx = connection.transaction()?;
             tx.execute(
                 "INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
@@ -372,7 +391,7 @@ impl Journal {
 
     /// Records that `step` of the job begins. When the step acts outside the journal
     /// ([`Step::acts_outside_the_journal`]) the record is on disk when this returns; otherwise it is
-    /// committed now and flushed with the step's end.
+    /// committed and reaches the disk with the next flush.
     ///
     /// # Errors
     /// [`PipelineError::Journal`].
@@ -383,21 +402,28 @@ impl Journal {
                 params![job_id, step.as_str(), now(), detail],
             )
         };
-        if step.acts_outside_the_journal() {
-            self.write(insert)?;
+        let flush = if step.acts_outside_the_journal() {
+            Flush::Now
         } else {
-            insert(&mut self.lock()).map_err(db)?;
-        }
+            Flush::WithNext
+        };
+        self.write(flush, insert)?;
         Ok(())
     }
 
     /// Saves the row with its new step and state, and the step's end in the history, in one
-    /// transaction.
+    /// transaction; on disk when this returns if the step acts outside the journal or the job is
+    /// pending, failed or done.
     ///
     /// # Errors
     /// [`PipelineError::Journal`].
     pub fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError> {
-        self.write(|connection| {
+        let flush = if row.step.acts_outside_the_journal() || row.state != JobState::Open {
+            Flush::Now
+        } else {
+            Flush::WithNext
+        };
+        self.write(flush, |connection| {
             let tx = connection.transaction()?;
             tx.execute(
                 "UPDATE jobs SET step = ?2, state = ?3, csr_pem = ?4, audit_json = ?5, order_id = ?6,
@@ -566,6 +592,9 @@ mod tests {
         );
 
         std::fs::remove_file(&journal.wal_path).unwrap();
+        // A step that acts on nothing outside is committed and waits for the next flush...
+        journal.begin("a", Step::CsrBuilt, "").unwrap();
+        // ...one that does is flushed before it returns.
         let err = journal.begin("a", Step::KeyGenerated, "").unwrap_err();
         assert!(
             err.to_string()
