@@ -438,7 +438,39 @@ impl codesign_kit::pipeline::Observer for Quiet {
 /// Batch figures: throughput with 1 and 2 workers, and peak memory by plan size.
 struct Batch {
     throughput: Vec<(usize, f64)>,
+    /// What the disk under the batch allows: `fdatasync`s per second with 1 and 2 threads.
+    disk_flushes: Vec<(usize, f64)>,
     memory: Vec<(usize, Option<u64>, f64)>,
+}
+
+/// `fdatasync`s per second on `dir`'s disk with `threads` threads, each appending 4 KiB and flushing
+/// its own file `per_thread` times: every batch job waits for several flushes, so this bounds how
+/// far more workers can help.
+fn disk_flush_rate(dir: &Path, threads: usize, per_thread: usize) -> Result<f64> {
+    use std::io::Write;
+    let start = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                scope.spawn(move || -> Result<()> {
+                    let path = dir.join(format!("flush-{i}"));
+                    let mut file = std::fs::File::create(&path)?;
+                    for _ in 0..per_thread {
+                        file.write_all(&[0u8; 4096])?;
+                        file.sync_data()?;
+                    }
+                    drop(file);
+                    std::fs::remove_file(&path)?;
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().expect("flush thread")?;
+        }
+        Ok(())
+    })?;
+    Ok((threads * per_thread) as f64 / start.elapsed().as_secs_f64())
 }
 
 const BODY: &str = r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
@@ -568,7 +600,29 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
         memory.push((jobs, rss, elapsed));
     }
     emulator.stop();
-    Ok(Batch { throughput, memory })
+    eprintln!("batch: disk flush rate with 1 and 2 threads");
+    let mut rates: Vec<(usize, Vec<f64>)> = vec![(1, Vec::new()), (2, Vec::new())];
+    for threads in [1, 2, 2, 1, 1, 2] {
+        let rate = disk_flush_rate(dir.path(), threads, 1000)?;
+        rates
+            .iter_mut()
+            .find(|(t, _)| *t == threads)
+            .expect("1 or 2 threads")
+            .1
+            .push(rate);
+    }
+    let disk_flushes = rates
+        .into_iter()
+        .map(|(threads, mut r)| {
+            r.sort_by(f64::total_cmp);
+            (threads, r[r.len() / 2])
+        })
+        .collect();
+    Ok(Batch {
+        throughput,
+        disk_flushes,
+        memory,
+    })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -600,6 +654,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let batch_doc = batch.as_ref().map(|b| {
             json!({
                 "throughput_keys_per_s": b.throughput.iter().map(|(w, k)| json!({"workers": w, "keys_per_s": k})).collect::<Vec<_>>(),
+                "disk_flushes_per_s": b.disk_flushes.iter().map(|(t, r)| json!({"threads": t, "flushes_per_s": r})).collect::<Vec<_>>(),
                 "peak_rss": b.memory.iter().map(|(j, rss, secs)| json!({"jobs": j, "max_rss_kib": rss, "seconds": secs})).collect::<Vec<_>>(),
             })
         });
@@ -639,6 +694,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .map(|o| format!("  x{:.2} of 1 worker", keys / o))
                 .unwrap_or_default();
             println!("  {workers} worker(s): {keys:.1} keys/s{ratio}");
+        }
+        let one_thread = batch
+            .disk_flushes
+            .iter()
+            .find(|(t, _)| *t == 1)
+            .map(|(_, r)| *r);
+        for (threads, rate) in &batch.disk_flushes {
+            let ratio = one_thread
+                .map(|o| format!("  x{:.2} of 1 thread", rate / o))
+                .unwrap_or_default();
+            println!("  disk, {threads} thread(s): {rate:.0} fdatasync/s{ratio}");
         }
         for (jobs, rss, secs) in &batch.memory {
             match rss {
