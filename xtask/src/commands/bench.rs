@@ -41,6 +41,9 @@ pub struct BenchArgs {
         default_value = "100,10000"
     )]
     memory_jobs: Vec<usize>,
+    /// Only these algorithms in the software and token sections (default: all four).
+    #[arg(long, value_delimiter = ',', value_name = "ALG")]
+    algorithms: Vec<String>,
     /// Run only these sections (default: all).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
     only: Vec<Section>,
@@ -60,6 +63,16 @@ enum Section {
 impl BenchArgs {
     fn runs(&self, section: Section) -> bool {
         self.only.is_empty() || self.only.contains(&section)
+    }
+
+    fn algorithms(&self) -> Result<Vec<KeyAlgorithm>> {
+        if self.algorithms.is_empty() {
+            return Ok(KeyAlgorithm::ALL.to_vec());
+        }
+        self.algorithms
+            .iter()
+            .map(|name| super::keys::parse_algorithm(name))
+            .collect()
     }
 }
 
@@ -144,7 +157,7 @@ struct Row {
 
 fn software(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
     let openssl = args.compare && have("openssl");
-    for alg in KeyAlgorithm::ALL {
+    for alg in args.algorithms()? {
         let n = args
             .iterations
             .unwrap_or(if alg.rsa_bits().is_some() { 30 } else { 200 });
@@ -221,7 +234,7 @@ fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
     }
     let raw = raw::Raw::open(SOFTHSM, "bench", pin)?;
     let mut counter = 0u64;
-    for alg in KeyAlgorithm::ALL {
+    for alg in args.algorithms()? {
         let n = args
             .iterations
             .unwrap_or(if alg.rsa_bits().is_some() { 20 } else { 50 });
