@@ -7,8 +7,9 @@
 //! Sample sizes: RSA key generation time varies about tenfold from key to key (the random prime
 //! search), so a few keys say little. Each RSA sample averages several keys (criterion's linear
 //! sampling adds iterations per sample) and the RSA groups take 30 samples over 60 s (RSA-3072: some
-//! 200 keys; RSA-4096: some 60), which keeps the reported mean within a few percent from run to run
-//! on this machine kind; the EC groups converge with criterion's defaults.
+//! 200 keys; RSA-4096: some 60), so each reported mean averages that many keys; criterion prints its
+//! confidence interval, which is the check of stability (run-to-run stability of the RSA means has
+//! not been measured yet). The EC groups converge with criterion's defaults.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
