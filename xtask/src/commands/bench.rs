@@ -489,6 +489,42 @@ fn disk_flush_rate(dir: &Path, threads: usize, per_thread: usize) -> Result<f64>
 const BODY: &str = r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
   "order_validity": {"years": 1}, "skip_approval": true, "organization": {"id": 123456}}"#;
 
+/// 1, 2, 2, 1, 1, 2, ...: `rounds` runs per count, alternating so that the machine's drift (this
+/// disk slows down as files come and go) hits both counts alike.
+fn one_two_alternating(rounds: usize) -> impl Iterator<Item = usize> {
+    (0..rounds.max(1) * 2).map(|round| if matches!(round % 4, 0 | 3) { 1 } else { 2 })
+}
+
+/// The median of each count's figures, in order of count.
+fn medians(figures: &[(usize, f64)]) -> Vec<(usize, f64)> {
+    let mut counts: Vec<usize> = figures.iter().map(|(count, _)| *count).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    counts
+        .into_iter()
+        .map(|count| {
+            let mut values: Vec<f64> = figures
+                .iter()
+                .filter(|(c, _)| *c == count)
+                .map(|(_, v)| *v)
+                .collect();
+            values.sort_by(f64::total_cmp);
+            (count, values[values.len() / 2])
+        })
+        .collect()
+}
+
+/// Prints one line per count with its ratio to the figure for 1.
+fn print_scaling(figures: &[(usize, f64)], line: impl Fn(usize, f64) -> String, unit: &str) {
+    let one = figures.iter().find(|(c, _)| *c == 1).map(|(_, v)| *v);
+    for (count, value) in figures {
+        let ratio = one
+            .map(|o| format!("  x{:.2} of 1 {unit}", value / o))
+            .unwrap_or_default();
+        println!("  {}{ratio}", line(*count, *value));
+    }
+}
+
 /// User + system CPU time of this process so far (Linux `/proc/self/stat`, 100 ticks per second).
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -520,12 +556,10 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
         )?;
         Ok(path)
     };
-    // Rounds in the order 1, 2, 2, 1, 1, 2, ...: the machine's drift (this disk slows down as
-    // files come and go) hits both worker counts alike. Each round is a fresh plan and journal.
+    // Each round is a fresh plan and journal; keys per second, per round.
     let rounds = args.batch_rounds.max(1) * 2;
-    let mut seconds_per_job: Vec<(usize, Vec<f64>)> = vec![(1, Vec::new()), (2, Vec::new())];
-    for round in 0..rounds {
-        let workers = if matches!(round % 4, 0 | 3) { 1 } else { 2 };
+    let mut keys_per_second = Vec::new();
+    for (round, workers) in one_two_alternating(args.batch_rounds).enumerate() {
         let name = format!("r{round}w{workers}");
         let plan_path = plan_for(&name, args.batch_jobs)?;
         let plan = Plan::load(&plan_path)?;
@@ -562,20 +596,9 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
                 (after - before) / elapsed.as_secs_f64()
             );
         }
-        let slot = seconds_per_job
-            .iter_mut()
-            .find(|(w, _)| *w == workers)
-            .expect("1 or 2 workers");
-        slot.1.push(elapsed.as_secs_f64() / args.batch_jobs as f64);
+        keys_per_second.push((workers, args.batch_jobs as f64 / elapsed.as_secs_f64()));
     }
-    // Throughput from the median round of each worker count.
-    let throughput = seconds_per_job
-        .into_iter()
-        .map(|(workers, mut per_job)| {
-            per_job.sort_by(f64::total_cmp);
-            (workers, 1.0 / per_job[per_job.len() / 2])
-        })
-        .collect();
+    let throughput = medians(&keys_per_second);
     let mut memory = Vec::new();
     let have_time = Path::new("/usr/bin/time").exists();
     for &jobs in &args.memory_jobs {
@@ -614,23 +637,11 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
     }
     emulator.stop();
     eprintln!("batch: disk flush rate with 1 and 2 threads");
-    let mut rates: Vec<(usize, Vec<f64>)> = vec![(1, Vec::new()), (2, Vec::new())];
-    for threads in [1, 2, 2, 1, 1, 2] {
-        let rate = disk_flush_rate(dir.path(), threads, 1000)?;
-        rates
-            .iter_mut()
-            .find(|(t, _)| *t == threads)
-            .expect("1 or 2 threads")
-            .1
-            .push(rate);
+    let mut rates = Vec::new();
+    for threads in one_two_alternating(3) {
+        rates.push((threads, disk_flush_rate(dir.path(), threads, 1000)?));
     }
-    let disk_flushes = rates
-        .into_iter()
-        .map(|(threads, mut r)| {
-            r.sort_by(f64::total_cmp);
-            (threads, r[r.len() / 2])
-        })
-        .collect();
+    let disk_flushes = medians(&rates);
     Ok(Batch {
         throughput,
         disk_flushes,
@@ -697,28 +708,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(batch) = batch {
         println!("\nbatch (P-256 software keys, emulator on loopback)");
-        let one = batch
-            .throughput
-            .iter()
-            .find(|(w, _)| *w == 1)
-            .map(|(_, k)| *k);
-        for (workers, keys) in &batch.throughput {
-            let ratio = one
-                .map(|o| format!("  x{:.2} of 1 worker", keys / o))
-                .unwrap_or_default();
-            println!("  {workers} worker(s): {keys:.1} keys/s{ratio}");
-        }
-        let one_thread = batch
-            .disk_flushes
-            .iter()
-            .find(|(t, _)| *t == 1)
-            .map(|(_, r)| *r);
-        for (threads, rate) in &batch.disk_flushes {
-            let ratio = one_thread
-                .map(|o| format!("  x{:.2} of 1 thread", rate / o))
-                .unwrap_or_default();
-            println!("  disk, {threads} thread(s): {rate:.0} fdatasync/s{ratio}");
-        }
+        print_scaling(
+            &batch.throughput,
+            |workers, keys| format!("{workers} worker(s): {keys:.1} keys/s"),
+            "worker",
+        );
+        print_scaling(
+            &batch.disk_flushes,
+            |threads, rate| format!("disk, {threads} thread(s): {rate:.0} fdatasync/s"),
+            "thread",
+        );
         for (jobs, rss, secs) in &batch.memory {
             match rss {
                 Some(kib) => println!(
@@ -732,4 +731,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_and_the_median_round_counts() {
+        assert_eq!(
+            one_two_alternating(3).collect::<Vec<_>>(),
+            [1, 2, 2, 1, 1, 2]
+        );
+        let figures = [(2, 9.0), (1, 5.0), (1, 1.0), (2, 7.0), (1, 3.0), (2, 8.0)];
+        assert_eq!(medians(&figures), [(1, 3.0), (2, 8.0)]);
+    }
 }
