@@ -53,10 +53,19 @@ fn a_failure_between_keygen_and_csr_leaves_no_object() {
     );
     assert_eq!(hsm.object_count(&label), before, "pkcs11-tool agrees");
 
-    // An explicit discard does the same and reports success.
+    // An explicit discard does the same and reports success. The token's own time is part of
+    // the whole call's, which also checks, audits and pairs the halves.
+    let start = std::time::Instant::now();
     let pending = session
         .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P384, "discarded"))
         .unwrap();
+    let whole_call = start.elapsed();
+    assert!(
+        pending.generation_time() > std::time::Duration::ZERO
+            && pending.generation_time() < whole_call,
+        "token time {:?}, whole call {whole_call:?}",
+        pending.generation_time()
+    );
     pending.discard().unwrap();
     assert_eq!(hsm.object_count(&label), before);
 

@@ -122,6 +122,10 @@ fn keygen_and_csr_on_the_token_for_every_algorithm() {
             assert_eq!(doc["audit"][flag], true, "{alg}: {flag}");
         }
         assert_eq!(doc["audit"]["extractable"], false);
+        let generation_ms = doc["generation_ms"]
+            .as_f64()
+            .expect("generation_ms is a number");
+        assert!(generation_ms > 0.0, "{alg}: generation_ms {generation_ms}");
 
         let csr = hsm.dir().join(format!("{alg}.csr"));
         let key_uri = hsm.uri("cs-token", &format!(";object={label}"));

@@ -78,6 +78,7 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
         .generate_key_pair(&request)
         .with_context(|| format!("cannot generate an {algorithm} key"))?;
     let fingerprint = spki_sha256(&*pending);
+    let generation_ms = pending.generation_time().as_secs_f64() * 1000.0;
     let (key, audit) = pending.keep();
     let key_uri = key.uri().to_uri_string(false);
     if args.json() {
@@ -90,6 +91,7 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
             "id": hex(key.id()),
             "audit": audit,
             "public_key_sha256": fingerprint,
+            "generation_ms": generation_ms,
         });
         println!("{doc}");
     } else {

@@ -1,6 +1,7 @@
 //! Generating key pairs on a token: capability check, explicit template, audit, no orphans.
 
 use std::ops::Deref;
+use std::time::{Duration, Instant};
 
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
@@ -115,6 +116,7 @@ impl KeyAudit {
 pub struct PendingKey<'s> {
     key: Option<TokenKey<'s>>,
     audit: KeyAudit,
+    generation_time: Duration,
 }
 
 impl<'s> PendingKey<'s> {
@@ -130,6 +132,13 @@ impl<'s> PendingKey<'s> {
     /// The attribute audit.
     pub fn audit(&self) -> &KeyAudit {
         &self.audit
+    }
+
+    /// How long the token took to generate the pair: the `C_GenerateKeyPair` call alone, without
+    /// the checks before it, the audit after it, or any wait for another thread's call to the
+    /// same module. Everything else [`TokenSession::generate_key_pair`] spends is its overhead.
+    pub fn generation_time(&self) -> Duration {
+        self.generation_time
     }
 
     /// Destroys both halves now, reporting a failure (dropping does the same silently).
@@ -266,9 +275,12 @@ impl TokenSession {
                 Mechanism::EccKeyPairGen
             }
         };
-        let (public, private) = self
-            .serialized(|s| s.generate_key_pair(&mechanism, &public_template, &private_template))
-            .map_err(|e| self.error(e, "C_GenerateKeyPair"))?;
+        let (generated, generation_time) = self.serialized(|s| {
+            let start = Instant::now();
+            let generated = s.generate_key_pair(&mechanism, &public_template, &private_template);
+            (generated, start.elapsed())
+        });
+        let (public, private) = generated.map_err(|e| self.error(e, "C_GenerateKeyPair"))?;
 
         // From here on, every failure destroys both halves.
         let audit = match self.audit(private, public) {
@@ -306,6 +318,7 @@ impl TokenSession {
         Ok(PendingKey {
             key: Some(key),
             audit,
+            generation_time,
         })
     }
 
