@@ -1,23 +1,32 @@
 //! The durable journal: one SQLite row per job with its last completed step, and the history of
 //! every step begun and ended. WAL mode, one transaction per write.
 //!
-//! What is on disk when: every write is committed before it returns, so `kill -9` loses nothing. A
-//! write that comes before or after an action outside the journal (a key made, an order placed, a
-//! certificate installed, a record written; [`Step::acts_outside_the_journal`]), or that leaves a
-//! job pending or failed, is also flushed to disk before it returns, with every write committed
-//! before it: after a power cut the journal knows of every such action. Other writes (a CSR built,
-//! a status read, a chain downloaded) reach the disk with the next flush; a power cut may lose them,
-//! and the resumed run does those steps again, which acts on nothing outside.
+//! What is on disk when: every write is committed before it returns, so `kill -9` loses nothing.
+//! Two kinds of write are also flushed to disk before they return, with every write committed
+//! before them:
+//! - the begin of a step that acts outside the journal (a key made, an order placed, a certificate
+//!   installed, a record written; [`Step::acts_outside_the_journal`]): after a power cut the journal
+//!   holds the job's key ID and alternative order ID and knows the step may have acted, so the
+//!   resumed run looks for the key, asks CertCentral for the order, checks the token for the
+//!   certificate, instead of acting twice;
+//! - a write that leaves the job pending, failed or done.
+//!
+//! Every other write reaches the disk with the next flush, which comes at the latest when the job
+//! next acts outside or stops. A power cut may lose such writes, and that leaves the journal as
+//! `kill -9` leaves it a moment earlier: the end of a step that acted is the same as a step begun
+//! and cut short, which the resumed run already handles as above; a CSR built, a status read or a
+//! chain downloaded is simply done again.
 //!
 //! How it is flushed: `synchronous = FULL` would have SQLite `fsync` the write-ahead log inside each
 //! commit, while the workers' shared connection is locked, so workers would queue behind each
 //! other's disk flushes. Instead the connection runs with `synchronous = NORMAL` (SQLite still syncs
 //! around checkpoints) and a write that needs it, after its commit and outside the lock, flushes the
-//! log file itself with `fdatasync`: one worker's flush overlaps another's work, and one flush covers
-//! every commit written before it.
+//! log file itself with `fdatasync`. One flush covers every commit made before it starts, so a
+//! worker whose commit another worker's flush already covered does not flush again (group commit).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -67,8 +76,8 @@ impl Step {
 
     /// Whether the step acts outside the journal in a way a resumed run must know about: a key
     /// made, an order placed, a certificate installed, a record written. Such a step's begin is on
-    /// disk before the step acts, and its end before the job goes on; the begin and end of any other
-    /// step (a CSR built, a status read, a chain downloaded) reach the disk with the next flush.
+    /// disk before the step acts; its end, and the begin and end of any other step (a CSR built, a
+    /// status read, a chain downloaded), reach the disk with the next flush.
     pub fn acts_outside_the_journal(self) -> bool {
         match self {
             Step::KeyGenerated | Step::OrderSubmitted | Step::CertificateInstalled | Step::Done => {
@@ -174,6 +183,17 @@ pub struct Journal {
     connection: Mutex<Connection>,
     /// SQLite's write-ahead log beside the database (`<journal>-wal`), flushed after each write.
     wal_path: PathBuf,
+    /// How many writes have been committed; counted with the connection locked.
+    commits: AtomicU64,
+    /// Held while the log is flushed: how many commits the last flush covered.
+    flushed: Mutex<FlushedUpTo>,
+}
+
+/// Commits on disk, and how many flushes it took (for the tests).
+#[derive(Debug, Default)]
+struct FlushedUpTo {
+    commits: u64,
+    flushes: u64,
 }
 
 fn db(e: rusqlite::Error) -> PipelineError {
@@ -231,6 +251,9 @@ impl Journal {
         let journal = Journal {
             connection: Mutex::new(connection),
             wal_path: wal_path.into(),
+            // The schema written above counts as the first commit.
+            commits: AtomicU64::new(1),
+            flushed: Mutex::new(FlushedUpTo::default()),
         };
         journal.flush()?;
         Ok(journal)
@@ -243,15 +266,31 @@ impl Journal {
         flush: Flush,
         write: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, PipelineError> {
-        let written = write(&mut self.lock()).map_err(db)?;
+        let written = {
+            let mut connection = self.lock();
+            let written = write(&mut connection).map_err(db)?;
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            written
+        };
         if flush == Flush::Now {
             self.flush()?;
         }
         Ok(written)
     }
 
-    /// `fdatasync` of the write-ahead log: every transaction committed so far is on disk after it.
-    fn flush(&self) -> Result<(), PipelineError> {
+    /// Puts every write committed so far on disk (`fdatasync` of the write-ahead log), unless a
+    /// flush that started after the last of them already did.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`] when the log cannot be flushed.
+    pub fn flush(&self) -> Result<(), PipelineError> {
+        let committed = self.commits.load(Ordering::SeqCst);
+        let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        if flushed.commits >= committed {
+            return Ok(());
+        }
+        // Every commit counted now is in the log file before this flush starts.
+        let covers = self.commits.load(Ordering::SeqCst);
         std::fs::File::open(&self.wal_path)
             .and_then(|log| log.sync_data())
             .map_err(|e| {
@@ -259,7 +298,10 @@ impl Journal {
                     "{}: cannot flush the journal's write-ahead log to disk: {e}",
                     self.wal_path.display()
                 ))
-            })
+            })?;
+        flushed.commits = covers;
+        flushed.flushes += 1;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -412,13 +454,13 @@ impl Journal {
     }
 
     /// Saves the row with its new step and state, and the step's end in the history, in one
-    /// transaction; on disk when this returns if the step acts outside the journal or the job is
-    /// pending, failed or done.
+    /// transaction; on disk when this returns if the job is pending, failed or done, else with the
+    /// next flush.
     ///
     /// # Errors
     /// [`PipelineError::Journal`].
     pub fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError> {
-        let flush = if row.step.acts_outside_the_journal() || row.state != JobState::Open {
+        let flush = if row.state != JobState::Open {
             Flush::Now
         } else {
             Flush::WithNext
@@ -590,6 +632,25 @@ mod tests {
             after > before,
             "the commit went to the log we flush: {before} -> {after}"
         );
+
+        let flushes = || journal.flushed.lock().unwrap().flushes;
+        // The begin of a step that acts outside is flushed before it returns, with the insert
+        // before it; a second flush with nothing new to cover does not touch the disk.
+        let opened = flushes();
+        journal.begin("a", Step::KeyGenerated, "").unwrap();
+        assert_eq!(flushes(), opened + 1);
+        journal.flush().unwrap();
+        assert_eq!(flushes(), opened + 1, "nothing new was committed");
+        // Its end, and the steps that act on nothing outside, wait for the next flush...
+        let mut row = journal.load("a").unwrap().unwrap();
+        row.step = Step::KeyGenerated;
+        journal.save(&row, "").unwrap();
+        journal.begin("a", Step::CsrBuilt, "").unwrap();
+        assert_eq!(flushes(), opened + 1);
+        // ...and a job that stops is flushed when it does.
+        row.state = JobState::Failed;
+        journal.save(&row, "").unwrap();
+        assert_eq!(flushes(), opened + 2);
 
         std::fs::remove_file(&journal.wal_path).unwrap();
         // A step that acts on nothing outside is committed and waits for the next flush...

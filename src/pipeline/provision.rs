@@ -240,6 +240,8 @@ impl Provisioner {
             }
             drop(sender);
         });
+        // Each job flushed its last write when it stopped; this covers any write still waiting.
+        self.journal.flush()?;
         let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
         summary.pending.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         summary.failed.sort_by(|a, b| a.job_id.cmp(&b.job_id));
