@@ -59,17 +59,46 @@ pub fn generate() -> Result<CaMaterial, EmulatorError> {
     })
 }
 
-/// Issues a code signing certificate for the public key `spki_der`, for `organization`, valid
-/// until `not_after`, with `serial`.
-pub fn issue(
-    ca: &CaMaterial,
+/// The intermediate CA, read once: its key parsed (which for P-384 costs a scalar multiplication,
+/// as much as a signature) and its name and key identifier taken from its certificate.
+pub struct IntermediateCa {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl IntermediateCa {
+    /// Reads the intermediate's key and certificate from `ca`.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Ca`] when either does not parse.
+    pub fn load(ca: &CaMaterial) -> Result<IntermediateCa, EmulatorError> {
+        let key = KeyPair::from_pem(&ca.intermediate_key_pem).map_err(ca_error)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca.intermediate_cert_pem, key).map_err(ca_error)?;
+        Ok(IntermediateCa { issuer })
+    }
+
+    /// Issues a code signing certificate for the public key `spki_der`, for `organization`,
+    /// valid until `not_after`, with `serial`.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Ca`] when the public key does not parse or signing fails.
+    pub fn issue(
+        &self,
+        spki_der: &[u8],
+        organization: &Organization,
+        not_after: OffsetDateTime,
+        serial: Vec<u8>,
+    ) -> Result<String, EmulatorError> {
+        issue(&self.issuer, spki_der, organization, not_after, serial)
+    }
+}
+
+fn issue(
+    issuer: &Issuer<'static, KeyPair>,
     spki_der: &[u8],
     organization: &Organization,
     not_after: OffsetDateTime,
     serial: Vec<u8>,
 ) -> Result<String, EmulatorError> {
-    let key = KeyPair::from_pem(&ca.intermediate_key_pem).map_err(ca_error)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.intermediate_cert_pem, key).map_err(ca_error)?;
     let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(ca_error)?;
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
@@ -86,6 +115,6 @@ pub fn issue(
     params.not_after = not_after;
     params.serial_number = Some(SerialNumber::from(serial));
     params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&public_key, &issuer).map_err(ca_error)?;
+    let cert = params.signed_by(&public_key, issuer).map_err(ca_error)?;
     Ok(cert.pem())
 }

@@ -183,6 +183,8 @@ pub(crate) struct Shared {
     limiter: Mutex<faults::RateLimiter>,
     state_file: Option<PathBuf>,
     serials: Mutex<u64>,
+    /// The state's intermediate CA, parsed once at start.
+    intermediate_ca: ca::IntermediateCa,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ impl Emulator {
             Some(path) if path.exists() => state::State::load(path)?,
             _ => state::State::seeded(ca::generate()?),
         };
+        let intermediate_ca = ca::IntermediateCa::load(&state.ca)?;
         let listener = std::net::TcpListener::bind(listen).map_err(|e| EmulatorError::Bind {
             addr: listen,
             reason: e.to_string(),
@@ -272,6 +275,7 @@ impl Emulator {
             limiter: Mutex::new(faults::RateLimiter::default()),
             state_file: config.state_file,
             serials: Mutex::new(0),
+            intermediate_ca,
         });
         shared.persist(&shared.state.lock().expect("state"));
         let router = routes::router(shared.clone());

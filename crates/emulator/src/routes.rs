@@ -350,7 +350,6 @@ struct DueIssuance {
     csr: String,
     organization: crate::state::Organization,
     not_after_unix: i64,
-    ca: crate::state::CaMaterial,
 }
 
 impl DueIssuance {
@@ -360,14 +359,10 @@ impl DueIssuance {
         let spki = validate::check_csr(&self.csr).ok()?;
         let serial = shared.random_serial();
         let not_after = OffsetDateTime::from_unix_timestamp(self.not_after_unix).ok()?;
-        let leaf_pem = crate::ca::issue(
-            &self.ca,
-            &spki,
-            &self.organization,
-            not_after,
-            serial.clone(),
-        )
-        .ok()?;
+        let leaf_pem = shared
+            .intermediate_ca
+            .issue(&spki, &self.organization, not_after, serial.clone())
+            .ok()?;
         Some(IssuedCertificate {
             id: self.certificate_id,
             order_id: self.order_id,
@@ -410,7 +405,6 @@ fn advance(
         csr,
         organization,
         not_after_unix: order.not_after_unix,
-        ca: state.ca.clone(),
     })
 }
 
