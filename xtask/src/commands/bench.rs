@@ -152,7 +152,25 @@ struct Row {
     section: &'static str,
     algorithm: KeyAlgorithm,
     ours: Samples,
+    /// On the token: the `C_GenerateKeyPair` call inside each of our keys, in the same order as
+    /// `ours`. Paired key by key, it gives our overhead without the spread of key generation.
+    token_call: Option<Samples>,
     references: Vec<(&'static str, Option<Samples>)>,
+}
+
+/// Our overhead over the token's own key generation, paired key by key: the mean of (our whole
+/// path - its `C_GenerateKeyPair` call) in ms, and the sum of our times over the sum of the calls'.
+fn paired_overhead(ours: &Samples, token_call: &Samples) -> Option<(f64, f64)> {
+    if ours.0.is_empty() || ours.0.len() != token_call.0.len() {
+        return None;
+    }
+    let whole: Duration = ours.0.iter().sum();
+    let calls: Duration = token_call.0.iter().sum();
+    if calls.is_zero() {
+        return None;
+    }
+    let overhead_ms = (whole.as_secs_f64() - calls.as_secs_f64()) * 1000.0 / ours.0.len() as f64;
+    Some((overhead_ms, whole.as_secs_f64() / calls.as_secs_f64()))
 }
 
 fn software(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
@@ -180,6 +198,7 @@ fn software(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
             section: "software keygen",
             algorithm: alg,
             ours,
+            token_call: None,
             references,
         });
     }
@@ -239,8 +258,12 @@ fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
             .iterations
             .unwrap_or(if alg.rsa_bits().is_some() { 20 } else { 50 });
         eprintln!("token {alg}: {n} keys per path");
-        let (mut ours, mut shell_samples, mut raw_samples) =
-            (Samples::default(), Samples::default(), Samples::default());
+        let (mut ours, mut token_call, mut shell_samples, mut raw_samples) = (
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+        );
         for _ in 0..n {
             counter += 1;
             let label = format!("k{counter}");
@@ -250,6 +273,7 @@ fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
                 Ok(pending)
             })?;
             ours.0.push(elapsed);
+            token_call.0.push(pending.generation_time());
             pending.discard()?;
             if args.compare {
                 raw_samples.0.push(raw.generate_and_destroy(alg)?);
@@ -333,6 +357,7 @@ fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
             section: "token keygen+audit+CSR",
             algorithm: alg,
             ours,
+            token_call: Some(token_call),
             references,
         });
     }
@@ -667,10 +692,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .iter()
             .map(|r| {
                 let stats = |s: &Samples| s.stats().map(|(mean, median, p90)| json!({"mean_ms": mean, "median_ms": median, "p90_ms": p90, "n": s.0.len()}));
+                let paired = r.token_call.as_ref().and_then(|calls| paired_overhead(&r.ours, calls));
                 json!({
                     "section": r.section,
                     "algorithm": r.algorithm.cli_name(),
                     "ours": stats(&r.ours),
+                    "token_call_inside_ours": r.token_call.as_ref().and_then(stats),
+                    "paired": paired.map(|(overhead_ms, ratio)| json!({"overhead_ms": overhead_ms, "ratio": ratio})),
                     "references": r.references.iter().map(|(name, s)| json!({"name": name, "stats": s.as_ref().and_then(stats)})).collect::<Vec<_>>(),
                 })
             })
@@ -696,6 +724,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "codesign-kit",
             fmt_stats(&Some(row.ours.clone()))
         );
+        if let Some(calls) = &row.token_call {
+            let paired = paired_overhead(&row.ours, calls)
+                .map(|(overhead_ms, ratio)| {
+                    format!("  paired: +{overhead_ms:.2} ms per key, ratio {ratio:.3}")
+                })
+                .unwrap_or_default();
+            println!(
+                "  {:<28} {}{paired}",
+                "  its C_GenerateKeyPair call",
+                fmt_stats(&Some(calls.clone()))
+            );
+        }
         for (name, samples) in &row.references {
             let ratio = match (row.ours.stats(), samples.as_ref().and_then(Samples::stats)) {
                 (Some((ours, _, _)), Some((theirs, _, _))) => {
@@ -745,5 +785,16 @@ mod tests {
         );
         let figures = [(2, 9.0), (1, 5.0), (1, 1.0), (2, 7.0), (1, 3.0), (2, 8.0)];
         assert_eq!(medians(&figures), [(1, 3.0), (2, 8.0)]);
+    }
+
+    #[test]
+    fn the_paired_overhead_is_per_key_and_the_ratio_is_of_sums() {
+        let ms =
+            |values: &[u64]| Samples(values.iter().map(|&v| Duration::from_millis(v)).collect());
+        let (overhead, ratio) = paired_overhead(&ms(&[110, 520]), &ms(&[100, 500])).unwrap();
+        assert!((overhead - 15.0).abs() < 1e-9, "{overhead}");
+        assert!((ratio - 630.0 / 600.0).abs() < 1e-9, "{ratio}");
+        assert_eq!(paired_overhead(&ms(&[110]), &ms(&[100, 500])), None);
+        assert_eq!(paired_overhead(&ms(&[]), &ms(&[])), None);
     }
 }
