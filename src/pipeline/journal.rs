@@ -4,18 +4,20 @@
 //! What is on disk when: every write is committed before it returns, so `kill -9` loses nothing.
 //! Two kinds of write are also flushed to disk before they return, with every write committed
 //! before them:
-//! - the begin of a step that acts outside the journal (a key made, an order placed, a certificate
-//!   installed, a record written; [`Step::acts_outside_the_journal`]): after a power cut the journal
-//!   holds the job's key ID and alternative order ID and knows the step may have acted, so the
-//!   resumed run looks for the key, asks CertCentral for the order, checks the token for the
-//!   certificate, instead of acting twice;
-//! - a write that leaves the job pending, failed or done.
+//! - the begin of a key generation or of an order ([`Step::must_be_on_disk_before_acting`]): after
+//!   a power cut the journal holds the job's key ID and alternative order ID, so the resumed run
+//!   finds the key by its CKA_ID and asks CertCentral for the order by its alternative ID instead
+//!   of making either twice;
+//! - a write that leaves the job pending, failed or done; a job is done only after its certificate
+//!   and record files are on disk.
 //!
 //! Every other write reaches the disk with the next flush, which comes at the latest when the job
-//! next acts outside or stops. A power cut may lose such writes, and that leaves the journal as
-//! `kill -9` leaves it a moment earlier: the end of a step that acted is the same as a step begun
-//! and cut short, which the resumed run already handles as above; a CSR built, a status read or a
-//! chain downloaded is simply done again.
+//! next makes a key or an order, or stops. A power cut may lose such writes, and that leaves the
+//! journal as `kill -9` leaves it a moment earlier, which the resumed run handles: the end of a key
+//! generation or an order is the same as the step begun and cut short (found again as above); the
+//! certificate install checks the token before it adds anything and the chain and record files are
+//! replaced, so they are safely done again; a CSR built, a status read or a chain downloaded act on
+//! nothing outside.
 //!
 //! How it is flushed: `synchronous = FULL` would have SQLite `fsync` the write-ahead log inside each
 //! commit, while the workers' shared connection is locked, so workers would queue behind each
@@ -74,20 +76,22 @@ impl Step {
         }
     }
 
-    /// Whether the step acts outside the journal in a way a resumed run must know about: a key
-    /// made, an order placed, a certificate installed, a record written. Such a step's begin is on
-    /// disk before the step acts; its end, and the begin and end of any other step (a CSR built, a
-    /// status read, a chain downloaded), reach the disk with the next flush.
-    pub fn acts_outside_the_journal(self) -> bool {
+    /// Whether the step makes something outside that a resumed run can only find again through
+    /// an ID the journal chose before: the key (its CKA_ID) and the order (its alternative order
+    /// ID). Such a step's begin, and every write before it, is on disk before the step acts.
+    /// The other steps act on nothing outside (a CSR built, a status read, a chain downloaded) or
+    /// are safely done again (the certificate install checks the token first; the chain and
+    /// record files are replaced), so their writes reach the disk with the next flush.
+    pub fn must_be_on_disk_before_acting(self) -> bool {
         match self {
-            Step::KeyGenerated | Step::OrderSubmitted | Step::CertificateInstalled | Step::Done => {
-                true
-            }
+            Step::KeyGenerated | Step::OrderSubmitted => true,
             Step::Planned
             | Step::CsrBuilt
             | Step::OrderValidated
             | Step::OrderIssued
-            | Step::ChainDownloaded => false,
+            | Step::ChainDownloaded
+            | Step::CertificateInstalled
+            | Step::Done => false,
         }
     }
 
@@ -205,19 +209,27 @@ fn now() -> i64 {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`.
+    /// Opens (or creates) the journal at `path`, and holds it until dropped: a second process
+    /// (another `provision` of the same plan) cannot open it meanwhile, so no two runs work on the
+    /// same jobs at once.
     ///
     /// # Errors
-    /// [`PipelineError::Journal`].
+    /// [`PipelineError::Journal`], saying so when another process holds the journal.
     pub fn open(path: &Path) -> Result<Journal, PipelineError> {
         let connection = Connection::open(path).map_err(|e| {
             PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
         })?;
+        // EXCLUSIVE locking before WAL: the lock is taken by the first write below and kept, and
+        // SQLite keeps the log's index in memory instead of a shared file, so no transaction
+        // after this one takes or releases a file lock. No busy wait: a journal held by another
+        // run is refused at once.
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA busy_timeout = 0;
+                 PRAGMA locking_mode = EXCLUSIVE;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
-                 PRAGMA busy_timeout = 10000;
+                 BEGIN EXCLUSIVE;
                  CREATE TABLE IF NOT EXISTS jobs (
                      job_id TEXT PRIMARY KEY,
                      spec TEXT NOT NULL,
@@ -239,9 +251,18 @@ impl Journal {
                      phase TEXT NOT NULL,
                      at INTEGER NOT NULL,
                      detail TEXT
-                 );",
+                 );
+                 COMMIT;",
             )
-            .map_err(db)?;
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    PipelineError::Journal(format!(
+                        "{}: the journal is in use by another process (is another provision run working on this plan?)",
+                        path.display()
+                    ))
+                }
+                _ => PipelineError::Journal(format!("{}: {e}", path.display())),
+            })?;
         let mut wal_path = match connection.path() {
             Some(full) if !full.is_empty() => PathBuf::from(full),
             _ => path.to_path_buf(),
@@ -334,10 +355,11 @@ impl Journal {
         // Flushed by the begin of the job's first action outside the journal, before it acts.
         self.write(Flush::WithNext, |connection| {
             let tx = connection.transaction()?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            )?
+            .execute(params![
                     row.spec.job_id,
                     serde_json::to_string(&row.spec).expect("a job spec serializes"),
                     row.step.as_str(),
@@ -345,12 +367,11 @@ impl Journal {
                     row.key_id,
                     row.alternative_order_id,
                     now()
-                ],
-            )?;
-            tx.execute(
+                ])?;
+            tx.prepare_cached(
                 "INSERT INTO history (job_id, step, phase, at) VALUES (?1, 'planned', 'end', ?2)",
-                params![row.spec.job_id, now()],
-            )?;
+            )?
+            .execute(params![row.spec.job_id, now()])?;
             tx.commit()
         })?;
         Ok(row)
@@ -374,14 +395,15 @@ impl Journal {
             Option<String>,
             Option<String>,
         );
-        let raw: Option<Raw> = self
-            .lock()
-            .query_row(
+        let connection = self.lock();
+        let raw: Option<Raw> = connection
+            .prepare_cached(
                 "SELECT spec, step, state, key_id, alternative_order_id, csr_pem, audit_json,
                         order_id, certificate_id, chain_pem, note
                  FROM jobs WHERE job_id = ?1",
-                params![job_id],
-                |r| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![job_id], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -395,10 +417,11 @@ impl Journal {
                         r.get(9)?,
                         r.get(10)?,
                     ))
-                },
-            )
+                })
+            })
             .optional()
             .map_err(db)?;
+        drop(connection);
         let Some((
             spec,
             step,
@@ -431,20 +454,21 @@ impl Journal {
         }))
     }
 
-    /// Records that `step` of the job begins. When the step acts outside the journal
-    /// ([`Step::acts_outside_the_journal`]) the record is on disk when this returns; otherwise it is
-    /// committed and reaches the disk with the next flush.
+    /// Records that `step` of the job begins. When the step makes a key or an order
+    /// ([`Step::must_be_on_disk_before_acting`]) the record is on disk when this returns; otherwise
+    /// it is committed and reaches the disk with the next flush.
     ///
     /// # Errors
     /// [`PipelineError::Journal`].
     pub fn begin(&self, job_id: &str, step: Step, detail: &str) -> Result<(), PipelineError> {
         let insert = |connection: &mut Connection| {
-            connection.execute(
-                "INSERT INTO history (job_id, step, phase, at, detail) VALUES (?1, ?2, 'begin', ?3, ?4)",
-                params![job_id, step.as_str(), now(), detail],
-            )
+            connection
+                .prepare_cached(
+                    "INSERT INTO history (job_id, step, phase, at, detail) VALUES (?1, ?2, 'begin', ?3, ?4)",
+                )?
+                .execute(params![job_id, step.as_str(), now(), detail])
         };
-        let flush = if step.acts_outside_the_journal() {
+        let flush = if step.must_be_on_disk_before_acting() {
             Flush::Now
         } else {
             Flush::WithNext
@@ -467,11 +491,12 @@ impl Journal {
         };
         self.write(flush, |connection| {
             let tx = connection.transaction()?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE jobs SET step = ?2, state = ?3, csr_pem = ?4, audit_json = ?5, order_id = ?6,
                                  certificate_id = ?7, chain_pem = ?8, note = ?9, updated_at = ?10
                  WHERE job_id = ?1",
-                params![
+            )?
+            .execute(params![
                     row.spec.job_id,
                     row.step.as_str(),
                     row.state.as_str(),
@@ -482,11 +507,11 @@ impl Journal {
                     row.chain_pem,
                     row.note,
                     now()
-                ],
-            )?;
-            tx.execute(
+                ])?;
+            tx.prepare_cached(
                 "INSERT INTO history (job_id, step, phase, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
+            )?
+            .execute(params![
                     row.spec.job_id,
                     row.step.as_str(),
                     match row.state {
@@ -496,8 +521,7 @@ impl Journal {
                     },
                     now(),
                     detail
-                ],
-            )?;
+                ])?;
             tx.commit()
         })
     }
@@ -618,6 +642,29 @@ mod tests {
         assert_eq!(history, 4, "planned, begin and end of the order, done");
     }
 
+    /// A journal is held by one `Journal` at a time: a second run on the same plan is refused at
+    /// once, by name, and may open it when the first is done.
+    #[test]
+    fn a_journal_in_use_is_refused_until_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let first = Journal::open(&path).unwrap();
+        first.ensure(&spec("a")).unwrap();
+        let started = std::time::Instant::now();
+        let err = Journal::open(&path).err().expect("the journal is held");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "refused at once"
+        );
+        drop(first);
+        let second = Journal::open(&path).unwrap();
+        assert!(second.load("a").unwrap().is_some());
+    }
+
     /// Each write flushes SQLite's own log file, and says so when it cannot.
     #[test]
     fn writes_flush_the_write_ahead_log_and_fail_when_it_is_gone() {
@@ -634,23 +681,29 @@ mod tests {
         );
 
         let flushes = || journal.flushed.lock().unwrap().flushes;
-        // The begin of a step that acts outside is flushed before it returns, with the insert
-        // before it; a second flush with nothing new to cover does not touch the disk.
+        // The begin of a key generation is flushed before it returns, with the insert before it;
+        // a second flush with nothing new to cover does not touch the disk.
         let opened = flushes();
         journal.begin("a", Step::KeyGenerated, "").unwrap();
         assert_eq!(flushes(), opened + 1);
         journal.flush().unwrap();
         assert_eq!(flushes(), opened + 1, "nothing new was committed");
-        // Its end, and the steps that act on nothing outside, wait for the next flush...
+        // Its end, the steps that act on nothing outside and those safely done again wait for the
+        // next flush...
         let mut row = journal.load("a").unwrap().unwrap();
         row.step = Step::KeyGenerated;
         journal.save(&row, "").unwrap();
         journal.begin("a", Step::CsrBuilt, "").unwrap();
+        journal.begin("a", Step::CertificateInstalled, "").unwrap();
+        journal.begin("a", Step::Done, "").unwrap();
         assert_eq!(flushes(), opened + 1);
+        // ...or for the begin of an order...
+        journal.begin("a", Step::OrderSubmitted, "").unwrap();
+        assert_eq!(flushes(), opened + 2);
         // ...and a job that stops is flushed when it does.
         row.state = JobState::Failed;
         journal.save(&row, "").unwrap();
-        assert_eq!(flushes(), opened + 2);
+        assert_eq!(flushes(), opened + 3);
 
         std::fs::remove_file(&journal.wal_path).unwrap();
         // A step that acts on nothing outside is committed and waits for the next flush...
