@@ -111,8 +111,26 @@ pub struct ProvisionerConfig {
 pub struct Provisioner {
     journal: Arc<Journal>,
     client: Client,
-    runtime: tokio::runtime::Runtime,
     config: ProvisionerConfig,
+}
+
+/// What one worker talks to CertCentral with: a single-threaded async runtime driven by the
+/// worker's own thread, and a client with its own connections on that runtime. A request then
+/// goes from the worker to the socket and back without waking any other thread.
+struct Lane {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Lane {
+    fn new(client: &Client) -> Result<Lane, PipelineError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PipelineError::Runtime(e.to_string()))?;
+        let client = client.with_own_connections()?;
+        Ok(Lane { runtime, client })
+    }
 }
 
 /// One token, opened once per worker.
@@ -123,6 +141,7 @@ struct TokenHandle {
 
 struct Worker<'p> {
     provisioner: &'p Provisioner,
+    lane: Lane,
     order: &'p OrderTemplate,
     pins: &'p HashMap<String, Pin>,
     tokens: HashMap<String, TokenHandle>,
@@ -134,26 +153,14 @@ fn failed_key(e: KeysError) -> PipelineError {
 }
 
 impl Provisioner {
-    /// A provisioner writing to `journal` and ordering through `client`.
-    ///
-    /// # Errors
-    /// [`PipelineError::Runtime`] when the async runtime cannot start.
-    pub fn new(
-        journal: Journal,
-        client: Client,
-        config: ProvisionerConfig,
-    ) -> Result<Provisioner, PipelineError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| PipelineError::Runtime(e.to_string()))?;
-        Ok(Provisioner {
+    /// A provisioner writing to `journal` and ordering through `client` (each worker gets a
+    /// client of the same configuration with its own connections).
+    pub fn new(journal: Journal, client: Client, config: ProvisionerConfig) -> Provisioner {
+        Provisioner {
             journal: Arc::new(journal),
             client,
-            runtime,
             config,
-        })
+        }
     }
 
     /// The journal.
@@ -206,16 +213,21 @@ impl Provisioner {
             }
         }
         let workers = self.config.workers.max(1);
+        let lanes = (0..workers)
+            .map(|_| Lane::new(&self.client))
+            .collect::<Result<Vec<_>, _>>()?;
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
         let summary = std::sync::Mutex::new(RunSummary::default());
         std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
+            for lane in lanes {
+                let (receiver, summary, pins) = (&receiver, &summary, &pins);
+                scope.spawn(move || {
                     let mut worker = Worker {
                         provisioner: self,
+                        lane,
                         order,
-                        pins: &pins,
+                        pins,
                         tokens: HashMap::new(),
                         observer,
                     };
@@ -442,8 +454,7 @@ impl Worker<'_> {
         key: &dyn KeySigner,
         place: &KeyPlace<'_>,
     ) -> Result<(), PipelineError> {
-        let client = &self.provisioner.client;
-        let runtime = &self.provisioner.runtime;
+        let Lane { runtime, client } = &self.lane;
         let csr_pem = row
             .csr_pem
             .clone()
