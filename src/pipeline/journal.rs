@@ -173,6 +173,11 @@ pub struct JobRow {
     pub note: Option<String>,
 }
 
+/// A job's step ends, in order. Every finished job's record reads them, so it must find them
+/// through the `history_by_job` index, not by reading the whole history (quadratic in the plan).
+const STEP_TIMES: &str =
+    "SELECT step, at FROM history WHERE job_id = ?1 AND phase = 'end' ORDER BY rowid";
+
 /// Whether a write must be on disk before the caller goes on (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flush {
@@ -252,6 +257,7 @@ impl Journal {
                      at INTEGER NOT NULL,
                      detail TEXT
                  );
+                 CREATE INDEX IF NOT EXISTS history_by_job ON history (job_id);
                  COMMIT;",
             )
             .map_err(|e| match e.sqlite_error_code() {
@@ -532,11 +538,7 @@ impl Journal {
     /// [`PipelineError::Journal`].
     pub fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError> {
         let connection = self.lock();
-        let mut statement = connection
-            .prepare(
-                "SELECT step, at FROM history WHERE job_id = ?1 AND phase = 'end' ORDER BY rowid",
-            )
-            .map_err(db)?;
+        let mut statement = connection.prepare_cached(STEP_TIMES).map_err(db)?;
         let times = statement
             .query_map(params![job_id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
@@ -640,6 +642,26 @@ mod tests {
             })
             .unwrap();
         assert_eq!(history, 4, "planned, begin and end of the order, done");
+    }
+
+    /// Reading a job's step times searches the history by job, whatever the history's size.
+    #[test]
+    fn step_times_use_the_history_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let plan: Vec<String> = journal
+            .lock()
+            .prepare(&format!("EXPLAIN QUERY PLAN {STEP_TIMES}"))
+            .unwrap()
+            .query_map(params!["a"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|line| line.contains("USING INDEX history_by_job")),
+            "{plan:?}"
+        );
     }
 
     /// A journal is held by one `Journal` at a time: a second run on the same plan is refused at
