@@ -110,6 +110,11 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
     assert_eq!(summary.done, 20, "{summary:?}");
     assert_eq!(provisioner.journal().counts().unwrap(), (20, 0, 0, 0));
     assert_eq!(emu.order_count(), 20);
+    assert_eq!(
+        emu.requests_seen(Route::OrdersByAlternativeId),
+        0,
+        "orders no run had sent before went out without a lookup"
+    );
 
     // Every certificate is on the token with its key's CKA_ID, and carries the key.
     let uri: Pkcs11Uri = token_uri.parse().unwrap();

@@ -532,6 +532,21 @@ impl Journal {
         })
     }
 
+    /// Whether `step` of the job was ever begun (by this run or an earlier one).
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn has_begun(&self, job_id: &str, step: Step) -> Result<bool, PipelineError> {
+        self.lock()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM history WHERE job_id = ?1 AND step = ?2 AND phase = 'begin')",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![job_id, step.as_str()], |r| r.get(0))
+            })
+            .map_err(db)
+    }
+
     /// When each step of the job ended (Unix seconds), in order.
     ///
     /// # Errors
@@ -630,6 +645,9 @@ mod tests {
         drop(journal);
 
         let journal = Journal::open(&path).unwrap();
+        assert!(journal.has_begun("a", Step::OrderSubmitted).unwrap());
+        assert!(!journal.has_begun("a", Step::CertificateInstalled).unwrap());
+        assert!(!journal.has_begun("b", Step::OrderSubmitted).unwrap());
         let back = journal.load("a").unwrap().unwrap();
         assert_eq!(back, row);
         assert_eq!(journal.unfinished().unwrap(), ["b"]);

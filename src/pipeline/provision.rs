@@ -471,12 +471,22 @@ impl Worker<'_> {
             )?;
         }
         if row.step < Step::OrderSubmitted {
+            // The begin below is on disk before any send, so without an earlier one no run has
+            // sent this order: the first send needs no lookup.
+            let sent_before = self
+                .provisioner
+                .journal
+                .has_begun(&row.spec.job_id, Step::OrderSubmitted)?;
             self.provisioner.journal.begin(
                 &row.spec.job_id,
                 Step::OrderSubmitted,
                 &row.alternative_order_id,
             )?;
-            let placed = runtime.block_on(client.place_order(&order))?;
+            let placed = if sent_before {
+                runtime.block_on(client.place_order(&order))?
+            } else {
+                runtime.block_on(client.place_new_order(&order))?
+            };
             row.order_id = Some(placed.order_id.0);
             row.certificate_id = placed.certificate_id.map(|c| c.0);
             let detail = format!(

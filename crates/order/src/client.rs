@@ -408,6 +408,31 @@ impl Client {
         &self,
         order: &ValidatedOrder,
     ) -> Result<PlacedOrder, CertCentralError> {
+        self.place(order, true).await
+    }
+
+    /// Places an order that has certainly never been sent, exactly once: as
+    /// [`Client::place_order`], but the first send goes without asking whether the order exists.
+    /// Every re-send after an uncertain outcome is still preceded by the lookup.
+    ///
+    /// Only the caller can know that no earlier run sent the order: the pipeline knows it when its
+    /// journal holds no begin of this order's submission (that begin is on disk before any send).
+    /// It saves one round trip per order.
+    ///
+    /// # Errors
+    /// As [`Client::place_order`].
+    pub async fn place_new_order(
+        &self,
+        order: &ValidatedOrder,
+    ) -> Result<PlacedOrder, CertCentralError> {
+        self.place(order, false).await
+    }
+
+    async fn place(
+        &self,
+        order: &ValidatedOrder,
+        may_exist: bool,
+    ) -> Result<PlacedOrder, CertCentralError> {
         let alternative_order_id = order.alternative_order_id().to_string();
         let operation = format!("placing order {alternative_order_id}");
         let path = format!("/order/certificate/{}", order.product().as_str());
@@ -415,7 +440,9 @@ impl Client {
         let max = self.config.retry.max_attempts.max(1);
         let mut last = None;
         for attempt in 1..=max {
-            if let Some(existing) = self.recover(&alternative_order_id).await? {
+            if (may_exist || attempt > 1)
+                && let Some(existing) = self.recover(&alternative_order_id).await?
+            {
                 return Ok(existing);
             }
             let outcome = self.send(Method::POST, &path, Some(&body)).await;

@@ -230,6 +230,41 @@ async fn an_unreadable_answer_after_the_commit_is_recovered() {
 }
 
 #[tokio::test]
+async fn a_new_order_is_sent_without_a_lookup_but_every_resend_looks_first() {
+    let emu = emulator(Settings::default());
+    let client = client_for(&emu, KEY);
+    let lookups = || emu.requests_seen(Route::OrdersByAlternativeId);
+    let placed = client
+        .place_new_order(&validated(full_request()))
+        .await
+        .unwrap();
+    assert!(!placed.recovered);
+    assert_eq!(lookups(), 0, "a new order is sent at once");
+    assert_eq!(emu.order_count(), 1);
+
+    // The connection drops after the order is made: the re-send looks first, and finds it.
+    let mut second = full_request();
+    second.alternative_order_id = Some("neworder2".to_string());
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::DropAfterCommit,
+        count: 1,
+    });
+    let placed = client.place_new_order(&validated(second)).await.unwrap();
+    assert!(placed.recovered);
+    assert_eq!(lookups(), 1);
+    assert_eq!(emu.orders_with_alternative_id("neworder2"), 1);
+    assert_eq!(emu.order_count(), 2);
+
+    // place_order looks before its first send too.
+    let mut third = full_request();
+    third.alternative_order_id = Some("neworder3".to_string());
+    client.place_order(&validated(third)).await.unwrap();
+    assert_eq!(lookups(), 2);
+    assert_eq!(emu.order_count(), 3);
+}
+
+#[tokio::test]
 async fn a_429_is_retried_after_the_wait() {
     let emu = emulator(Settings::default());
     let client = client_for(&emu, KEY);
