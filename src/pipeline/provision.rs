@@ -112,11 +112,14 @@ pub struct Provisioner {
     journal: Arc<Journal>,
     client: Client,
     config: ProvisionerConfig,
+    /// The lanes of the last run, kept with their open connections for the next one.
+    idle_lanes: std::sync::Mutex<Vec<Lane>>,
 }
 
 /// What one worker talks to CertCentral with: a single-threaded async runtime driven by the
 /// worker's own thread, and a client with its own connections on that runtime. A request then
-/// goes from the worker to the socket and back without waking any other thread.
+/// goes from the worker to the socket and back without waking any other thread. Lanes outlive a
+/// run (`Provisioner::idle_lanes`), so a caller running one job at a time keeps its connections.
 struct Lane {
     runtime: tokio::runtime::Runtime,
     client: Client,
@@ -160,6 +163,7 @@ impl Provisioner {
             journal: Arc::new(journal),
             client,
             config,
+            idle_lanes: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -213,45 +217,66 @@ impl Provisioner {
             }
         }
         let workers = self.config.workers.max(1);
-        let lanes = (0..workers)
-            .map(|_| Lane::new(&self.client))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut lanes = {
+            let mut idle = self.idle_lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = idle.len().saturating_sub(workers);
+            idle.split_off(keep)
+        };
+        while lanes.len() < workers {
+            lanes.push(Lane::new(&self.client)?);
+        }
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
         let summary = std::sync::Mutex::new(RunSummary::default());
-        std::thread::scope(|scope| {
-            for lane in lanes {
-                let (receiver, summary, pins) = (&receiver, &summary, &pins);
-                scope.spawn(move || {
-                    let mut worker = Worker {
-                        provisioner: self,
-                        lane,
-                        order,
-                        pins,
-                        tokens: HashMap::new(),
-                        observer,
-                    };
-                    loop {
-                        let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(spec) = next else { break };
-                        let outcome = worker.process(&spec);
-                        observer.finished(&outcome);
-                        let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
-                        match outcome.state {
-                            JobState::Done => summary.done += 1,
-                            JobState::Pending | JobState::Open => summary.pending.push(outcome),
-                            JobState::Failed => summary.failed.push(outcome),
+        let lanes = std::thread::scope(|scope| {
+            let (receiver, summary, pins) = (&receiver, &summary, &pins);
+            let workers: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    scope.spawn(move || {
+                        let mut worker = Worker {
+                            provisioner: self,
+                            lane,
+                            order,
+                            pins,
+                            tokens: HashMap::new(),
+                            observer,
+                        };
+                        loop {
+                            let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(spec) = next else { break };
+                            let outcome = worker.process(&spec);
+                            observer.finished(&outcome);
+                            let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
+                            match outcome.state {
+                                JobState::Done => summary.done += 1,
+                                JobState::Pending | JobState::Open => summary.pending.push(outcome),
+                                JobState::Failed => summary.failed.push(outcome),
+                            }
                         }
-                    }
-                });
-            }
+                        worker.lane
+                    })
+                })
+                .collect();
             for spec in jobs {
                 if sender.send(spec).is_err() {
                     break;
                 }
             }
             drop(sender);
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+                .collect::<Vec<_>>()
         });
+        self.idle_lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(lanes);
         // Each job flushed its last write when it stopped; this covers any write still waiting.
         self.journal.flush()?;
         let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -188,6 +188,23 @@ fn a_batch_killed_at_several_points_resumes_without_duplicates_or_orphans() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+
+    // While this process holds the journal, a second run of the plan is refused, and orders nothing.
+    let out = finish(run(true));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("plan.journal.sqlite"), "{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    assert_eq!(emu.order_count(), 3);
+    // Once it is let go, the plan runs (and has nothing left to do).
+    drop(journal);
+    let out = finish(run(true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(emu.order_count(), 3);
 }
 
 #[test]
