@@ -5,13 +5,14 @@
 //! pkcs11-tool).
 //!
 //! Sample sizes: RSA key generation time varies about tenfold from key to key (the random prime
-//! search); one key's time has a coefficient of variation of about 0.6, so a mean over n keys is
-//! good to about +-1.96 * 0.6 / sqrt(n) (95%). The RSA groups therefore use flat sampling (every
+//! search); one key's time has a coefficient of variation of about 0.55 (from criterion's intervals
+//! below), so a mean over n keys is good to about +-1.96 * 0.55 / sqrt(n) (95%). The RSA groups therefore use flat sampling (every
 //! sample the same number of keys, so the mean per key is the plain mean) and a measurement time
-//! of about 550 keys' worth for software keys: RSA-3072 90 s, RSA-4096 270 s, a mean good to about
-//! +-5%, which is what criterion's confidence interval then shows. On SoftHSM, where a key takes
-//! 2-3 times as long, the groups take about 120 keys (RSA-3072 40 s, RSA-4096 120 s: +-10%); what
-//! our code adds on top of the token's own key generation is measured key by key, paired, by
+//! of several hundred keys' worth for software keys: RSA-3072 90 s, RSA-4096 270 s. On the
+//! project's 2-core machine that was 660 and 420 keys, criterion's 95% intervals were +-5%, and two
+//! runs in a row agreed within 2% (BENCHMARKS.md). On SoftHSM, where a key takes 2-3 times as
+//! long, the groups take 100-130 keys (RSA-3072 40 s, RSA-4096 120 s), about +-10% by that
+//! estimate (not checked by repeated runs); what our code adds on top of the token's own key generation is measured key by key, paired, by
 //! `cargo xtask bench`, which the spread does not blur. For tighter RSA figures pass a longer time:
 //! `cargo bench --bench keygen -- --measurement-time 600 software_keygen/rsa4096`. The EC groups
 //! converge with criterion's defaults.

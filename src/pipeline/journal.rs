@@ -25,6 +25,10 @@
 //! around checkpoints) and a write that needs it, after its commit and outside the lock, flushes the
 //! log file itself with `fdatasync`. One flush covers every commit made before it starts, so a
 //! worker whose commit another worker's flush already covered does not flush again (group commit).
+//!
+//! One run at a time: the connection takes SQLite's EXCLUSIVE lock when it opens and keeps it, so a
+//! second run on the same journal is refused instead of working on the same jobs; and with no other
+//! reader possible, no transaction takes or releases a file lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
