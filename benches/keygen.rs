@@ -184,7 +184,8 @@ fn pipeline(c: &mut Criterion) {
             module: None,
             record_signer: None,
         },
-    );
+    )
+    .unwrap();
     let order = OrderTemplate {
         product: Product::CodeSigningEv,
         request: OrderRequest::from_json(

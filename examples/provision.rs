@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             module: None,
             record_signer: None,
         },
-    );
+    )?;
     let progress = Progress::default();
     let summary = provisioner.run_jobs(jobs, &order, &progress)?;
     println!(

@@ -71,6 +71,7 @@ fn provisioner(
             record_signer: signer,
         },
     )
+    .unwrap()
 }
 
 fn write_plan(dir: &Path, keys: &str) -> Plan {
@@ -212,7 +213,8 @@ fn pending_orders_are_left_pending_and_finished_by_a_later_run() {
             module: None,
             record_signer: None,
         },
-    );
+    )
+    .unwrap();
     let summary = provisioner.run(&plan, &Quiet).unwrap();
     assert_eq!((summary.done, summary.pending.len()), (0, 3), "{summary:?}");
     assert!(

@@ -194,7 +194,7 @@ enum Flush {
 /// The journal. Shared by the workers (the connection is behind a mutex).
 pub struct Journal {
     connection: Mutex<Connection>,
-    /// SQLite's write-ahead log beside the database (`<journal>-wal`), flushed after each write.
+    /// SQLite's write-ahead log beside the database (`<journal>-wal`), flushed by `flush`.
     wal_path: PathBuf,
     /// How many writes have been committed; counted with the connection locked.
     commits: AtomicU64,
@@ -314,7 +314,7 @@ impl Journal {
     ///
     /// # Errors
     /// [`PipelineError::Journal`] when the log cannot be flushed.
-    pub fn flush(&self) -> Result<(), PipelineError> {
+    pub(crate) fn flush(&self) -> Result<(), PipelineError> {
         let committed = self.commits.load(Ordering::SeqCst);
         let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
         if flushed.commits >= committed {
@@ -362,7 +362,7 @@ impl Journal {
             chain_pem: None,
             note: None,
         };
-        // Flushed by the begin of the job's first action outside the journal, before it acts.
+        // Flushed by the begin of the job's key generation, before the key is made.
         self.write(Flush::WithNext, |connection| {
             let tx = connection.transaction()?;
             tx.prepare_cached(

@@ -111,29 +111,8 @@ pub struct ProvisionerConfig {
 pub struct Provisioner {
     journal: Arc<Journal>,
     client: Client,
-    config: ProvisionerConfig,
-    /// The lanes of the last run, kept with their open connections for the next one.
-    idle_lanes: std::sync::Mutex<Vec<Lane>>,
-}
-
-/// What one worker talks to CertCentral with: a single-threaded async runtime driven by the
-/// worker's own thread, and a client with its own connections on that runtime. A request then
-/// goes from the worker to the socket and back without waking any other thread. Lanes outlive a
-/// run (`Provisioner::idle_lanes`), so a caller running one job at a time keeps its connections.
-struct Lane {
     runtime: tokio::runtime::Runtime,
-    client: Client,
-}
-
-impl Lane {
-    fn new(client: &Client) -> Result<Lane, PipelineError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| PipelineError::Runtime(e.to_string()))?;
-        let client = client.with_own_connections()?;
-        Ok(Lane { runtime, client })
-    }
+    config: ProvisionerConfig,
 }
 
 /// One token, opened once per worker.
@@ -144,7 +123,6 @@ struct TokenHandle {
 
 struct Worker<'p> {
     provisioner: &'p Provisioner,
-    lane: Lane,
     order: &'p OrderTemplate,
     pins: &'p HashMap<String, Pin>,
     tokens: HashMap<String, TokenHandle>,
@@ -156,15 +134,26 @@ fn failed_key(e: KeysError) -> PipelineError {
 }
 
 impl Provisioner {
-    /// A provisioner writing to `journal` and ordering through `client` (each worker gets a
-    /// client of the same configuration with its own connections).
-    pub fn new(journal: Journal, client: Client, config: ProvisionerConfig) -> Provisioner {
-        Provisioner {
+    /// A provisioner writing to `journal` and ordering through `client`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Runtime`] when the async runtime cannot start.
+    pub fn new(
+        journal: Journal,
+        client: Client,
+        config: ProvisionerConfig,
+    ) -> Result<Provisioner, PipelineError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| PipelineError::Runtime(e.to_string()))?;
+        Ok(Provisioner {
             journal: Arc::new(journal),
             client,
+            runtime,
             config,
-            idle_lanes: std::sync::Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// The journal.
@@ -217,66 +206,40 @@ impl Provisioner {
             }
         }
         let workers = self.config.workers.max(1);
-        let mut lanes = {
-            let mut idle = self.idle_lanes.lock().unwrap_or_else(|p| p.into_inner());
-            let keep = idle.len().saturating_sub(workers);
-            idle.split_off(keep)
-        };
-        while lanes.len() < workers {
-            lanes.push(Lane::new(&self.client)?);
-        }
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
         let summary = std::sync::Mutex::new(RunSummary::default());
-        let lanes = std::thread::scope(|scope| {
-            let (receiver, summary, pins) = (&receiver, &summary, &pins);
-            let workers: Vec<_> = lanes
-                .into_iter()
-                .map(|lane| {
-                    scope.spawn(move || {
-                        let mut worker = Worker {
-                            provisioner: self,
-                            lane,
-                            order,
-                            pins,
-                            tokens: HashMap::new(),
-                            observer,
-                        };
-                        loop {
-                            let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok(spec) = next else { break };
-                            let outcome = worker.process(&spec);
-                            observer.finished(&outcome);
-                            let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
-                            match outcome.state {
-                                JobState::Done => summary.done += 1,
-                                JobState::Pending | JobState::Open => summary.pending.push(outcome),
-                                JobState::Failed => summary.failed.push(outcome),
-                            }
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let mut worker = Worker {
+                        provisioner: self,
+                        order,
+                        pins: &pins,
+                        tokens: HashMap::new(),
+                        observer,
+                    };
+                    loop {
+                        let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(spec) = next else { break };
+                        let outcome = worker.process(&spec);
+                        observer.finished(&outcome);
+                        let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
+                        match outcome.state {
+                            JobState::Done => summary.done += 1,
+                            JobState::Pending | JobState::Open => summary.pending.push(outcome),
+                            JobState::Failed => summary.failed.push(outcome),
                         }
-                        worker.lane
-                    })
-                })
-                .collect();
+                    }
+                });
+            }
             for spec in jobs {
                 if sender.send(spec).is_err() {
                     break;
                 }
             }
             drop(sender);
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                })
-                .collect::<Vec<_>>()
         });
-        self.idle_lanes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(lanes);
         // Each job flushed its last write when it stopped; this covers any write still waiting.
         self.journal.flush()?;
         let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -479,7 +442,8 @@ impl Worker<'_> {
         key: &dyn KeySigner,
         place: &KeyPlace<'_>,
     ) -> Result<(), PipelineError> {
-        let Lane { runtime, client } = &self.lane;
+        let client = &self.provisioner.client;
+        let runtime = &self.provisioner.runtime;
         let csr_pem = row
             .csr_pem
             .clone()

@@ -66,8 +66,9 @@ pub struct IntermediateCa {
 }
 
 /// The intermediate's P-384 key, signing with RustCrypto: on x86-64 it signs in about half the
-/// time of ring's P-384 (whose field arithmetic has no assembly), and the emulator shares the
-/// machine with the tool it serves in tests and benchmarks.
+/// time of ring's P-384 (whose field arithmetic runs generic Montgomery code), and the emulator
+/// shares the machine with the tool it serves in tests and benchmarks. (The keys crate has a
+/// P-384 signer too, but the emulator does not depend on it: crates are joined only at the root.)
 struct P384Key {
     signing: p384::ecdsa::SigningKey,
     /// The uncompressed public point, as it goes in a SubjectPublicKeyInfo.
@@ -135,33 +136,25 @@ impl IntermediateCa {
         not_after: OffsetDateTime,
         serial: Vec<u8>,
     ) -> Result<String, EmulatorError> {
-        issue(&self.issuer, spki_der, organization, not_after, serial)
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(ca_error)?;
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CountryName, organization.country.clone());
+        subject.push(DnType::StateOrProvinceName, organization.state.clone());
+        subject.push(DnType::LocalityName, organization.city.clone());
+        subject.push(DnType::OrganizationName, organization.name.clone());
+        subject.push(DnType::CommonName, organization.name.clone());
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        params.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        params.not_after = not_after;
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(ca_error)?;
+        Ok(cert.pem())
     }
-}
-
-fn issue(
-    issuer: &Issuer<'static, P384Key>,
-    spki_der: &[u8],
-    organization: &Organization,
-    not_after: OffsetDateTime,
-    serial: Vec<u8>,
-) -> Result<String, EmulatorError> {
-    let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(ca_error)?;
-    let mut params = CertificateParams::default();
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CountryName, organization.country.clone());
-    subject.push(DnType::StateOrProvinceName, organization.state.clone());
-    subject.push(DnType::LocalityName, organization.city.clone());
-    subject.push(DnType::OrganizationName, organization.name.clone());
-    subject.push(DnType::CommonName, organization.name.clone());
-    params.distinguished_name = subject;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-    params.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(5);
-    params.not_after = not_after;
-    params.serial_number = Some(SerialNumber::from(serial));
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&public_key, issuer).map_err(ca_error)?;
-    Ok(cert.pem())
 }

@@ -263,16 +263,6 @@ impl Client {
         Ok(Client { http, config })
     }
 
-    /// A client of the same configuration with connections of its own. A connection is driven by
-    /// the async runtime that opened it, so a thread that runs its own runtime (see the pipeline's
-    /// workers) needs its own client; clones of one client share their connections.
-    ///
-    /// # Errors
-    /// As [`Client::new`].
-    pub fn with_own_connections(&self) -> Result<Client, CertCentralError> {
-        Client::new(self.config.clone())
-    }
-
     /// The base URL.
     pub fn base_url(&self) -> &BaseUrl {
         &self.config.base_url

@@ -602,7 +602,7 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
                 module: None,
                 record_signer: None,
             },
-        );
+        )?;
         eprintln!(
             "batch: round {}/{rounds}: {} jobs with {workers} worker(s)",
             round + 1,

@@ -160,7 +160,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
             None => None,
         },
     };
-    let provisioner = Provisioner::new(journal, client, config);
+    let provisioner = Provisioner::new(journal, client, config)?;
     let observer = observer(plan.len());
     let summary = provisioner.run(&plan, observer.as_ref())?;
     if args.json {
@@ -295,7 +295,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             module: None,
             record_signer: None,
         },
-    );
+    )?;
     let summary = provisioner.run(&plan, &PrintObserver)?;
     if summary.done != 1 {
         let reasons: Vec<String> = summary
