@@ -19,11 +19,12 @@
 //! subject = "CN=Example Corp,C=US"
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::files::{InputKind, read_input};
 use crate::keys::pkcs11::Pkcs11Uri;
 use crate::keys::{KeyAlgorithm, SubjectDn};
 use crate::order::{OrderRequest, Product};
@@ -106,7 +107,7 @@ struct Group {
     start: u32,
     algorithm: KeyAlgorithm,
     subject: String,
-    label: String,
+    label: LabelPattern,
     location: GroupLocation,
 }
 
@@ -127,35 +128,128 @@ pub struct Plan {
     groups: Vec<Group>,
 }
 
-/// Expands `{n}` and `{n:0W}` in a label pattern.
-fn expand(pattern: &str, n: u32) -> Result<String, String> {
-    let Some(start) = pattern.find("{n") else {
-        return Ok(pattern.to_string());
-    };
-    let end = pattern[start..]
-        .find('}')
-        .map(|e| start + e)
-        .ok_or_else(|| format!("label \"{pattern}\": unclosed {{n"))?;
-    let spec = &pattern[start + 2..end];
-    let number = match spec {
-        "" => n.to_string(),
-        s if s.starts_with(":0") => {
-            let width: usize = s[2..]
+/// The most bytes a label may have: it is the key's `CKA_LABEL`, the job's name and a file name
+/// (`<label>.pem`, `<label>.chain.pem`, `<label>.json.sig`), which must stay within the 255 bytes
+/// most file systems allow.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// The most jobs one plan may hold. Checking a plan keeps a 16-byte entry per job to prove the
+/// labels unique (about 40 MB at the cap), whatever the labels' length.
+pub const MAX_PLAN_JOBS: u64 = 1_000_000;
+
+/// Characters a label must not hold: control characters, and the Unicode format characters that
+/// reorder or hide text on a terminal (bidirectional controls, zero-width characters), which could
+/// make one job's output look like another's; and `/`, since a label names files.
+fn forbidden_in_label(c: char) -> bool {
+    c.is_control()
+        || c == '/'
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A label as written in a plan: fixed text around at most one `{n}` or `{n:0W}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LabelPattern {
+    prefix: String,
+    /// `None`: no number; `Some(0)`: `{n}`; `Some(w)`: `{n:0w}`.
+    width: Option<usize>,
+    suffix: String,
+}
+
+impl LabelPattern {
+    /// Parses a label pattern; the message says what is wrong (it quotes the pattern escaped).
+    fn parse(pattern: &str) -> Result<LabelPattern, String> {
+        let quoted = pattern.escape_debug().to_string();
+        let Some(start) = pattern.find("{n") else {
+            return Ok(LabelPattern {
+                prefix: pattern.to_string(),
+                width: None,
+                suffix: String::new(),
+            });
+        };
+        let end = pattern[start..]
+            .find('}')
+            .map(|e| start + e)
+            .ok_or_else(|| format!("label \"{quoted}\": unclosed {{n"))?;
+        let spec = &pattern[start + 2..end];
+        let width = match spec {
+            "" => 0,
+            s if s.starts_with(":0") => s[2..]
                 .parse()
                 .ok()
                 .filter(|w| (1..=9).contains(w))
                 .ok_or_else(|| {
-                    format!("label \"{pattern}\": write {{n}} or {{n:0W}} with a width W of 1 to 9")
-                })?;
-            format!("{n:0width$}")
+                    format!("label \"{quoted}\": write {{n}} or {{n:0W}} with a width W of 1 to 9")
+                })?,
+            _ => return Err(format!("label \"{quoted}\": write {{n}} or {{n:03}}")),
+        };
+        let suffix = &pattern[end + 1..];
+        if suffix.contains("{n") {
+            return Err(format!(
+                "label \"{quoted}\": holds {{n}} more than once; one number per label"
+            ));
         }
-        _ => return Err(format!("label \"{pattern}\": write {{n}} or {{n:03}}")),
-    };
-    Ok(format!(
-        "{}{number}{}",
-        &pattern[..start],
-        &pattern[end + 1..]
-    ))
+        Ok(LabelPattern {
+            prefix: pattern[..start].to_string(),
+            width: Some(width),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    fn has_number(&self) -> bool {
+        self.width.is_some()
+    }
+
+    /// The label of job `n`.
+    fn label(&self, n: u32) -> String {
+        match self.width {
+            None => self.prefix.clone(),
+            Some(width) => format!("{}{n:0width$}{}", self.prefix, self.suffix),
+        }
+    }
+
+    /// Every problem of the labels `first..=last`, found from the pattern alone: characters and
+    /// the longest label's length.
+    fn problems(&self, last: u32) -> Vec<String> {
+        let mut problems = Vec::new();
+        let fixed = format!("{}{}", self.prefix, self.suffix);
+        if let Some(c) = fixed.chars().find(|c| forbidden_in_label(*c)) {
+            problems.push(format!(
+                "label \"{}\" holds {}; labels may not hold control characters, '/', or characters that reorder or hide text",
+                fixed.escape_debug(),
+                c.escape_unicode()
+            ));
+        }
+        let longest = self.label(last);
+        if longest.is_empty() {
+            problems.push("label must not be empty".to_string());
+        } else if longest.len() > MAX_LABEL_BYTES {
+            problems.push(format!(
+                "label \"{}\" is {} bytes; a label may have at most {MAX_LABEL_BYTES} (it names the key on the token and its files)",
+                longest.escape_debug(),
+                longest.len()
+            ));
+        }
+        problems
+    }
+}
+
+/// Resolves a path of the plan: relative paths are relative to the plan's directory and must stay
+/// inside it (no `..`); a path that leaves it must be written absolute.
+fn plan_path(base: &Path, given: &Path, at: &str) -> Result<PathBuf, String> {
+    if given.is_relative()
+        && given
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "{at} \"{}\": a relative path must stay inside the plan's directory (no '..'); write an absolute path to go elsewhere",
+            given.display().to_string().escape_debug()
+        ));
+    }
+    let joined = base.join(given);
+    Ok(std::path::absolute(&joined).unwrap_or(joined))
 }
 
 impl Plan {
@@ -165,10 +259,13 @@ impl Plan {
     /// # Errors
     /// [`PipelineError::Plan`].
     pub fn load(path: &Path) -> Result<Plan, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Plan {
+        let unreadable = |problem: String| PipelineError::Plan {
             path: path.to_path_buf(),
-            problems: vec![format!("cannot read it: {e}")],
-        })?;
+            problems: vec![problem],
+        };
+        let bytes = read_input(path, InputKind::Plan).map_err(|e| unreadable(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| unreadable("the plan is not UTF-8 text".to_string()))?;
         Plan::parse(&text, path.parent().unwrap_or(Path::new(".")), path)
     }
 
@@ -190,22 +287,30 @@ impl Plan {
             ));
         }
         let request = match (&file.order.body, &file.order.request) {
-            (Some(body), None) => {
-                let body_path = base.join(body);
-                match std::fs::read_to_string(&body_path) {
-                    Ok(json) => OrderRequest::from_json(&json).unwrap_or_else(|e| {
-                        problems.push(format!("order.body {}: {e}", body_path.display()));
-                        OrderRequest::default()
-                    }),
-                    Err(e) => {
-                        problems.push(format!(
-                            "order.body {}: cannot read it: {e}",
-                            body_path.display()
-                        ));
-                        OrderRequest::default()
+            (Some(body), None) => match plan_path(base, body, "order.body") {
+                Err(problem) => {
+                    problems.push(problem);
+                    OrderRequest::default()
+                }
+                Ok(body_path) => {
+                    let json = read_input(&body_path, InputKind::OrderBody)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            String::from_utf8(bytes)
+                                .map_err(|_| format!("{}: not UTF-8 text", body_path.display()))
+                        });
+                    match json {
+                        Ok(json) => OrderRequest::from_json(&json).unwrap_or_else(|e| {
+                            problems.push(format!("order.body {}: {e}", body_path.display()));
+                            OrderRequest::default()
+                        }),
+                        Err(e) => {
+                            problems.push(format!("order.body: {e}"));
+                            OrderRequest::default()
+                        }
                     }
                 }
-            }
+            },
             (None, Some(table)) => serde_json::to_value(table)
                 .map_err(|e| e.to_string())
                 .and_then(|v| serde_json::from_value::<OrderRequest>(v).map_err(|e| e.to_string()))
@@ -226,8 +331,14 @@ impl Plan {
                 "order: alternative_order_id is set per job by the pipeline; remove it from the body".to_string(),
             );
         }
+        let total: u64 = file.keys.iter().map(|g| u64::from(g.count)).sum();
+        if total > MAX_PLAN_JOBS {
+            problems.push(format!(
+                "the plan holds {total} jobs; one plan may hold at most {MAX_PLAN_JOBS} (split it into several plans)"
+            ));
+            return Err(fail(problems));
+        }
         let mut groups = Vec::new();
-        let mut labels = HashSet::new();
         for (i, g) in file.keys.into_iter().enumerate() {
             let at = format!("keys[{i}]");
             let algorithm = match g.algorithm.parse::<KeyAlgorithm>() {
@@ -244,15 +355,26 @@ impl Plan {
                 problems.push(format!("{at}.count must be 1 to {MAX_GROUP_JOBS}"));
                 continue;
             }
-            if g.start.checked_add(g.count).is_none() {
+            let Some(last) = g.start.checked_add(g.count - 1).filter(|l| *l < u32::MAX) else {
                 problems.push(format!("{at}.start + count must stay below {}", u32::MAX));
                 continue;
-            }
-            if g.count > 1 && !g.label.contains("{n") {
+            };
+            let label = match LabelPattern::parse(&g.label) {
+                Ok(label) => label,
+                Err(e) => {
+                    problems.push(format!("{at}.{e}"));
+                    continue;
+                }
+            };
+            if g.count > 1 && !label.has_number() {
                 problems.push(format!(
                     "{at}.label \"{}\" needs {{n}} or {{n:03}} for count {}",
-                    g.label, g.count
+                    g.label.escape_debug(),
+                    g.count
                 ));
+            }
+            for problem in label.problems(last) {
+                problems.push(format!("{at}.{problem}"));
             }
             let location = match (&g.token, &g.directory) {
                 (Some(uri), None) => match uri.parse::<Pkcs11Uri>() {
@@ -278,7 +400,13 @@ impl Plan {
                         None
                     }
                 },
-                (None, Some(dir)) => Some(GroupLocation::Directory(base.join(dir))),
+                (None, Some(dir)) => match plan_path(base, dir, &format!("{at}.directory")) {
+                    Ok(dir) => Some(GroupLocation::Directory(dir)),
+                    Err(problem) => {
+                        problems.push(problem);
+                        None
+                    }
+                },
                 _ => {
                     problems.push(format!(
                         "{at}: give exactly one of token = \"pkcs11:...\" or directory = \"DIR\""
@@ -286,38 +414,21 @@ impl Plan {
                     None
                 }
             };
-            // Labels must be unique: check every one (cheap; strings only).
-            for n in g.start..g.start + g.count {
-                match expand(&g.label, n) {
-                    Ok(label) => {
-                        if label.is_empty() || label.contains('/') {
-                            problems.push(format!(
-                                "{at}.label: \"{label}\" must be non-empty and hold no '/'"
-                            ));
-                            break;
-                        }
-                        if !labels.insert(label.clone()) {
-                            problems
-                                .push(format!("{at}.label: \"{label}\" is used twice in the plan"));
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        problems.push(format!("{at}.{e}"));
-                        break;
-                    }
-                }
-            }
             if let (Some(algorithm), Some(location)) = (algorithm, location) {
                 groups.push(Group {
                     count: g.count,
                     start: g.start,
                     algorithm,
                     subject: g.subject,
-                    label: g.label,
+                    label,
                     location,
                 });
             }
+        }
+        if problems.is_empty()
+            && let Some(problem) = duplicate_label(&groups)
+        {
+            problems.push(problem);
         }
         if groups.is_empty() && problems.is_empty() {
             problems.push("the plan has no [[keys]]".to_string());
@@ -346,7 +457,7 @@ impl Plan {
     pub fn jobs(&self) -> impl Iterator<Item = JobSpec> + Clone + '_ {
         self.groups.iter().flat_map(|g| {
             (g.start..g.start + g.count).map(move |n| {
-                let label = expand(&g.label, n).expect("checked at load");
+                let label = g.label.label(n);
                 let location = match &g.location {
                     GroupLocation::Token(uri) => KeyLocation::Token { uri: uri.clone() },
                     GroupLocation::Directory(dir) => KeyLocation::File {
@@ -365,20 +476,181 @@ impl Plan {
     }
 }
 
+/// The first label that two jobs share, as a problem; `None` when every label is unique.
+///
+/// Labels within one group differ (one number each, formatted alike). Across groups each label is
+/// kept as a 64-bit keyed hash with the job that made it, and a hash seen twice is confirmed by
+/// comparing the two labels themselves: exact, and 16 bytes per job whatever the labels' length.
+fn duplicate_label(groups: &[Group]) -> Option<String> {
+    use std::hash::BuildHasher;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen: HashMap<u64, (u32, u32)> = HashMap::new();
+    for (index, group) in groups.iter().enumerate() {
+        let index = u32::try_from(index).ok()?;
+        for n in group.start..group.start + group.count {
+            let label = group.label.label(n);
+            let hash = hasher.hash_one(&label);
+            match seen.get(&hash) {
+                None => {
+                    seen.insert(hash, (index, n));
+                }
+                Some(&(other, other_n)) => {
+                    let earlier = &groups[other as usize];
+                    if other != index && earlier.label.label(other_n) == label {
+                        return Some(format!(
+                            "label \"{}\" is used twice in the plan (keys[{other}] and keys[{index}])",
+                            label.escape_debug()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn label(pattern: &str, n: u32) -> Result<String, String> {
+        LabelPattern::parse(pattern).map(|p| p.label(n))
+    }
+
     #[test]
     fn labels_expand() {
-        assert_eq!(expand("cs-{n:03}", 7).unwrap(), "cs-007");
-        assert_eq!(expand("k{n}x", 12).unwrap(), "k12x");
-        assert_eq!(expand("plain", 1).unwrap(), "plain");
-        assert!(expand("cs-{n:x}", 1).is_err());
-        assert!(expand("cs-{n", 1).is_err());
+        assert_eq!(label("cs-{n:03}", 7).unwrap(), "cs-007");
+        assert_eq!(label("k{n}x", 12).unwrap(), "k12x");
+        assert_eq!(label("plain", 1).unwrap(), "plain");
+        assert!(label("cs-{n:x}", 1).is_err());
+        assert!(label("cs-{n", 1).is_err());
         // Found by fuzzing: a huge width panicked inside format!.
-        assert!(expand("cs-{n:099993}", 1).is_err());
-        assert!(expand("cs-{n:00}", 1).is_err());
+        assert!(label("cs-{n:099993}", 1).is_err());
+        assert!(label("cs-{n:00}", 1).is_err());
+        let err = label("cs-{n}-{n:03}", 1).unwrap_err();
+        assert!(err.contains("more than once"), "{err}");
+    }
+
+    const ORDER: &str = r#"
+        [order]
+        product = "code_signing_ev"
+        [order.request]
+        cs_provisioning_method = "email"
+        skip_approval = true
+        certificate = { signature_hash = "sha256" }
+        order_validity = { years = 1 }
+        organization = { id = 123456 }
+    "#;
+
+    fn parse_keys(keys: &str) -> Result<Plan, String> {
+        Plan::parse(
+            &format!("{ORDER}\n{keys}"),
+            Path::new("/plans"),
+            Path::new("plan.toml"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn labels_that_would_fail_late_are_refused_at_load() {
+        let group = |label: &str| {
+            format!(
+                "[[keys]]\ncount = 2\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = {}\nsubject = \"CN=Example Corp,C=US\"\n",
+                toml::Value::String(label.to_string())
+            )
+        };
+        // 300 bytes for a token label, 250 for a file stem: both too long to name files.
+        let err = parse_keys(&group(&format!("{}{{n}}", "a".repeat(300)))).unwrap_err();
+        assert!(err.contains("at most 128"), "{err}");
+        let err = parse_keys(&group(&format!("{}{{n:03}}", "b".repeat(126)))).unwrap_err();
+        assert!(err.contains("is 129 bytes"), "{err}");
+        assert!(parse_keys(&group(&format!("{}{{n}}", "b".repeat(127)))).is_ok());
+        for bad in ["evil\ncs-{n}", "cs-\u{202e}{n}", "a\u{0}b{n}", "dir/cs-{n}"] {
+            let err = parse_keys(&group(bad)).unwrap_err();
+            assert!(err.contains("labels may not hold"), "{bad:?}: {err}");
+            assert!(!err.contains('\n') && !err.contains('\u{202e}'), "{err}");
+        }
+        let err = parse_keys(&group("cs-{n}-{n}")).unwrap_err();
+        assert!(err.contains("more than once"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_stay_in_the_plan_directory() {
+        let err = parse_keys(
+            "[[keys]]\nalgorithm = \"p256\"\ndirectory = \"../../etc\"\nlabel = \"x\"\nsubject = \"CN=Example Corp,C=US\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("must stay inside the plan's directory"),
+            "{err}"
+        );
+        let plan = parse_keys(
+            "[[keys]]\nalgorithm = \"p256\"\ndirectory = \"/var/keys\"\nlabel = \"x\"\nsubject = \"CN=Example Corp,C=US\"\n",
+        )
+        .unwrap();
+        let job = plan.jobs().next().unwrap();
+        assert_eq!(
+            job.location,
+            KeyLocation::File {
+                path: "/var/keys/x.pem".into()
+            }
+        );
+        let plan = parse_keys(
+            "[[keys]]\nalgorithm = \"p256\"\ndirectory = \"keys/a\"\nlabel = \"x\"\nsubject = \"CN=Example Corp,C=US\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.jobs().next().unwrap().location,
+            KeyLocation::File {
+                path: "/plans/keys/a/x.pem".into()
+            }
+        );
+        let body = Plan::parse(
+            "[order]\nproduct = \"code_signing\"\nbody = \"../secret.json\"\n[[keys]]\nalgorithm = \"p256\"\ndirectory = \"k\"\nlabel = \"x\"\nsubject = \"CN=Example Corp,C=US\"\n",
+            Path::new("/plans"),
+            Path::new("plan.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(body.contains("order.body \"../secret.json\""), "{body}");
+    }
+
+    #[test]
+    fn the_number_of_jobs_is_capped_before_labels_are_made() {
+        let huge: String = (0..30)
+            .map(|i| {
+                format!(
+                    "[[keys]]\ncount = 1000000\nstart = {}\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"cs-{{n}}\"\nsubject = \"CN=Example Corp,C=US\"\n",
+                    i * 1_000_000 + 1
+                )
+            })
+            .collect();
+        let err = parse_keys(&huge).unwrap_err();
+        assert!(
+            err.contains("the plan holds 30000000 jobs; one plan may hold at most 1000000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_shared_across_groups_are_found() {
+        let groups = "[[keys]]\ncount = 500\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"cs-{n:03}\"\nsubject = \"CN=Example Corp,C=US\"\n\
+                      [[keys]]\ncount = 10\nstart = 1000\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"cs-{n}\"\nsubject = \"CN=Example Corp,C=US\"\n\
+                      [[keys]]\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"cs-042\"\nsubject = \"CN=Example Corp,C=US\"\n";
+        let err = parse_keys(groups).unwrap_err();
+        assert!(
+            err.contains("label \"cs-042\" is used twice in the plan (keys[0] and keys[2])"),
+            "{err}"
+        );
+        // {n:03} past 999 and {n} agree on 1000..: no clash below 1000.
+        let err = parse_keys(
+            &groups
+                .replace("count = 500", "count = 1000")
+                .replace("label = \"cs-042\"", "label = \"other\""),
+        )
+        .unwrap_err();
+        assert!(err.contains("\"cs-1000\" is used twice"), "{err}");
+        assert!(parse_keys(&groups.replace("label = \"cs-042\"", "label = \"other\"")).is_ok());
     }
 
     #[test]

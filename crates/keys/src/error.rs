@@ -27,11 +27,29 @@ pub enum KeysError {
         reason: String,
     },
 
-    /// A key file would be overwritten without `--force`.
-    #[error("{}: file exists; refusing to overwrite a key file (use --force to replace it)", .path.display())]
+    /// A file would be overwritten without `--force`.
+    #[error("{}: the file exists; refusing to overwrite it (use --force to replace it)", .path.display())]
     KeyFileExists {
         /// The file that exists.
         path: PathBuf,
+    },
+
+    /// Something other than a regular file is where a file would be written.
+    #[error("{}: not a regular file; refusing to replace it", .path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// An input is larger than its kind may be.
+    #[error("{}: larger than {limit} bytes, the most a {what} may hold; refused", .path.display())]
+    InputTooLarge {
+        /// The input.
+        path: PathBuf,
+        /// What kind of input.
+        what: &'static str,
+        /// The cap, in bytes.
+        limit: u64,
     },
 
     /// A file could not be read or written.
@@ -55,7 +73,7 @@ pub enum KeysError {
     },
 
     /// The key file is encrypted and no passphrase was given.
-    #[error("{}: the key is encrypted; give its passphrase with --passphrase-env VAR", .path.display())]
+    #[error("{}: the key is encrypted and no passphrase was given", .path.display())]
     PassphraseRequired {
         /// The key file.
         path: PathBuf,

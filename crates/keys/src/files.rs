@@ -1,10 +1,16 @@
-//! Writing files atomically: a temporary file in the target's directory, flushed to disk, then
-//! renamed (or linked, when overwriting is not allowed) into place. A reader never sees half a file,
-//! and a crash leaves either the old file or the new one.
+//! Reading and writing files safely.
+//!
+//! - Reading: [`read_input`] reads at most what the kind of input may hold ([`InputKind`]), so a
+//!   path that names `/dev/zero` or a runaway file is refused by name instead of filling memory.
+//! - Writing: [`write_atomically`] writes a temporary file in the target's directory, flushes it to
+//!   disk, then renames (or links, when overwriting is not allowed) it into place. A reader never
+//!   sees half a file, and a crash leaves either the old file or the new one. Only regular files
+//!   are ever replaced: a device node, a directory, a FIFO or a symbolic link at the target is
+//!   refused, whatever the caller allows.
 
 use std::fs::Permissions;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::KeysError;
@@ -23,17 +29,131 @@ pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode of public files (CSRs, certificates).
 pub const PUBLIC_FILE_MODE: u32 = 0o644;
 
+/// What a file read holds, and so the most bytes it may have.
+///
+/// The caps are generous for the real thing (an RSA-4096 key encrypted in PKCS#8 PEM is about
+/// 3.5 KB, a CSR about 2 KB, a code signing chain about 6 KB) and small enough that a wrong path
+/// cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A PIN file (first line used).
+    Pin,
+    /// An API key file (first line used).
+    ApiKey,
+    /// A private key in PEM.
+    PrivateKey,
+    /// A CSR, PEM or DER.
+    Csr,
+    /// An order request body (JSON).
+    OrderBody,
+    /// A provisioning plan (TOML).
+    Plan,
+    /// A certificate or a chain of certificates (PEM or PKCS#7).
+    Certificates,
+}
+
+impl InputKind {
+    /// The most bytes this kind of input may hold.
+    pub fn limit(self) -> u64 {
+        match self {
+            InputKind::Pin | InputKind::ApiKey => 4 << 10,
+            InputKind::PrivateKey | InputKind::Csr => 64 << 10,
+            InputKind::OrderBody => 256 << 10,
+            InputKind::Plan | InputKind::Certificates => 1 << 20,
+        }
+    }
+
+    /// What the input is, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Pin => "PIN file",
+            InputKind::ApiKey => "API key file",
+            InputKind::PrivateKey => "private key file",
+            InputKind::Csr => "CSR",
+            InputKind::OrderBody => "order request body",
+            InputKind::Plan => "plan",
+            InputKind::Certificates => "certificate file",
+        }
+    }
+}
+
+/// Reads all of `source` (named `path` in errors), refusing more than `kind` may hold.
+///
+/// # Errors
+/// [`KeysError::InputTooLarge`] past the cap, [`KeysError::Io`] when reading fails.
+pub fn read_limited(source: impl Read, path: &Path, kind: InputKind) -> Result<Vec<u8>, KeysError> {
+    let limit = kind.limit();
+    let mut bytes = Vec::new();
+    source
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| KeysError::io(path, "cannot read it", e))?;
+    if bytes.len() as u64 > limit {
+        bytes.fill(0);
+        return Err(KeysError::InputTooLarge {
+            path: path.to_path_buf(),
+            what: kind.name(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads the file at `path`, refusing more than `kind` may hold (see [`InputKind::limit`]).
+///
+/// ```
+/// use codesign_keys::files::{read_input, InputKind};
+///
+/// let err = read_input(std::path::Path::new("/dev/zero"), InputKind::Plan).unwrap_err();
+/// assert!(err.to_string().contains("larger than 1048576 bytes"));
+/// ```
+///
+/// # Errors
+/// [`KeysError::InputTooLarge`] past the cap, [`KeysError::Io`] when it cannot be opened or read.
+pub fn read_input(path: &Path, kind: InputKind) -> Result<Vec<u8>, KeysError> {
+    let file = std::fs::File::open(path).map_err(|e| KeysError::io(path, "cannot open it", e))?;
+    read_limited(file, path, kind)
+}
+
+/// Whether `a` and `b` name the same existing file (same device and inode), so that writing one
+/// would destroy the other.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Refuses a target that exists and is not a regular file (a device node, a directory, a FIFO, a
+/// socket or a symbolic link), and one that exists when overwriting is refused.
+///
+/// # Errors
+/// [`KeysError::NotRegularFile`], [`KeysError::KeyFileExists`].
+pub fn check_target(path: &Path, overwrite: Overwrite) -> Result<(), KeysError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(KeysError::NotRegularFile {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) if overwrite == Overwrite::Refuse => Err(KeysError::KeyFileExists {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `contents` to `path` atomically with the given mode.
 ///
 /// # Errors
 /// [`KeysError::KeyFileExists`] when `overwrite` is [`Overwrite::Refuse`] and the file exists (checked
-/// race-free at the final link), or [`KeysError::Io`].
+/// again race-free at the final link), [`KeysError::NotRegularFile`] when something other than a
+/// regular file is at `path`, or [`KeysError::Io`].
 pub fn write_atomically(
     path: &Path,
     contents: &[u8],
     mode: u32,
     overwrite: Overwrite,
 ) -> Result<(), KeysError> {
+    check_target(path, overwrite)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -98,6 +218,39 @@ mod tests {
         // No temporary files are left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn only_regular_files_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for path in [Path::new("/dev/null"), dir.path(), link.as_path()] {
+            let err =
+                write_atomically(path, b"x", PUBLIC_FILE_MODE, Overwrite::Replace).unwrap_err();
+            assert!(matches!(err, KeysError::NotRegularFile { .. }), "{err}");
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(same_file(&target, &link));
+        assert!(!same_file(&target, &dir.path().join("absent")));
+    }
+
+    #[test]
+    fn reads_are_capped_by_kind() {
+        let err = read_input(Path::new("/dev/zero"), InputKind::Pin).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero: larger than 4096 bytes, the most a PIN file may hold; refused"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("csr");
+        std::fs::write(&path, vec![b'a'; 64 << 10]).unwrap();
+        assert_eq!(read_input(&path, InputKind::Csr).unwrap().len(), 64 << 10);
+        std::fs::write(&path, vec![b'a'; (64 << 10) + 1]).unwrap();
+        assert!(read_input(&path, InputKind::Csr).is_err());
     }
 
     #[test]

@@ -213,9 +213,10 @@ impl SoftwareKey {
         path: &Path,
         passphrase: Option<&SecretString>,
     ) -> Result<SoftwareKey, KeysError> {
-        let text = Zeroizing::new(
-            std::fs::read(path).map_err(|e| KeysError::io(path, "cannot read the key file", e))?,
-        );
+        let text = Zeroizing::new(crate::files::read_input(
+            path,
+            crate::files::InputKind::PrivateKey,
+        )?);
         SoftwareKey::from_pem(&text, passphrase, path)
     }
 

@@ -204,12 +204,57 @@ pub enum OrderProgress {
     Failed(OrderStatus),
 }
 
+/// The most bytes read of one answer. CertCentral's largest answers (a chain in PEM, a page of
+/// orders) are tens of kilobytes.
+const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// A wait before the next attempt, and what the server asked for (`Retry-After`), if anything.
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    duration: Duration,
+    asked: Option<Duration>,
+}
+
+impl Wait {
+    const NONE: Wait = Wait {
+        duration: Duration::ZERO,
+        asked: None,
+    };
+
+    /// Says that the client waits, and for how long: a warning when the wait is long enough for
+    /// a person to wonder, a debug event otherwise. Then waits.
+    async fn wait(self, operation: &str, failure: &CertCentralError, next: u32, max: u32) {
+        if self.duration.is_zero() {
+            return;
+        }
+        let seconds = self.duration.as_secs_f64();
+        let asked = match self.asked {
+            Some(asked) if asked > self.duration => format!(
+                " (CertCentral's Retry-After asked for {} s; the client waits at most {seconds:.0} s)",
+                asked.as_secs()
+            ),
+            Some(_) => " (as CertCentral's Retry-After asks)".to_string(),
+            None => String::new(),
+        };
+        if self.duration >= Duration::from_secs(5) {
+            tracing::warn!(
+                "{operation}: {failure}; waiting {seconds:.0} s before attempt {next} of {max}{asked}"
+            );
+        } else {
+            tracing::debug!(
+                "{operation}: {failure}; waiting {seconds:.1} s before attempt {next} of {max}{asked}"
+            );
+        }
+        tokio::time::sleep(self.duration).await;
+    }
+}
+
 /// What to do after one attempt.
 enum Step {
     /// A 2xx answer.
     Done(StatusCode, Vec<u8>),
     /// Worth another try after the wait: 429, 5xx, no answer.
-    Retry(Duration, CertCentralError),
+    Retry(Wait, CertCentralError),
     /// A final refusal (other 4xx).
     Fail(CertCentralError),
 }
@@ -275,16 +320,34 @@ impl Client {
             request = request.json(body);
         }
         match request.send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
                 let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => Outcome::Answer {
-                        status,
-                        headers,
-                        body: body.to_vec(),
-                    },
-                    Err(e) => Outcome::NoAnswer(format!("the answer broke off: {}", describe(&e))),
+                // Read at most MAX_ANSWER_BYTES: a broken or hostile server cannot fill memory.
+                let mut body = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                                return Outcome::NoAnswer(format!(
+                                    "the answer is larger than {MAX_ANSWER_BYTES} bytes, more than CertCentral sends; it was cut off"
+                                ));
+                            }
+                            body.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Outcome::NoAnswer(format!(
+                                "the answer broke off: {}",
+                                describe(&e)
+                            ));
+                        }
+                    }
+                }
+                Outcome::Answer {
+                    status,
+                    headers,
+                    body,
                 }
             }
             Err(e) => Outcome::NoAnswer(describe(&e)),
@@ -303,15 +366,21 @@ impl Client {
         }
     }
 
-    fn retry_wait(&self, attempt: u32, headers: Option<&HeaderMap>) -> Duration {
+    fn retry_wait(&self, attempt: u32, headers: Option<&HeaderMap>) -> Wait {
         let retry_after = headers
             .and_then(|h| h.get(reqwest::header::RETRY_AFTER))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         match retry_after {
-            Some(wait) => wait.min(self.config.retry.max_retry_after),
-            None => self.config.retry.backoff(attempt),
+            Some(asked) => Wait {
+                duration: asked.min(self.config.retry.max_retry_after),
+                asked: Some(asked),
+            },
+            None => Wait {
+                duration: self.config.retry.backoff(attempt),
+                asked: None,
+            },
         }
     }
 
@@ -363,10 +432,10 @@ impl Client {
                 Step::Fail(error) => return Err(error),
                 Step::Retry(wait, failure) => (wait, failure),
             };
-            last = Some(failure);
             if attempt < max {
-                tokio::time::sleep(wait).await;
+                wait.wait(operation, &failure, attempt + 1, max).await;
             }
+            last = Some(failure);
         }
         Err(CertCentralError::GaveUp {
             operation: operation.to_string(),
@@ -431,7 +500,7 @@ impl Client {
         let mut last = None;
         for attempt in 1..=max {
             if (may_exist || attempt > 1)
-                && let Some(existing) = self.recover(&alternative_order_id).await?
+                && let Some(existing) = self.recover(order).await?
             {
                 return Ok(existing);
             }
@@ -449,7 +518,7 @@ impl Client {
                     }
                     // Committed, but unreadable: the lookup of the next round finds it.
                     Err(e) => (
-                        Duration::ZERO,
+                        Wait::NONE,
                         CertCentralError::Decode {
                             operation: operation.clone(),
                             status: status.as_u16(),
@@ -460,13 +529,13 @@ impl Client {
                 Step::Fail(error) => return Err(error),
                 Step::Retry(wait, failure) => (wait, failure),
             };
-            last = Some(failure);
             if attempt < max {
-                tokio::time::sleep(wait).await;
+                wait.wait(&operation, &failure, attempt + 1, max).await;
             }
+            last = Some(failure);
         }
         // One last look: the final attempt may have committed.
-        if let Some(existing) = self.recover(&alternative_order_id).await? {
+        if let Some(existing) = self.recover(order).await? {
             return Ok(existing);
         }
         Err(CertCentralError::GaveUp {
@@ -476,21 +545,37 @@ impl Client {
         })
     }
 
-    /// The order already placed under `alternative_order_id`, as a recovered [`PlacedOrder`].
+    /// The order already placed under the order's alternative ID, as a recovered
+    /// [`PlacedOrder`], once its details show it is this order: the same product, organization
+    /// and CSR. An order that differs means the ID is taken by another order, which is refused
+    /// ([`CertCentralError::AlternativeIdTaken`]) rather than taken for this one.
     async fn recover(
         &self,
-        alternative_order_id: &str,
+        order: &ValidatedOrder,
     ) -> Result<Option<PlacedOrder>, CertCentralError> {
-        Ok(self
+        let alternative_order_id = order.alternative_order_id();
+        let Some(existing) = self
             .find_order_by_alternative_id(alternative_order_id)
             .await?
-            .map(|existing| PlacedOrder {
-                order_id: existing.order_id,
-                certificate_id: existing.certificate_id,
-                requests: Vec::new(),
+        else {
+            return Ok(None);
+        };
+        let info = self.order_info(existing.order_id).await?;
+        let differences = differences(order, &info);
+        if !differences.is_empty() {
+            return Err(CertCentralError::AlternativeIdTaken {
                 alternative_order_id: alternative_order_id.to_string(),
-                recovered: true,
-            }))
+                order_id: existing.order_id.0,
+                differences,
+            });
+        }
+        Ok(Some(PlacedOrder {
+            order_id: existing.order_id,
+            certificate_id: existing.certificate_id,
+            requests: Vec::new(),
+            alternative_order_id: alternative_order_id.to_string(),
+            recovered: true,
+        }))
     }
 
     /// The order carrying `alternative_order_id`, if any (the oldest, should there be several).
@@ -677,6 +762,11 @@ impl Client {
 
     /// Creates an organization (`POST /organization`); `details` is the documented body.
     ///
+    /// A POST that creates is not safe to repeat: when an attempt ends without a readable answer
+    /// (no answer, a timeout, 5xx, 429), the account's organizations are listed before any re-send,
+    /// and an organization of this name that was not there before the first attempt is taken as
+    /// the one created (the listing shows no other detail to compare).
+    ///
     /// # Errors
     /// As any call.
     pub async fn create_organization(
@@ -688,11 +778,57 @@ impl Client {
             id: OrganizationId,
         }
         let operation = "creating an organization";
-        let (status, body) = self
-            .call(operation, Method::POST, "/organization", Some(details))
-            .await?;
-        let created: Created = decode(operation, status, &body)?;
-        Ok(created.id)
+        let name = details
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let same_name = |list: Organizations| -> Vec<OrganizationId> {
+            list.organizations
+                .into_iter()
+                .filter(|o| o.name == name)
+                .map(|o| o.id)
+                .collect()
+        };
+        let before = same_name(self.list_organizations().await?);
+        let max = self.config.retry.max_attempts.max(1);
+        let mut last = None;
+        for attempt in 1..=max {
+            if attempt > 1
+                && let Some(created) = same_name(self.list_organizations().await?)
+                    .into_iter()
+                    .find(|id| !before.contains(id))
+            {
+                return Ok(created);
+            }
+            let outcome = self
+                .send(Method::POST, "/organization", Some(details))
+                .await;
+            let (wait, failure) = match self.classify(operation, attempt, outcome) {
+                Step::Done(status, body) => match decode::<Created>(operation, status, &body) {
+                    Ok(created) => return Ok(created.id),
+                    // Created, but unreadable: the listing of the next round finds it.
+                    Err(e) => (Wait::NONE, e),
+                },
+                Step::Fail(error) => return Err(error),
+                Step::Retry(wait, failure) => (wait, failure),
+            };
+            if attempt < max {
+                wait.wait(operation, &failure, attempt + 1, max).await;
+            }
+            last = Some(failure);
+        }
+        if let Some(created) = same_name(self.list_organizations().await?)
+            .into_iter()
+            .find(|id| !before.contains(id))
+        {
+            return Ok(created);
+        }
+        Err(CertCentralError::GaveUp {
+            operation: operation.to_string(),
+            attempts: max,
+            last: Box::new(last.expect("at least one attempt")),
+        })
     }
 
     /// Submits an organization for validation (`cs`, `ev_cs`, ...) with its verified users.
@@ -742,6 +878,38 @@ impl Client {
         self.get_json("listing organizations", "/organization")
             .await
     }
+}
+
+/// How the order found by an alternative ID differs from `order` (empty: it is this order). A
+/// field CertCentral does not return is not compared.
+fn differences(order: &ValidatedOrder, info: &OrderInfo) -> Vec<String> {
+    let mut found = Vec::new();
+    let asked = order.request();
+    if let Some(product) = info.product.as_ref().filter(|p| !p.name_id.is_empty())
+        && product.name_id != order.product().as_str()
+    {
+        found.push(format!(
+            "it is a {} order, not {}",
+            product.name_id,
+            order.product().as_str()
+        ));
+    }
+    if let (Some(theirs), Some(ours)) = (
+        info.organization.as_ref().map(|o| o.id),
+        asked.organization.as_ref().and_then(|o| o.id),
+    ) && i64::try_from(theirs.0).ok() != Some(ours)
+    {
+        found.push(format!("its organization is {theirs}, not {ours}"));
+    }
+    let compact = |pem: &str| -> String { pem.chars().filter(|c| !c.is_whitespace()).collect() };
+    if let (Some(theirs), Some(ours)) = (
+        info.certificate.as_ref().and_then(|c| c.csr.as_deref()),
+        asked.certificate.as_ref().and_then(|c| c.csr.as_deref()),
+    ) && compact(theirs) != compact(ours)
+    {
+        found.push("it was ordered with another CSR".to_string());
+    }
+    found
 }
 
 fn decode<T: DeserializeOwned>(

@@ -113,6 +113,30 @@ pub enum CertCentralError {
         reason: String,
     },
 
+    /// An order found by its alternative order ID is not the order asked for (another product,
+    /// organization or CSR): the ID is taken, and nothing was ordered.
+    #[error(
+        "alternative order ID {alternative_order_id} is already used by order {order_id}, which is not this order ({}); nothing was ordered: choose another alternative order ID",
+        .differences.join("; ")
+    )]
+    AlternativeIdTaken {
+        /// The alternative order ID.
+        alternative_order_id: String,
+        /// The order that carries it.
+        order_id: u64,
+        /// What differs.
+        differences: Vec<String>,
+    },
+
+    /// An answer larger than any CertCentral sends was cut off.
+    #[error("{operation}: the answer is larger than {limit} bytes; refused")]
+    AnswerTooLarge {
+        /// What was being done.
+        operation: String,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+
     /// Retries ran out; the last failure is kept.
     #[error("{operation}: gave up after {attempts} attempts; last failure: {last}")]
     GaveUp {

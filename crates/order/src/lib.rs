@@ -41,5 +41,5 @@ pub use model::{OrderRequest, Product};
 pub use response::{CertificateId, OrderId, OrderInfo, OrderStatus, OrganizationId, RequestId};
 pub use validate::{
     CsrCheck, FieldError, MAX_VALIDITY_DAYS, ValidatedOrder, ValidationErrors,
-    generate_alternative_order_id,
+    derive_alternative_order_id, generate_alternative_order_id, max_text_length,
 };

@@ -199,6 +199,9 @@ pub struct OrderCertificate {
     /// Serial number (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
+    /// The CSR the order was placed with (PEM), when CertCentral returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 /// `product` in order info.

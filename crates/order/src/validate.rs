@@ -131,6 +131,62 @@ impl ValidatedOrder {
     }
 }
 
+/// The most characters a string of the order body may hold, by its JSON path.
+///
+/// The API page gives a length for `alternative_order_id` alone (64, checked with its own rule).
+/// For the rest these are our bounds, chosen so that no real order comes near them and no runaway
+/// input is sent: a CSR (an RSA-4096 CSR in PEM is about 1.8 KB) up to 16,384 characters, the
+/// free-text `comments` up to 1,024, and every other string (names, addresses, e-mail addresses,
+/// custom field values) up to 255, the longest such field in X.509 names and in common address
+/// schemas.
+pub fn max_text_length(path: &str) -> usize {
+    match path {
+        "certificate.csr" => 16_384,
+        "comments" => 1_024,
+        _ => 255,
+    }
+}
+
+/// An alternative order ID derived from what is ordered: the product and the CSR when the body has
+/// one, else the product and the whole body. The same order run twice (after a timeout, say) then
+/// carries the same ID, and the client's lookup finds the first one instead of buying a second
+/// certificate. 40 lower-case hex digits (160 bits of SHA-256).
+///
+/// ```
+/// use certcentral::{derive_alternative_order_id, OrderRequest, Product};
+///
+/// let body = OrderRequest::from_json(r#"{"comments": "build signer"}"#).unwrap();
+/// let a = derive_alternative_order_id(&Product::CodeSigning, &body);
+/// assert_eq!(a, derive_alternative_order_id(&Product::CodeSigning, &body));
+/// assert_ne!(a, derive_alternative_order_id(&Product::CodeSigningEv, &body));
+/// assert_eq!(a.len(), 40);
+/// ```
+pub fn derive_alternative_order_id(product: &Product, request: &OrderRequest) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"codesign-kit alternative order ID v1\0");
+    hash.update(product.as_str().as_bytes());
+    hash.update(b"\0");
+    match request.certificate.as_ref().and_then(|c| c.csr.as_deref()) {
+        Some(csr) => {
+            hash.update(b"csr\0");
+            let compact: String = csr.chars().filter(|c| !c.is_whitespace()).collect();
+            hash.update(compact.as_bytes());
+        }
+        None => {
+            let mut body = request.clone();
+            body.alternative_order_id = None;
+            hash.update(b"body\0");
+            // A typed body serializes its fields in one order, so equal bodies give equal text.
+            hash.update(body.to_json().to_string().as_bytes());
+        }
+    }
+    hash.finalize()[..20]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// 32 random letters and digits.
 pub fn generate_alternative_order_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -420,6 +476,7 @@ impl Validator {
                 format!("must be a positive order ID; got {id}"),
             );
         }
+        self.lengths(&r.to_json(), "");
         if let Some(emails) = &r.additional_emails {
             for (i, e) in emails.iter().enumerate() {
                 if !looks_like_email(e) {
@@ -429,6 +486,38 @@ impl Validator {
                     );
                 }
             }
+        }
+    }
+
+    /// Every string of the body within its length (see [`max_text_length`]).
+    fn lengths(&mut self, value: &serde_json::Value, path: &str) {
+        match value {
+            serde_json::Value::String(text) => {
+                let limit = max_text_length(path);
+                let length = text.chars().count();
+                if length > limit {
+                    self.error(
+                        path,
+                        format!("must be at most {limit} characters; got {length}"),
+                    );
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.lengths(item, &format!("{path}[{i}]"));
+                }
+            }
+            serde_json::Value::Object(fields) => {
+                for (key, item) in fields {
+                    let at = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    self.lengths(item, &at);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use codesign_kit::keys::files::{Overwrite, PUBLIC_FILE_MODE, write_atomically};
+use codesign_kit::keys::files::{InputKind, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE};
 use codesign_kit::keys::{KeyAlgorithm, KeySigner, KeysError, SoftwareKey, SubjectDn, csr};
 use secrecy::SecretString;
+use zeroize::Zeroizing;
 
+use super::io::{Output, overwrite, read_arg, shown_path};
 use crate::UsageError;
 
 #[derive(Debug, Args)]
@@ -16,7 +18,8 @@ pub struct KeygenArgs {
     /// Key algorithm: rsa3072, rsa4096, p256 or p384.
     #[arg(long, value_name = "ALG")]
     alg: String,
-    /// Write the private key to this file (PKCS#8 PEM, mode 0600, written atomically).
+    /// Write the private key to this file (PKCS#8 PEM, mode 0600, written atomically; `-` for
+    /// standard output).
     #[arg(long, value_name = "KEY.pem")]
     out: Option<PathBuf>,
     /// Generate the key on a PKCS#11 token, e.g. "pkcs11:token=Code%20Signing?module-path=/usr/lib/softhsm/libsofthsm2.so".
@@ -50,8 +53,8 @@ enum CsrFormat {
 
 #[derive(Debug, Args)]
 pub struct CsrArgs {
-    /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1) or a PKCS#11 URI
-    /// naming a token key by id= and/or object=.
+    /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1; `-` for standard
+    /// input) or a PKCS#11 URI naming a token key by id= and/or object=.
     #[arg(long, value_name = "KEY.pem|URI")]
     key: String,
     /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
@@ -60,9 +63,13 @@ pub struct CsrArgs {
     /// The subject, e.g. "CN=Example Corp,O=Example Corp,L=Richmond,ST=Virginia,C=US" (RFC 4514 escaping).
     #[arg(long, value_name = "DN")]
     subject: String,
-    /// Write the CSR to this file (replaced atomically if it exists).
+    /// Write the CSR to this file (`-` for standard output); an existing file is replaced only
+    /// with --force.
     #[arg(long, value_name = "REQ.csr")]
     out: PathBuf,
+    /// Replace the CSR file if it exists (never the key, nor anything but a regular file).
+    #[arg(long)]
+    force: bool,
     /// Output encoding.
     #[arg(long, value_enum, default_value = "pem")]
     format: CsrFormat,
@@ -76,7 +83,7 @@ pub struct CsrArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The CSR file, PEM or DER.
+    /// The CSR file, PEM or DER (`-` for standard input).
     csr: PathBuf,
     /// Print one JSON document instead of text.
     #[arg(long)]
@@ -135,20 +142,20 @@ impl KeygenArgs {
 
 fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result<()> {
     let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
-    let overwrite = if args.force {
-        Overwrite::Replace
-    } else {
-        Overwrite::Refuse
-    };
-    // Fail before the (slow) generation when the file is there; the final write checks again.
-    if overwrite == Overwrite::Refuse && out.exists() {
-        return Err(KeysError::KeyFileExists {
-            path: out.to_path_buf(),
-        }
+    let output = Output::new("--out", out, &[])?;
+    if output.is_stdout() && args.json {
+        return Err(UsageError(
+            "--out - writes the key to standard output; --json cannot share it".to_string(),
+        )
         .into());
     }
+    let overwrite = overwrite(args.force);
+    // Fail before the (slow) generation when the file cannot be written; the final write checks
+    // again.
+    output.check(overwrite)?;
     let key = SoftwareKey::generate(algorithm).context("key generation failed")?;
-    key.write_pem_file(out, passphrase.as_ref(), overwrite)?;
+    let pem = key.to_pkcs8_pem(passphrase.as_ref())?;
+    output.write(pem.as_bytes(), PRIVATE_FILE_MODE, overwrite)?;
     let fingerprint = spki_sha256(&key);
     if args.json {
         let doc = serde_json::json!({
@@ -161,15 +168,25 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
         });
         println!("{doc}");
     } else {
-        println!(
-            "wrote {algorithm} key to {} (PKCS#8{}, mode 0600)\npublic key SHA-256: {fingerprint}",
-            out.display(),
+        let report = format!(
+            "wrote {algorithm} key to {} (PKCS#8{}{})\npublic key SHA-256: {fingerprint}",
+            output.describe(),
             if passphrase.is_some() {
                 ", encrypted"
             } else {
                 ""
             },
+            if output.is_stdout() {
+                ""
+            } else {
+                ", mode 0600"
+            },
         );
+        if output.is_stdout() {
+            eprintln!("{report}");
+        } else {
+            println!("{report}");
+        }
     }
     Ok(())
 }
@@ -180,11 +197,19 @@ pub fn csr(args: CsrArgs) -> Result<()> {
         return super::token::csr(&args, &subject);
     }
     let key_path = Path::new(&args.key);
+    let output = args.output(&[key_path])?;
     let passphrase = passphrase_from_env(args.passphrase_env.as_deref())?;
-    let key = SoftwareKey::read_pem_file(key_path, passphrase.as_ref())
-        .with_context(|| format!("cannot use the key {}", key_path.display()))?;
+    let pem = Zeroizing::new(read_arg(key_path, InputKind::PrivateKey)?);
+    let key = SoftwareKey::from_pem(&pem, passphrase.as_ref(), key_path)
+        .map_err(|e| match e {
+            KeysError::PassphraseRequired { .. } => {
+                anyhow::anyhow!("{e}; give its passphrase with --passphrase-env VAR")
+            }
+            other => anyhow::Error::new(other),
+        })
+        .with_context(|| format!("cannot use the key {}", shown_path(key_path)))?;
     let request = csr::build(&key, &subject).context("cannot build the CSR")?;
-    write_csr(&args, &subject, &key, &request)
+    write_csr(&args, &output, &subject, &key, &request)
 }
 
 impl CsrArgs {
@@ -194,11 +219,26 @@ impl CsrArgs {
     pub(crate) fn module(&self) -> Option<&Path> {
         self.module.as_deref()
     }
+
+    /// Where the CSR goes, checked before any key is touched: never over an input, never over
+    /// an existing file without --force, never over anything but a regular file.
+    pub(crate) fn output(&self, inputs: &[&Path]) -> Result<Output> {
+        let output = Output::new("--out", &self.out, inputs)?;
+        if output.is_stdout() && self.json {
+            return Err(UsageError(
+                "--out - writes the CSR to standard output; --json cannot share it".to_string(),
+            )
+            .into());
+        }
+        output.check(overwrite(self.force))?;
+        Ok(output)
+    }
 }
 
 /// Writes a built CSR where `--out` says and reports it.
 pub(crate) fn write_csr(
     args: &CsrArgs,
+    output: &Output,
     subject: &SubjectDn,
     key: &dyn KeySigner,
     request: &csr::Csr,
@@ -207,7 +247,7 @@ pub(crate) fn write_csr(
         CsrFormat::Pem => request.pem().into_bytes(),
         CsrFormat::Der => request.der().to_vec(),
     };
-    write_atomically(&args.out, &bytes, PUBLIC_FILE_MODE, Overwrite::Replace)?;
+    output.write(&bytes, PUBLIC_FILE_MODE, overwrite(args.force))?;
     let algorithm = key.algorithm();
     if args.json {
         let doc = serde_json::json!({
@@ -220,30 +260,30 @@ pub(crate) fn write_csr(
         });
         println!("{doc}");
     } else {
-        println!(
+        let report = format!(
             "wrote CSR for {subject} to {}\nkey: {algorithm}, signature: {}, self-check: signature verifies",
-            args.out.display(),
+            output.describe(),
             algorithm.signature_algorithm_name(),
         );
+        if output.is_stdout() {
+            eprintln!("{report}");
+        } else {
+            println!("{report}");
+        }
     }
     Ok(())
 }
 
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let input = read_input(&args.csr)?;
-    let report = csr::inspect(&input).with_context(|| format!("{}", args.csr.display()))?;
+    let input = read_arg(&args.csr, InputKind::Csr)?;
+    let name = shown_path(&args.csr);
+    let report = csr::inspect(&input).with_context(|| name.clone())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json_view())?);
     } else {
-        print!("{}", render(&args.csr, &report));
+        print!("{}", super::io::terminal_safe(&render(&args.csr, &report)));
     }
-    report
-        .ensure_acceptable()
-        .with_context(|| format!("{}", args.csr.display()))?;
+    report.ensure_acceptable().with_context(|| name.clone())?;
     Ok(())
 }
 
@@ -256,7 +296,7 @@ fn render(path: &Path, report: &csr::CsrReport) -> String {
     };
     let mut out = format!(
         "CSR {} ({})\n  subject:    {}\n  key:        {}\n  signature:  {}, {signature}\n",
-        path.display(),
+        shown_path(path),
         match report.encoding {
             csr::CsrEncoding::Pem => "PEM",
             csr::CsrEncoding::Der => "DER",

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod emulator;
 pub mod fuzz;
+pub mod io;
 pub mod keys;
 pub mod order;
 pub mod provision;

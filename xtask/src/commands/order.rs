@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use codesign_kit::KeysCsrCheck;
-use codesign_kit::keys::files::{Overwrite, PUBLIC_FILE_MODE, write_atomically};
+use codesign_kit::keys::files::{InputKind, PUBLIC_FILE_MODE};
 use codesign_kit::order::model::CertificateDetails;
 use codesign_kit::order::{
     ApiKey, BaseUrl, CertificateId, Chain, Client, ClientConfig, DownloadFormat, OrderId,
     OrderRequest, Product, ValidatedOrder,
 };
 use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::io::{Output, at_most_one_stdin, overwrite, read_arg, read_text_arg, shown_path};
+use crate::UsageError;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Region {
@@ -24,7 +28,8 @@ enum Region {
 /// Where CertCentral is and the API key.
 #[derive(Debug, Args)]
 pub struct ConnectionArgs {
-    /// Read the API key from this file (first line) instead of DIGICERT_API_KEY.
+    /// Read the API key from this file (first line; `-` for standard input) instead of
+    /// DIGICERT_API_KEY.
     #[arg(long, value_name = "FILE", global = true)]
     api_key_file: Option<PathBuf>,
     /// The API base URL (https, or http to a loopback address); else --region, else
@@ -55,12 +60,14 @@ impl ConnectionArgs {
     fn api_key(&self) -> Result<ApiKey> {
         let key = match &self.api_key_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("--api-key-file {}: cannot read it", path.display())
+                let bytes =
+                    Zeroizing::new(read_arg(path, InputKind::ApiKey).context("--api-key-file")?);
+                let text = std::str::from_utf8(&bytes).map_err(|_| {
+                    anyhow::anyhow!("--api-key-file {}: not UTF-8 text", shown_path(path))
                 })?;
                 let first = text.lines().next().unwrap_or("").trim().to_string();
                 if first.is_empty() {
-                    bail!("--api-key-file {}: the file is empty", path.display());
+                    bail!("--api-key-file {}: the file is empty", shown_path(path));
                 }
                 first
             }
@@ -95,12 +102,17 @@ pub struct OrderArgs {
     /// The product.
     #[arg(long, value_enum)]
     product: ProductArg,
-    /// The request body, JSON, as the CertCentral API page documents it.
+    /// The request body, JSON, as the CertCentral API page documents it (`-` for standard input).
     #[arg(long, value_name = "BODY.json")]
     request: PathBuf,
-    /// Put this CSR (PEM) into certificate.csr.
+    /// Put this CSR (PEM) into certificate.csr (`-` for standard input).
     #[arg(long, value_name = "REQ.csr")]
     csr: Option<PathBuf>,
+    /// The order's alternative order ID (letters and digits, at most 64). Without it, and without
+    /// one in the body, it is derived from the product and the CSR (or the body), so running the
+    /// same order again finds the first one instead of buying a second certificate.
+    #[arg(long, value_name = "ID")]
+    alternative_order_id: Option<String>,
     /// Validate and print the body that would be sent; send nothing.
     #[arg(long)]
     dry_run: bool,
@@ -138,9 +150,13 @@ enum FormatArg {
 pub struct DownloadArgs {
     /// The certificate ID (or, with --by-order, the order ID).
     id: u64,
-    /// Write the certificate(s) here (replaced atomically).
+    /// Write the certificate(s) here (`-` for standard output); an existing file is replaced only
+    /// with --force.
     #[arg(long, value_name = "CHAIN.pem")]
     out: PathBuf,
+    /// Replace the file if it exists (never anything but a regular file).
+    #[arg(long)]
+    force: bool,
     /// The format.
     #[arg(long, value_enum, default_value = "pem-all")]
     format: FormatArg,
@@ -162,20 +178,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn read_request(path: &Path, csr: Option<&Path>) -> Result<OrderRequest> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--request {}: cannot read it", path.display()))?;
+    at_most_one_stdin(&[("--request", Some(path)), ("--csr", csr)])?;
+    let text = read_text_arg(path, InputKind::OrderBody)
+        .with_context(|| format!("--request {}", shown_path(path)))?;
     let mut request = OrderRequest::from_json(&text)
-        .map_err(|e| anyhow::anyhow!("--request {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("--request {}: {e}", shown_path(path)))?;
     if let Some(csr_path) = csr {
-        let pem = std::fs::read_to_string(csr_path)
-            .with_context(|| format!("--csr {}: cannot read it", csr_path.display()))?;
+        let pem = read_text_arg(csr_path, InputKind::Csr)
+            .with_context(|| format!("--csr {}", shown_path(csr_path)))?;
         let certificate = request
             .certificate
             .get_or_insert_with(CertificateDetails::default);
         if certificate.csr.is_some() {
             eprintln!(
                 "warning: --csr {} replaces the certificate.csr of the request body",
-                csr_path.display()
+                shown_path(csr_path)
             );
         }
         certificate.csr = Some(pem);
@@ -188,7 +205,22 @@ pub fn order(args: OrderArgs) -> Result<()> {
         ProductArg::CodeSigning => Product::CodeSigning,
         ProductArg::CodeSigningEv => Product::CodeSigningEv,
     };
-    let request = read_request(&args.request, args.csr.as_deref())?;
+    let mut request = read_request(&args.request, args.csr.as_deref())?;
+    match (&args.alternative_order_id, &request.alternative_order_id) {
+        (Some(given), Some(in_body)) if given != in_body => {
+            return Err(UsageError(format!(
+                "--alternative-order-id {given} differs from the body's alternative_order_id {in_body}; give one"
+            ))
+            .into());
+        }
+        (Some(given), _) => request.alternative_order_id = Some(given.clone()),
+        (None, Some(_)) => {}
+        (None, None) => {
+            request.alternative_order_id = Some(codesign_kit::order::derive_alternative_order_id(
+                &product, &request,
+            ));
+        }
+    }
     let order = match ValidatedOrder::new(product, request, Some(&KeysCsrCheck)) {
         Ok(order) => order,
         Err(errors) => {
@@ -206,6 +238,7 @@ pub fn order(args: OrderArgs) -> Result<()> {
     if args.dry_run {
         let doc = serde_json::json!({
             "product": order.product().as_str(),
+            "alternative_order_id": order.alternative_order_id(),
             "body": order.request().to_json(),
             "sent": false,
         });
@@ -278,6 +311,14 @@ pub fn download(args: DownloadArgs) -> Result<()> {
         FormatArg::PemNointermediate => DownloadFormat::PemNoIntermediate,
         FormatArg::P7b => DownloadFormat::P7b,
     };
+    let output = Output::new("--out", &args.out, &[])?;
+    if output.is_stdout() && args.json {
+        return Err(UsageError(
+            "--out - writes the certificate to standard output; --json cannot share it".to_string(),
+        )
+        .into());
+    }
+    output.check(overwrite(args.force))?;
     let client = args.connection.client()?;
     let runtime = runtime()?;
     let bytes = if args.by_order {
@@ -294,7 +335,7 @@ pub fn download(args: DownloadArgs) -> Result<()> {
             chain.cas.len(),
         ))
     };
-    write_atomically(&args.out, &bytes, PUBLIC_FILE_MODE, Overwrite::Replace)?;
+    output.write(&bytes, PUBLIC_FILE_MODE, overwrite(args.force))?;
     if args.json {
         let doc = serde_json::json!({
             "path": args.out,
@@ -304,13 +345,18 @@ pub fn download(args: DownloadArgs) -> Result<()> {
         });
         println!("{doc}");
     } else {
-        match leaf_fingerprint {
-            Some((fingerprint, cas)) => println!(
+        let report = match leaf_fingerprint {
+            Some((fingerprint, cas)) => format!(
                 "wrote {} to {}: leaf SHA-256 {fingerprint}, {cas} CA certificate(s)",
                 format.as_str(),
-                args.out.display()
+                output.describe()
             ),
-            None => println!("wrote {} to {}", format.as_str(), args.out.display()),
+            None => format!("wrote {} to {}", format.as_str(), output.describe()),
+        };
+        if output.is_stdout() {
+            eprintln!("{report}");
+        } else {
+            println!("{report}");
         }
     }
     Ok(())

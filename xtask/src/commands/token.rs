@@ -105,6 +105,7 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
 
 pub fn csr(args: &CsrArgs, subject: &SubjectDn) -> Result<()> {
     let uri = parse_uri(args.key())?;
+    let output = args.output(&[])?;
     if uri.id.is_none() && uri.object.is_none() {
         return Err(UsageError(format!(
             "--key {uri}: name the key with id=... or object=... in the URI"
@@ -118,7 +119,7 @@ pub fn csr(args: &CsrArgs, subject: &SubjectDn) -> Result<()> {
         .find_key(uri.id.as_deref(), uri.object.as_deref())
         .context("cannot use the token key")?;
     let request = csr::build(&key, subject).context("cannot build the CSR on the token")?;
-    write_csr(args, subject, &key, &request)
+    write_csr(args, &output, subject, &key, &request)
 }
 
 pub fn doctor(args: DoctorArgs) -> Result<()> {

@@ -45,9 +45,18 @@ impl Pin {
         }
         if let Some(source) = &uri.pin_source {
             let path = source.strip_prefix("file:").unwrap_or(source);
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                unavailable(format!("cannot read the pin-source file {path}: {e}"))
-            })?);
+            let bytes = Zeroizing::new(
+                crate::files::read_input(std::path::Path::new(path), crate::files::InputKind::Pin)
+                    .map_err(|e| match e {
+                        KeysError::Io { source, .. } => {
+                            unavailable(format!("cannot read the pin-source file {path}: {source}"))
+                        }
+                        other => unavailable(format!("pin-source: {other}")),
+                    })?,
+            );
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                unavailable(format!("the pin-source file {path} is not UTF-8 text"))
+            })?;
             let pin = text.lines().next().unwrap_or("");
             if pin.is_empty() {
                 return Err(unavailable(format!("the pin-source file {path} is empty")));
