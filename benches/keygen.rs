@@ -183,6 +183,7 @@ fn pipeline(c: &mut Criterion) {
             records_dir: dir.path().join("records"),
             module: None,
             record_signer: None,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         },
     )
     .unwrap();

@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             records_dir: workdir.path().join("records"),
             module: None,
             record_signer: None,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         },
     )?;
     let progress = Progress::default();

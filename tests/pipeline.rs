@@ -69,6 +69,7 @@ fn provisioner(
             records_dir: dir.join("records"),
             module: None,
             record_signer: signer,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         },
     )
     .unwrap()
@@ -212,6 +213,7 @@ fn pending_orders_are_left_pending_and_finished_by_a_later_run() {
             records_dir: dir.path().join("records"),
             module: None,
             record_signer: None,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         },
     )
     .unwrap();

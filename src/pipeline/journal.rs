@@ -225,6 +225,22 @@ impl Journal {
     /// # Errors
     /// [`PipelineError::Journal`], saying so when another process holds the journal.
     pub fn open(path: &Path) -> Result<Journal, PipelineError> {
+        // The journal is the operator's working state (CSRs, order and certificate IDs, chains):
+        // made readable by its owner alone, whatever the umask. SQLite gives its -wal and -shm
+        // files the database file's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
+                })?;
+        }
         let connection = Connection::open(path).map_err(|e| {
             PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
         })?;
@@ -549,6 +565,136 @@ impl Journal {
                 statement.query_row(params![job_id, step.as_str()], |r| r.get(0))
             })
             .map_err(db)
+    }
+
+    /// The detail of the job's last begin of `step`, if it was ever begun.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn begun_detail(&self, job_id: &str, step: Step) -> Result<Option<String>, PipelineError> {
+        self.lock()
+            .prepare_cached(
+                "SELECT detail FROM history WHERE job_id = ?1 AND step = ?2 AND phase = 'begin'
+                 ORDER BY rowid DESC LIMIT 1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![job_id, step.as_str()], |r| {
+                        r.get::<_, Option<String>>(0)
+                    })
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(db)
+    }
+
+    /// Replaces the spec of a job that has not begun anything yet (its step is still `planned`):
+    /// the plan changed before any key or order existed, so the new spec is simply taken.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`]; a job past `planned` is refused.
+    pub fn replace_unstarted_spec(&self, spec: &JobSpec) -> Result<(), PipelineError> {
+        let changed = self.write(Flush::WithNext, |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE jobs SET spec = ?2, updated_at = ?3 WHERE job_id = ?1 AND step = 'planned'",
+                )?
+                .execute(params![
+                    spec.job_id,
+                    serde_json::to_string(spec).expect("a job spec serializes"),
+                    now()
+                ])
+        })?;
+        if changed != 1 {
+            return Err(PipelineError::Journal(format!(
+                "job {}: its spec can change only before its first step",
+                spec.job_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Jobs that began work (a key, an order) and are not done: `(job_id, last step, order ID)`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn in_flight(&self) -> Result<Vec<(String, Step, Option<u64>)>, PipelineError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT job_id, step, order_id FROM jobs
+                 WHERE state != 'done' AND step != 'planned' ORDER BY rowid",
+            )
+            .map_err(db)?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, step, order)| {
+                (
+                    id,
+                    Step::parse(&step).unwrap_or(Step::Planned),
+                    order.map(|o| o as u64),
+                )
+            })
+            .collect())
+    }
+
+    /// How many jobs the journal holds.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn job_count(&self) -> Result<u64, PipelineError> {
+        self.lock()
+            .query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db)
+    }
+
+    /// Closes the journal and removes its files when it holds no job: a run refused before its
+    /// first job leaves nothing behind, and the corrected run starts afresh instead of being
+    /// told to resume. A journal that holds a job is closed and kept. Returns whether it was
+    /// removed.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`] when it cannot be read or removed.
+    pub fn discard_if_empty(self) -> Result<bool, PipelineError> {
+        if self.job_count()? > 0 {
+            return Ok(false);
+        }
+        let wal = self.wal_path.as_os_str().to_string_lossy();
+        let database = PathBuf::from(wal.strip_suffix("-wal").unwrap_or(&wal));
+        let connection = self
+            .connection
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        connection
+            .close()
+            .map_err(|(_, e)| PipelineError::Journal(format!("cannot close it: {e}")))?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = database.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(PipelineError::Journal(format!(
+                        "{}: cannot remove it: {e}",
+                        Path::new(&path).display()
+                    )));
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// When each step of the job ended (Unix seconds), in order.

@@ -209,6 +209,21 @@ impl LabelPattern {
         }
     }
 
+    /// The number `n` whose label is `label` (1 for a pattern without a number, when equal).
+    fn number_of(&self, label: &str) -> Option<u32> {
+        let Some(width) = self.width else {
+            return (label == self.prefix).then_some(1);
+        };
+        let digits = label
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: u32 = digits.parse().ok()?;
+        (format!("{n:0width$}") == digits).then_some(n)
+    }
+
     /// Every problem of the labels `first..=last`, found from the pattern alone: characters and
     /// the longest label's length.
     fn problems(&self, last: u32) -> Vec<String> {
@@ -453,6 +468,16 @@ impl Plan {
         self.len() == 0
     }
 
+    /// Whether the plan holds a job of this ID (its label), found from the label patterns
+    /// without expanding them.
+    pub fn contains(&self, job_id: &str) -> bool {
+        self.groups.iter().any(|g| {
+            g.label
+                .number_of(job_id)
+                .is_some_and(|n| n >= g.start && n - g.start < g.count)
+        })
+    }
+
     /// The jobs, expanded one at a time.
     pub fn jobs(&self) -> impl Iterator<Item = JobSpec> + Clone + '_ {
         self.groups.iter().flat_map(|g| {
@@ -630,6 +655,30 @@ mod tests {
             err.contains("the plan holds 30000000 jobs; one plan may hold at most 1000000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn membership_is_found_from_the_patterns() {
+        let plan = parse_keys(
+            "[[keys]]\ncount = 40\nstart = 5\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"cs-{n:03}-x\"\nsubject = \"CN=Example Corp,C=US\"\n\
+             [[keys]]\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=A\"\nlabel = \"single\"\nsubject = \"CN=Example Corp,C=US\"\n",
+        )
+        .unwrap();
+        for job in plan.jobs() {
+            assert!(plan.contains(&job.job_id), "{}", job.job_id);
+        }
+        for absent in [
+            "cs-004-x",
+            "cs-045-x",
+            "cs-5-x",
+            "cs-0005-x",
+            "cs-+05-x",
+            "cs-005",
+            "singles",
+            "",
+        ] {
+            assert!(!plan.contains(absent), "{absent}");
+        }
     }
 
     #[test]

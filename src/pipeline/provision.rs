@@ -27,6 +27,9 @@ pub trait Observer: Send + Sync {
     fn step(&self, job_id: &str, step: Step, detail: &str);
     /// A job stopped: done, pending or failed.
     fn finished(&self, outcome: &JobOutcome);
+    /// Something that concerns the run rather than one job (a token that could not be logged
+    /// in, so none of its jobs runs). Said once.
+    fn notice(&self, _text: &str) {}
 }
 
 /// An observer that prints one plain line per event to stderr.
@@ -44,6 +47,9 @@ impl Observer for PrintObserver {
             outcome.state,
             outcome.note.as_deref().unwrap_or("")
         );
+    }
+    fn notice(&self, text: &str) {
+        eprintln!("{text}");
     }
 }
 
@@ -105,6 +111,40 @@ pub struct ProvisionerConfig {
     pub module: Option<PathBuf>,
     /// Signs each provisioning record (detached signature `<record>.sig`), when given.
     pub record_signer: Option<Arc<SoftwareKey>>,
+    /// Where the locks that make key creation on a token exclusive per label live: a directory
+    /// every process that may use the same tokens shares (see [`crate::keys::pkcs11::LabelLock`]).
+    pub lock_dir: PathBuf,
+}
+
+impl ProvisionerConfig {
+    /// The lock directory every process of this machine finds by default:
+    /// `codesign-kit-locks` in the system's temporary directory.
+    pub fn default_lock_dir() -> PathBuf {
+        std::env::temp_dir().join("codesign-kit-locks")
+    }
+}
+
+/// One token's login for a run: made once, before any job, whatever the number of jobs and
+/// workers, so a wrong PIN costs one try of the token's counter, not one per job.
+enum TokenLogin {
+    /// Logged in; workers open their own sessions beside this one (`open_another`).
+    Ready(std::sync::Mutex<TokenSession>),
+    /// The login was refused (wrong, locked or expired PIN, ...): every job of the token stops
+    /// with this reason, untouched, for this run.
+    Refused(String),
+}
+
+/// The tokens of a run: each URI of the plan mapped to its token's one login.
+#[derive(Default)]
+struct TokenLogins {
+    by_uri: HashMap<String, usize>,
+    logins: Vec<TokenLogin>,
+}
+
+impl TokenLogins {
+    fn of(&self, uri: &str) -> Option<&TokenLogin> {
+        self.by_uri.get(uri).map(|i| &self.logins[*i])
+    }
 }
 
 /// Runs plans against a journal and a CertCentral client.
@@ -124,7 +164,7 @@ struct TokenHandle {
 struct Worker<'p> {
     provisioner: &'p Provisioner,
     order: &'p OrderTemplate,
-    pins: &'p HashMap<String, Pin>,
+    logins: &'p TokenLogins,
     tokens: HashMap<String, TokenHandle>,
     observer: &'p dyn Observer,
 }
@@ -161,6 +201,12 @@ impl Provisioner {
         &self.journal
     }
 
+    /// Ends the provisioner and gives its journal back (for [`Journal::discard_if_empty`]);
+    /// `None` only while a run still holds it, which cannot outlast [`Provisioner::run_jobs`].
+    pub fn into_journal(self) -> Option<Journal> {
+        Arc::into_inner(self.journal)
+    }
+
     /// Runs every job of `plan` that is not done; see [`Provisioner::run_jobs`].
     ///
     /// # Errors
@@ -170,7 +216,30 @@ impl Provisioner {
             product: plan.product.clone(),
             request: plan.request.clone(),
         };
-        self.run_jobs(plan.jobs(), &order, observer)
+        let mut summary = self.run_jobs(plan.jobs(), &order, observer)?;
+        // A job that began (its key or order exists) and is no longer in the plan is not dropped
+        // silently: it is reported, and stays in the journal for when it is put back.
+        for (job_id, step, order_id) in self.journal.in_flight()? {
+            if plan.contains(&job_id) {
+                continue;
+            }
+            let outcome = JobOutcome {
+                job_id,
+                state: JobState::Failed,
+                step,
+                order_id,
+                certificate_id: None,
+                note: Some(format!(
+                    "in flight (last step {}{}) but no longer in the plan; it was not run: put it back in the plan to finish it",
+                    step.as_str(),
+                    order_id.map(|o| format!(", order {o}")).unwrap_or_default()
+                )),
+            };
+            observer.finished(&outcome);
+            summary.failed.push(outcome);
+        }
+        summary.failed.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        Ok(summary)
     }
 
     /// Runs every job of `jobs` that is not done, `workers` at a time, from its last journaled
@@ -190,21 +259,7 @@ impl Provisioner {
     where
         I: Iterator<Item = JobSpec> + Clone,
     {
-        let mut pins = HashMap::new();
-        for spec in jobs.clone() {
-            if let KeyLocation::Token { uri } = &spec.location
-                && !pins.contains_key(uri)
-            {
-                let parsed: Pkcs11Uri = uri.parse().map_err(failed_key)?;
-                let module =
-                    Module::resolve(&parsed, self.config.module.as_deref()).map_err(failed_key)?;
-                let token = module.find_token(&parsed).map_err(failed_key)?;
-                pins.insert(
-                    uri.clone(),
-                    Pin::resolve(&parsed, &token.description()).map_err(failed_key)?,
-                );
-            }
-        }
+        let logins = self.log_in(jobs.clone(), observer)?;
         let workers = self.config.workers.max(1);
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
@@ -215,7 +270,7 @@ impl Provisioner {
                     let mut worker = Worker {
                         provisioner: self,
                         order,
-                        pins: &pins,
+                        logins: &logins,
                         tokens: HashMap::new(),
                         observer,
                     };
@@ -249,22 +304,139 @@ impl Provisioner {
     }
 }
 
+/// What differs between the spec a job began with and the plan's spec now.
+fn spec_changes(journaled: &JobSpec, planned: &JobSpec) -> Vec<String> {
+    let mut changes = Vec::new();
+    if journaled.algorithm != planned.algorithm {
+        changes.push(format!(
+            "algorithm {} -> {}",
+            journaled.algorithm.cli_name(),
+            planned.algorithm.cli_name()
+        ));
+    }
+    if journaled.subject != planned.subject {
+        changes.push(format!(
+            "subject \"{}\" -> \"{}\"",
+            journaled.subject, planned.subject
+        ));
+    }
+    let place = |location: &KeyLocation| match location {
+        KeyLocation::Token { uri } => format!("token {uri}"),
+        KeyLocation::File { path } => format!(
+            "key file {}",
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+        ),
+    };
+    if place(&journaled.location) != place(&planned.location) {
+        changes.push(format!(
+            "{} -> {}",
+            place(&journaled.location),
+            place(&planned.location)
+        ));
+    }
+    if journaled.label != planned.label {
+        changes.push(format!("label {} -> {}", journaled.label, planned.label));
+    }
+    changes
+}
+
+impl Provisioner {
+    /// Logs in to every token of `jobs` once, asking each token's PIN once. A token that is
+    /// missing, or whose PIN cannot be had, stops the run before any job; a login that fails
+    /// (wrong, locked, expired PIN) stops that token's jobs for this run, said once to the
+    /// observer, and the other tokens' jobs go on.
+    fn log_in<I>(&self, jobs: I, observer: &dyn Observer) -> Result<TokenLogins, PipelineError>
+    where
+        I: Iterator<Item = JobSpec>,
+    {
+        let mut logins = TokenLogins::default();
+        let mut by_token: HashMap<(PathBuf, String, String), usize> = HashMap::new();
+        for spec in jobs {
+            let KeyLocation::Token { uri } = &spec.location else {
+                continue;
+            };
+            if logins.by_uri.contains_key(uri) {
+                continue;
+            }
+            let parsed: Pkcs11Uri = uri.parse().map_err(failed_key)?;
+            let module =
+                Module::resolve(&parsed, self.config.module.as_deref()).map_err(failed_key)?;
+            let token = module.find_token(&parsed).map_err(failed_key)?;
+            let identity = (
+                module.path().to_path_buf(),
+                token.summary().serial.clone(),
+                token.summary().label.clone(),
+            );
+            let index = match by_token.get(&identity) {
+                Some(index) => *index,
+                None => {
+                    let pin = Pin::resolve(&parsed, &token.description()).map_err(failed_key)?;
+                    let login = match token.login(&pin) {
+                        Ok(session) => TokenLogin::Ready(std::sync::Mutex::new(session)),
+                        Err(e) => {
+                            observer.notice(&format!(
+                                "{}: cannot log in, so none of its jobs runs now: {e}",
+                                token.description()
+                            ));
+                            TokenLogin::Refused(format!(
+                                "not run: {} could not be logged in ({e})",
+                                token.description()
+                            ))
+                        }
+                    };
+                    logins.logins.push(login);
+                    by_token.insert(identity, logins.logins.len() - 1);
+                    logins.logins.len() - 1
+                }
+            };
+            logins.by_uri.insert(uri.clone(), index);
+        }
+        Ok(logins)
+    }
+}
+
 impl Worker<'_> {
     fn process(&mut self, spec: &JobSpec) -> JobOutcome {
         let journal = &self.provisioner.journal;
+        let stopped = |step: Step, order_id: Option<u64>, note: String| JobOutcome {
+            job_id: spec.job_id.clone(),
+            state: JobState::Failed,
+            step,
+            order_id,
+            certificate_id: None,
+            note: Some(note),
+        };
+        // A job whose token refused the login is not touched (not even journaled) this run.
+        if let KeyLocation::Token { uri } = &spec.location
+            && let Some(TokenLogin::Refused(reason)) = self.logins.of(uri)
+        {
+            return stopped(Step::Planned, None, reason.clone());
+        }
         let mut row = match journal.ensure(spec) {
             Ok(row) => row,
-            Err(e) => {
-                return JobOutcome {
-                    job_id: spec.job_id.clone(),
-                    state: JobState::Failed,
-                    step: Step::Planned,
-                    order_id: None,
-                    certificate_id: None,
-                    note: Some(e.to_string()),
-                };
-            }
+            Err(e) => return stopped(Step::Planned, None, e.to_string()),
         };
+        if row.spec != *spec {
+            let changes = spec_changes(&row.spec, spec);
+            if row.step == Step::Planned && row.state != JobState::Done {
+                // Nothing was made yet: the plan's new spec is simply taken.
+                if let Err(e) = journal.replace_unstarted_spec(spec) {
+                    return stopped(row.step, row.order_id, e.to_string());
+                }
+                row.spec = spec.clone();
+            } else if !changes.is_empty() {
+                return stopped(
+                    row.step,
+                    row.order_id,
+                    format!(
+                        "the plan changed since this job began ({}); it was not run: restore its entry in the plan, or start it under another label",
+                        changes.join("; ")
+                    ),
+                );
+            }
+        }
         if row.state != JobState::Done
             && let Err(e) = self.advance(&mut row)
         {
@@ -300,17 +472,25 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// This worker's session on the job's token, opened beside the run's one login.
     fn token(&mut self, uri: &str) -> Result<&TokenHandle, PipelineError> {
         if !self.tokens.contains_key(uri) {
-            let parsed: Pkcs11Uri = uri.parse().map_err(failed_key)?;
-            let module = Module::resolve(&parsed, self.provisioner.config.module.as_deref())
-                .map_err(failed_key)?;
-            let token = module.find_token(&parsed).map_err(failed_key)?;
-            let pin = self
-                .pins
-                .get(uri)
-                .ok_or_else(|| PipelineError::Key(format!("no PIN for {uri}")))?;
-            let session = token.login(pin).map_err(failed_key)?;
+            let session = match self.logins.of(uri) {
+                Some(TokenLogin::Ready(login)) => login
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .open_another()
+                    .map_err(failed_key)?,
+                Some(TokenLogin::Refused(reason)) => {
+                    return Err(PipelineError::Key(reason.clone()));
+                }
+                None => {
+                    return Err(PipelineError::Key(format!(
+                        "no login for {uri}: the token was not among the run's tokens"
+                    )));
+                }
+            };
+            let token = session.token().clone();
             self.tokens
                 .insert(uri.to_string(), TokenHandle { token, session });
         }
@@ -363,6 +543,12 @@ impl Worker<'_> {
                         hex(&row.key_id)
                     )));
                 }
+                // Held from before the duplicate check (in generate_key_pair) until the key is
+                // journaled: another process making a key of this label on this token now is
+                // refused instead of making a second key pair.
+                let _label_lock = session
+                    .lock_label(&self.provisioner.config.lock_dir, &row.spec.label)
+                    .map_err(failed_key)?;
                 self.provisioner.journal.begin(
                     &row.spec.job_id,
                     Step::KeyGenerated,
@@ -391,8 +577,29 @@ impl Worker<'_> {
     }
 
     fn file_key(&self, path: &Path, row: &mut JobRow) -> Result<SoftwareKey, PipelineError> {
+        let journal = &self.provisioner.journal;
+        let fingerprint = |key: &SoftwareKey| {
+            format!(
+                "public key SHA-256 {}",
+                spki::sha256_hex(&key.subject_public_key_info())
+            )
+        };
         let key = if path.exists() {
-            SoftwareKey::read_pem_file(path, None).map_err(failed_key)?
+            let key = SoftwareKey::read_pem_file(path, None).map_err(failed_key)?;
+            if row.step < Step::KeyGenerated {
+                // Not yet recorded as this job's key: it is ours only if this journal's begin
+                // of the key named this very key (a run that died between writing the file and
+                // recording it). Anything else was made by someone else (another plan, a
+                // person): ordering a certificate for it could buy a second one for one key.
+                let begun = journal.begun_detail(&row.spec.job_id, Step::KeyGenerated)?;
+                if !begun.is_some_and(|detail| detail.ends_with(&fingerprint(&key))) {
+                    return Err(PipelineError::Key(format!(
+                        "{} exists, but this plan's journal did not make it (another plan or a person did); refusing to use it: move it away or give the job another label",
+                        path.display()
+                    )));
+                }
+            }
+            key
         } else {
             if row.step > Step::KeyGenerated {
                 return Err(PipelineError::Key(format!(
@@ -400,12 +607,14 @@ impl Worker<'_> {
                     path.display()
                 )));
             }
-            self.provisioner.journal.begin(
+            let key = SoftwareKey::generate(row.spec.algorithm).map_err(failed_key)?;
+            // On disk before the file exists, naming the key, so a resumed run knows the file for
+            // its own.
+            journal.begin(
                 &row.spec.job_id,
                 Step::KeyGenerated,
-                &path.display().to_string(),
+                &format!("{}; {}", path.display(), fingerprint(&key)),
             )?;
-            let key = SoftwareKey::generate(row.spec.algorithm).map_err(failed_key)?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| PipelineError::Key(format!("{}: {e}", dir.display())))?;
@@ -735,6 +944,7 @@ mod tests {
             records_dir: "records".into(),
             module: None,
             record_signer: Some(Arc::new(key)),
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         };
         let debug = format!("{config:?}");
         assert!(debug.contains("<redacted>"), "{debug}");

@@ -69,6 +69,15 @@ impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Events of the libraries (a retry that waits, say) go to stderr; RUST_LOG chooses more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter)
+        .init();
     let result = match cli.command {
         Command::Keygen(args) => commands::keys::keygen(args),
         Command::Csr(args) => commands::keys::csr(args),
@@ -87,7 +96,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Input may reach the message (a label, a path, a subject): no control or
+            // bidirectional character of it reaches the terminal as it is.
+            eprintln!(
+                "error: {}",
+                commands::io::terminal_safe(&format!("{err:#}"))
+            );
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(exit::USAGE)
             } else {

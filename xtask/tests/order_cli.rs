@@ -89,10 +89,11 @@ fn dry_run_prints_the_validated_body_and_sends_nothing() {
             .unwrap()
             .contains("BEGIN CERTIFICATE REQUEST")
     );
-    assert_eq!(
-        doc["body"]["alternative_order_id"].as_str().unwrap().len(),
-        32
-    );
+    // Derived from the product and the CSR: 40 hex digits, the same on every run of this order.
+    let derived = doc["body"]["alternative_order_id"].as_str().unwrap();
+    assert_eq!(derived.len(), 40, "{derived}");
+    assert!(derived.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(doc["alternative_order_id"], derived);
     assert_eq!(emu.order_count(), 0);
     assert!(emu.last_request_body(Route::CreateOrder).is_none());
 }

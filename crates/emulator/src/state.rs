@@ -257,9 +257,23 @@ impl State {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let json = serde_json::to_vec_pretty(self).expect("state serializes");
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json).map_err(failed)?;
+        // The state holds the test CA's private keys: readable by the owner alone, whatever the
+        // umask, from the moment the file exists.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(failed)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.write_all(&json))
+            .and_then(|()| file.sync_all())
+            .map_err(failed)?;
         std::fs::rename(&tmp, path).map_err(failed)
     }
 }

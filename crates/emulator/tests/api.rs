@@ -970,6 +970,10 @@ fn a_restarted_emulator_with_a_state_file_knows_its_orders() {
     .unwrap();
     let root = emu.root_pem();
     emu.stop();
+    // The state holds the CA's private keys: the owner's alone, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "state file mode {mode:o}");
 
     let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let again = json_of(get(&emu, &format!("/order/certificate/{order_id}")));

@@ -53,14 +53,14 @@ pub enum KeysError {
     },
 
     /// A file could not be read or written.
-    #[error("{}: {action}: {source}", .path.display())]
+    #[error("{}: {action}: {cause}", .path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// What we were doing ("cannot read", "cannot write", ...).
         action: &'static str,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (said in the message, so not also a `source`).
+        cause: std::io::Error,
     },
 
     /// A private key file is not in a format this tool reads.
@@ -199,6 +199,26 @@ pub enum KeysError {
         token: String,
     },
 
+    /// The user PIN has expired.
+    #[error(
+        "{token}: the user PIN has expired (CKR_PIN_EXPIRED); set a new one with the token vendor's tool before use"
+    )]
+    PinExpired {
+        /// The token, described.
+        token: String,
+    },
+
+    /// Another process is creating a key of this label on the token.
+    #[error(
+        "{token}: another process is creating a key labelled \"{label}\" on this token right now; refused, so that the label gets one key pair"
+    )]
+    LabelBusy {
+        /// The token, described.
+        token: String,
+        /// The key label.
+        label: String,
+    },
+
     /// No PIN could be obtained.
     #[error("no PIN for {token}: {reason}")]
     PinUnavailable {
@@ -263,11 +283,11 @@ pub enum KeysError {
 }
 
 impl KeysError {
-    pub(crate) fn io(path: &std::path::Path, action: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &std::path::Path, action: &'static str, cause: std::io::Error) -> Self {
         KeysError::Io {
             path: path.to_path_buf(),
             action,
-            source,
+            cause,
         }
     }
 

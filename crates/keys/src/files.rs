@@ -111,7 +111,7 @@ pub fn read_limited(source: impl Read, path: &Path, kind: InputKind) -> Result<V
 /// # Errors
 /// [`KeysError::InputTooLarge`] past the cap, [`KeysError::Io`] when it cannot be opened or read.
 pub fn read_input(path: &Path, kind: InputKind) -> Result<Vec<u8>, KeysError> {
-    let file = std::fs::File::open(path).map_err(|e| KeysError::io(path, "cannot open it", e))?;
+    let file = std::fs::File::open(path).map_err(|e| KeysError::io(path, "cannot read it", e))?;
     read_limited(file, path, kind)
 }
 

@@ -601,6 +601,7 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
                 records_dir: dir.path().join(format!("{name}-records")),
                 module: None,
                 record_signer: None,
+                lock_dir: ProvisionerConfig::default_lock_dir(),
             },
         )?;
         eprintln!(

@@ -91,7 +91,7 @@ pub struct InspectArgs {
 }
 
 /// Reads a passphrase from the environment variable named by `--passphrase-env`.
-fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretString>> {
+pub(crate) fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretString>> {
     let Some(var) = var else { return Ok(None) };
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Ok(Some(SecretString::from(value))),

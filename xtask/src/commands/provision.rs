@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::sync::Arc;
 
-use codesign_kit::keys::SoftwareKey;
+use codesign_kit::keys::files::InputKind;
+use codesign_kit::keys::{KeysError, SoftwareKey};
 use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
 use codesign_kit::pipeline::{
     JobOutcome, JobState, Journal, Observer, Plan, PrintObserver, Provisioner, ProvisionerConfig,
@@ -18,21 +19,27 @@ use secrecy::SecretString;
 use std::io::IsTerminal;
 
 use super::order::ConnectionArgs;
+use crate::UsageError;
+use zeroize::Zeroizing;
+
+/// The most workers a run may have: more than any token or CertCentral's rate limits can use.
+pub const MAX_WORKERS: usize = 64;
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    /// The plan (TOML; see README).
+    /// The plan (TOML; see README; `-` for standard input, with --journal).
     #[arg(long, value_name = "PLAN.toml")]
     plan: PathBuf,
     /// Continue the jobs of an earlier run from their last completed step.
     #[arg(long)]
     resume: bool,
-    /// Jobs at a time.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    workers: usize,
+    /// Jobs at a time (1 to 64).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    workers: u16,
     /// How long each job waits for issuance before it is left pending (e.g. 30s, 10m, 2h).
-    #[arg(long, value_name = "DURATION", default_value = "0s")]
-    wait: String,
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    wait: Duration,
     /// The journal (default: PLAN.journal.sqlite beside the plan).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
@@ -46,6 +53,14 @@ pub struct ProvisionArgs {
     /// RECORD.json.sig (verify: openssl dgst -sha256 -verify PUB.pem -signature RECORD.json.sig RECORD.json).
     #[arg(long, value_name = "KEY.pem")]
     record_key: Option<PathBuf>,
+    /// The --record-key file's passphrase is in this environment variable.
+    #[arg(long, value_name = "VAR", requires = "record_key")]
+    record_key_passphrase_env: Option<String>,
+    /// The directory of the locks that keep two runs from making keys of one label on one token
+    /// at once; every process that may share tokens must use the same (default:
+    /// codesign-kit-locks in the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    lock_dir: Option<PathBuf>,
     /// Print one JSON document with every job's outcome.
     #[arg(long)]
     json: bool,
@@ -53,8 +68,8 @@ pub struct ProvisionArgs {
     connection: ConnectionArgs,
 }
 
-/// Parses `30s`, `10m`, `2h`, `1d` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration> {
+/// Parses `30s`, `10m`, `2h`, `1d` or plain seconds (at most 366 days).
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
@@ -62,14 +77,18 @@ fn parse_duration(text: &str) -> Result<Duration> {
     );
     let n: u64 = number
         .parse()
-        .with_context(|| format!("--wait {text}: write e.g. 30s, 10m, 2h"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        other => bail!("--wait {text}: unknown unit {other}; use s, m, h or d"),
+        .map_err(|_| format!("\"{text}\" is not a duration; write e.g. 30s, 10m, 2h"))?;
+    let unit_seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => return Err(format!("unknown unit \"{other}\"; use s, m, h or d")),
     };
+    let seconds = n
+        .checked_mul(unit_seconds)
+        .filter(|s| *s <= 366 * 86400)
+        .ok_or_else(|| format!("\"{text}\" is longer than 366 days"))?;
     Ok(Duration::from_secs(seconds))
 }
 
@@ -77,6 +96,9 @@ fn parse_duration(text: &str) -> Result<Duration> {
 struct BarObserver(indicatif::ProgressBar);
 
 impl Observer for BarObserver {
+    fn notice(&self, text: &str) {
+        self.0.println(text);
+    }
     fn step(&self, job_id: &str, step: Step, _detail: &str) {
         self.0.set_message(format!("{job_id}: {}", step.as_str()));
     }
@@ -130,39 +152,80 @@ fn print_summary(summary: &RunSummary) {
 }
 
 pub fn provision(args: ProvisionArgs) -> Result<()> {
-    let plan = Plan::load(&args.plan)?;
-    let base = args.plan.parent().unwrap_or(Path::new("."));
+    // Everything that can be checked is checked before the journal exists, so a refused run
+    // leaves nothing behind and the corrected run starts afresh.
+    let from_stdin = super::io::is_stdio(&args.plan);
+    let plan = if from_stdin {
+        let Some(_) = &args.journal else {
+            return Err(UsageError(
+                "--plan - reads the plan from standard input; name its journal with --journal FILE"
+                    .to_string(),
+            )
+            .into());
+        };
+        let text = super::io::read_text_arg(&args.plan, InputKind::Plan)?;
+        let here = std::env::current_dir().context("cannot read the working directory")?;
+        Plan::parse(&text, &here, Path::new("standard input"))?
+    } else {
+        Plan::load(&args.plan)?
+    };
+    let base = if from_stdin {
+        Path::new(".")
+    } else {
+        args.plan.parent().unwrap_or(Path::new("."))
+    };
     let journal_path = args
         .journal
         .clone()
         .unwrap_or_else(|| args.plan.with_extension("journal.sqlite"));
-    if journal_path.exists() && !args.resume {
+    let journal_existed = journal_path.exists();
+    if journal_existed && !args.resume {
         bail!(
             "{}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)",
             journal_path.display()
         );
     }
-    if args.workers == 0 {
-        bail!("--workers must be at least 1");
-    }
-    let journal = Journal::open(&journal_path)?;
     let client = args.connection.client()?;
+    let record_signer = match &args.record_key {
+        Some(path) => {
+            let passphrase =
+                super::keys::passphrase_from_env(args.record_key_passphrase_env.as_deref())?;
+            let pem = Zeroizing::new(super::io::read_arg(path, InputKind::PrivateKey)?);
+            let key = SoftwareKey::from_pem(&pem, passphrase.as_ref(), path).map_err(|e| match e {
+                KeysError::PassphraseRequired { .. } => anyhow::anyhow!(
+                    "--record-key: {e}; give its passphrase with --record-key-passphrase-env VAR"
+                ),
+                other => anyhow::Error::new(other).context("--record-key"),
+            })?;
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
     let config = ProvisionerConfig {
-        workers: args.workers,
-        wait: parse_duration(&args.wait)?,
+        workers: usize::from(args.workers),
+        wait: args.wait,
         records_dir: args.records.clone().unwrap_or_else(|| base.join("records")),
         module: args.module.clone(),
-        record_signer: match &args.record_key {
-            Some(path) => Some(Arc::new(
-                SoftwareKey::read_pem_file(path, None)
-                    .with_context(|| format!("--record-key {}", path.display()))?,
-            )),
-            None => None,
-        },
+        record_signer,
+        lock_dir: args
+            .lock_dir
+            .clone()
+            .unwrap_or_else(ProvisionerConfig::default_lock_dir),
     };
+    let journal = Journal::open(&journal_path)?;
     let provisioner = Provisioner::new(journal, client, config)?;
     let observer = observer(plan.len());
-    let summary = provisioner.run(&plan, observer.as_ref())?;
+    let summary = match provisioner.run(&plan, observer.as_ref()) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Refused before any job (a token missing, no PIN): a journal this run made and left
+            // empty is removed.
+            if !journal_existed && let Some(journal) = provisioner.into_journal() {
+                let _ = journal.discard_if_empty();
+            }
+            return Err(e.into());
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -294,6 +357,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             records_dir: dir.join("records"),
             module: None,
             record_signer: None,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
         },
     )?;
     let summary = provisioner.run(&plan, &PrintObserver)?;

@@ -74,6 +74,12 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
         label,
         id: Some(id),
     };
+    // Exclusive per label and token across processes until the key exists (a second keygen of
+    // this label now is refused by name instead of both passing the duplicate check).
+    let _label_lock = session.lock_label(
+        &codesign_kit::pipeline::ProvisionerConfig::default_lock_dir(),
+        &request.label,
+    )?;
     let pending = session
         .generate_key_pair(&request)
         .with_context(|| format!("cannot generate an {algorithm} key"))?;

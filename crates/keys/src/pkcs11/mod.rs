@@ -44,7 +44,7 @@ pub use key::TokenKey;
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
 pub use module::{Module, TokenRef, TokenSummary};
 pub use pin::Pin;
-pub use session::TokenSession;
+pub use session::{LabelLock, TokenSession};
 pub use uri::{ObjectType, Pkcs11Uri};
 
 /// The `CKR_...` name of a cryptoki error, or its text.

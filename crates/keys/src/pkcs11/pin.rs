@@ -48,8 +48,8 @@ impl Pin {
             let bytes = Zeroizing::new(
                 crate::files::read_input(std::path::Path::new(path), crate::files::InputKind::Pin)
                     .map_err(|e| match e {
-                        KeysError::Io { source, .. } => {
-                            unavailable(format!("cannot read the pin-source file {path}: {source}"))
+                        KeysError::Io { cause, .. } => {
+                            unavailable(format!("cannot read the pin-source file {path}: {cause}"))
                         }
                         other => unavailable(format!("pin-source: {other}")),
                     })?,

@@ -1,6 +1,9 @@
 //! A logged-in session on a token, and finding objects on it.
 
 use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use cryptoki::error::{Error, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
@@ -76,6 +79,9 @@ impl TokenRef {
             Err(Error::Pkcs11(RvError::PinLocked, _)) => {
                 return Err(KeysError::PinLocked { token });
             }
+            Err(Error::Pkcs11(RvError::PinExpired, _)) => {
+                return Err(KeysError::PinExpired { token });
+            }
             Err(e) => return Err(failed(e, "C_Login")),
         }
         Ok(TokenSession {
@@ -87,6 +93,48 @@ impl TokenRef {
 }
 
 impl TokenSession {
+    /// Another read-write session on the same token that shares this one's login, without a
+    /// `C_Login` of its own: PKCS#11 logs a user in for the application, not for one session, so
+    /// every session the process opens on the token while this one is open is logged in. Workers
+    /// use it so that a run makes one login per token however many work at once.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the session cannot be opened, or when the module does not show
+    /// it logged in (then nothing is retried: the caller's one login stands).
+    pub fn open_another(&self) -> Result<TokenSession, KeysError> {
+        let module = &self.token.module;
+        let session = module
+            .serialized(|| module.context().open_rw_session(self.token.slot))
+            .map_err(|e| self.error(e, "C_OpenSession"))?;
+        let info = module
+            .serialized(|| session.get_session_info())
+            .map_err(|e| self.error(e, "C_GetSessionInfo"))?;
+        if info.session_state() != cryptoki::session::SessionState::RwUser {
+            return Err(KeysError::Pkcs11 {
+                token: self.token.description(),
+                operation: "C_OpenSession".to_string(),
+                code: format!(
+                    "a new session is not logged in (state {:?}), though another session of this process is",
+                    info.session_state()
+                ),
+            });
+        }
+        Ok(TokenSession {
+            token: self.token.clone(),
+            session,
+            pin: self.pin.clone(),
+        })
+    }
+
+    /// Takes the lock that makes creating a key labelled `label` on this token exclusive across
+    /// processes (see [`LabelLock`]); `lock_dir` is the directory every process shares.
+    ///
+    /// # Errors
+    /// [`KeysError::LabelBusy`] when another process holds it; [`KeysError::Io`].
+    pub fn lock_label(&self, lock_dir: &Path, label: &str) -> Result<LabelLock, KeysError> {
+        LabelLock::take(lock_dir, &self.token, label)
+    }
+
     /// The token this session is on.
     pub fn token(&self) -> &TokenRef {
         &self.token
@@ -183,4 +231,84 @@ impl TokenSession {
 /// Lower-case hex of bytes.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An advisory lock (`flock`) on one key label of one token, held while a key is created and until
+/// the caller has recorded it. Two processes (two plans, two `keygen`s) that would create a key of
+/// the same label on the same token at once: the second is refused at once, by name, instead of
+/// both passing the duplicate check and making two key pairs.
+///
+/// The lock is a file in a directory every process uses (`lock_dir`), named by a SHA-256 of the
+/// token's identity (manufacturer, model, serial, label) and the key label. The directory is made
+/// world-writable and sticky (like `/tmp`) so that users who share a token share its locks. The
+/// lock ends when the value is dropped or the process dies.
+#[derive(Debug)]
+pub struct LabelLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LabelLock {
+    fn take(lock_dir: &Path, token: &TokenRef, label: &str) -> Result<LabelLock, KeysError> {
+        use sha2::{Digest, Sha256};
+        match std::fs::symlink_metadata(lock_dir) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(KeysError::io(
+                    lock_dir,
+                    "the lock directory is not a directory",
+                    std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                ));
+            }
+            Err(_) => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o1777)
+                    .create(lock_dir)
+                    .map_err(|e| KeysError::io(lock_dir, "cannot make the lock directory", e))?;
+                // The mode given is reduced by the umask; set it exactly.
+                let _ = std::fs::set_permissions(lock_dir, std::fs::Permissions::from_mode(0o1777));
+            }
+        }
+        let s = &token.summary;
+        let mut hash = Sha256::new();
+        for part in [&s.manufacturer, &s.model, &s.serial, &s.label] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(label.as_bytes());
+        let name: String = hash.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = lock_dir.join(format!("key-{name}.lock"));
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .create(write)
+                .mode(0o666)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        // Another user's lock file can be opened for reading, which is all flock needs.
+        let file = open(true)
+            .or_else(|_| open(false))
+            .map_err(|e| KeysError::io(&path, "cannot open the key label lock", e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(LabelLock { _file: file, path }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(KeysError::LabelBusy {
+                token: token.description(),
+                label: label.to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(KeysError::io(&path, "cannot lock the key label", e))
+            }
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
