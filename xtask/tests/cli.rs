@@ -190,7 +190,9 @@ fn encrypted_keys_take_their_passphrase_from_the_environment() {
     ]);
     assert_exit(&out, 1);
     assert!(
-        stderr(&out).contains("encrypted and no passphrase was given; give its passphrase with --passphrase-env"),
+        stderr(&out).contains(
+            "encrypted and no passphrase was given; give its passphrase with --passphrase-env"
+        ),
         "{}",
         stderr(&out)
     );

@@ -23,7 +23,9 @@ pub enum Route {
     UpdateOrderStatus,
     /// Both download routes.
     Download,
-    /// The organization routes.
+    /// `POST /organization`.
+    CreateOrganization,
+    /// The other organization routes.
     Organizations,
     /// Every route.
     Any,

@@ -103,6 +103,7 @@ fn route_name(method: &Method, path: &str) -> Route {
         ("PUT", "/services/v2/request/{request_id}/status") => Route::UpdateRequestStatus,
         ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,
         (_, p) if p.contains("/download/") => Route::Download,
+        ("POST", "/services/v2/organization") => Route::CreateOrganization,
         _ => Route::Organizations,
     }
 }

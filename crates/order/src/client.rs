@@ -221,8 +221,8 @@ impl Wait {
         asked: None,
     };
 
-    /// Says that the client waits, and for how long: a warning when the wait is long enough for
-    /// a person to wonder, a debug event otherwise. Then waits.
+    /// Says that the client waits, and for how long: a warning when CertCentral asked for the
+    /// wait or it is long enough for a person to wonder, a debug event otherwise. Then waits.
     async fn wait(self, operation: &str, failure: &CertCentralError, next: u32, max: u32) {
         if self.duration.is_zero() {
             return;
@@ -236,7 +236,7 @@ impl Wait {
             Some(_) => " (as CertCentral's Retry-After asks)".to_string(),
             None => String::new(),
         };
-        if self.duration >= Duration::from_secs(5) {
+        if self.asked.is_some() || self.duration >= Duration::from_secs(5) {
             tracing::warn!(
                 "{operation}: {failure}; waiting {seconds:.0} s before attempt {next} of {max}{asked}"
             );

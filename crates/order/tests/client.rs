@@ -821,3 +821,190 @@ fn a_csr_check_supplied_by_the_caller_is_applied() {
         ["this key is RSA-2048", "the signature does not verify"]
     );
 }
+
+fn organization(name: &str) -> Value {
+    json!({
+        "name": name, "address": "1 Main St", "city": "Lehi", "state": "UT", "zip": "84043",
+        "country": "us", "telephone": "+1 555 0101",
+        "organization_contact": {"first_name": "A", "last_name": "B", "email": "a@example.com", "telephone": "+1 555 0102"}
+    })
+}
+
+/// Creating an organization is a POST that is not safe to repeat: an answer lost after the
+/// emulator created it must not lead to a second organization.
+#[tokio::test]
+async fn an_organization_whose_answer_was_lost_is_created_once() {
+    let emu = emulator(Settings::default());
+    let client = client_for(&emu, KEY);
+    let named = |orgs: certcentral::response::Organizations, name: &str| -> Vec<_> {
+        orgs.organizations
+            .into_iter()
+            .filter(|o| o.name == name)
+            .map(|o| o.id)
+            .collect()
+    };
+    // One of that name exists already: it must not be taken for the new one.
+    let older = client
+        .create_organization(&organization("Lost Answer Co"))
+        .await
+        .unwrap();
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrganization,
+        fault: Fault::DropAfterCommit,
+        count: 1,
+    });
+    let id = client
+        .create_organization(&organization("Lost Answer Co"))
+        .await
+        .unwrap();
+    assert_ne!(id, older);
+    let ids = named(client.list_organizations().await.unwrap(), "Lost Answer Co");
+    assert_eq!(ids.len(), 2, "one older, one new, no third: {ids:?}");
+    assert!(ids.contains(&id));
+    assert_eq!(emu.requests_seen(Route::CreateOrganization), 2);
+
+    // A 503 before anything is created: created once on the retry.
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrganization,
+        fault: Fault::Status { status: 503 },
+        count: 1,
+    });
+    let third = client
+        .create_organization(&organization("Retried Co"))
+        .await
+        .unwrap();
+    assert_eq!(
+        named(client.list_organizations().await.unwrap(), "Retried Co"),
+        [third]
+    );
+}
+
+/// An alternative order ID already carried by another order (another CSR, another product) is
+/// refused instead of being reported as this order; the same order again is found.
+#[tokio::test]
+async fn an_alternative_order_id_taken_by_another_order_is_refused() {
+    let emu = emulator(Settings::default());
+    let client = client_for(&emu, KEY);
+    let with = |product: Product, csr_file: &str| {
+        let mut request = full_request();
+        request.certificate.as_mut().unwrap().csr = Some(csr(csr_file));
+        request.alternative_order_id = Some("takenId01".into());
+        ValidatedOrder::new(product, request, None).unwrap()
+    };
+    let first = client
+        .place_order(&with(Product::CodeSigningEv, "openssl-p384.csr"))
+        .await
+        .unwrap();
+    assert!(!first.recovered);
+    for (product, csr_file, says) in [
+        (
+            Product::CodeSigningEv,
+            "openssl-rsa3072.csr",
+            "it was ordered with another CSR",
+        ),
+        (
+            Product::CodeSigning,
+            "openssl-p384.csr",
+            "it is a code_signing_ev order, not code_signing",
+        ),
+    ] {
+        let err = client
+            .place_order(&with(product, csr_file))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CertCentralError::AlternativeIdTaken { .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("takenId01") && text.contains(says), "{text}");
+    }
+    let again = client
+        .place_order(&with(Product::CodeSigningEv, "openssl-p384.csr"))
+        .await
+        .unwrap();
+    assert!(again.recovered);
+    assert_eq!(again.order_id, first.order_id);
+    assert_eq!(emu.order_count(), 1);
+}
+
+/// A shared buffer the log subscriber writes into.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A Retry-After far longer than the client waits is said, with both figures, not waited out in
+/// silence.
+#[tokio::test]
+async fn a_long_retry_after_is_capped_and_said() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let emu = emulator(Settings::default());
+    let mut config = ClientConfig::new(
+        BaseUrl::parse(&emu.api_base()).unwrap(),
+        ApiKey::new(SecretString::from(KEY)).unwrap(),
+    );
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let client = Client::new(config).unwrap();
+    emu.add_fault(FaultRule {
+        route: Route::Organizations,
+        fault: Fault::RateLimited {
+            retry_after: Some(100_000),
+        },
+        count: 1,
+    });
+    let started = Instant::now();
+    client.list_organizations().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let said = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        said.contains("listing organizations")
+            && said.contains("waiting 1 s before attempt 2 of 3")
+            && said.contains("Retry-After asked for 100000 s; the client waits at most 1 s"),
+        "{said}"
+    );
+}
+
+/// Free text is bounded: a runaway comment or custom field value is refused by path before
+/// anything is sent.
+#[test]
+fn strings_of_the_body_are_bounded() {
+    let mut request = full_request();
+    request.comments = Some("x".repeat(1025));
+    request.custom_fields.as_mut().unwrap()[0].value = "v".repeat(256);
+    let errors = ValidatedOrder::new(Product::CodeSigningEv, request, None).unwrap_err();
+    let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        said.contains(&"comments: must be at most 1024 characters; got 1025".to_string()),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(
+            &"custom_fields[0].value: must be at most 255 characters; got 256".to_string()
+        ),
+        "{said:?}"
+    );
+    let mut request = full_request();
+    request.comments = Some("é".repeat(1024));
+    assert!(ValidatedOrder::new(Product::CodeSigningEv, request, None).is_ok());
+}
