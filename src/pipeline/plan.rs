@@ -138,14 +138,10 @@ pub const MAX_LABEL_BYTES: usize = 128;
 pub const MAX_PLAN_JOBS: u64 = 1_000_000;
 
 /// Characters a label must not hold: control characters, and the Unicode format characters that
-/// reorder or hide text on a terminal (bidirectional controls, zero-width characters), which could
-/// make one job's output look like another's; and `/`, since a label names files.
+/// reorder or hide text on a terminal ([`crate::keys::text::is_unsafe_char`]), which could make
+/// one job's output look like another's; and `/`, since a label names files.
 fn forbidden_in_label(c: char) -> bool {
-    c.is_control()
-        || c == '/'
-        || matches!(c,
-            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    c == '/' || crate::keys::text::is_unsafe_char(c)
 }
 
 /// A label as written in a plan: fixed text around at most one `{n}` or `{n:0W}`.

@@ -19,7 +19,7 @@ pub enum KeysError {
     },
 
     /// The subject distinguished name could not be parsed or breaks a rule.
-    #[error("subject \"{subject}\": {reason}")]
+    #[error("subject \"{}\": {reason}", crate::text::escape_unsafe(.subject, false))]
     Subject {
         /// The subject string as given (public data).
         subject: String,
@@ -28,21 +28,21 @@ pub enum KeysError {
     },
 
     /// A file would be overwritten without `--force`.
-    #[error("{}: the file exists; refusing to overwrite it (use --force to replace it)", .path.display())]
+    #[error("{}: the file exists; refusing to overwrite it (use --force to replace it)", crate::text::shown_path(.path))]
     KeyFileExists {
         /// The file that exists.
         path: PathBuf,
     },
 
     /// Something other than a regular file is where a file would be written.
-    #[error("{}: not a regular file; refusing to replace it", .path.display())]
+    #[error("{}: not a regular file; refusing to replace it", crate::text::shown_path(.path))]
     NotRegularFile {
         /// The path.
         path: PathBuf,
     },
 
     /// An input is larger than its kind may be.
-    #[error("{}: larger than {limit} bytes, the most a {what} may hold; refused", .path.display())]
+    #[error("{}: larger than {limit} bytes, the limit for the {what}; refused", crate::text::shown_path(.path))]
     InputTooLarge {
         /// The input.
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum KeysError {
     },
 
     /// A file could not be read or written.
-    #[error("{}: {action}: {cause}", .path.display())]
+    #[error("{}: {action}: {cause}", crate::text::shown_path(.path))]
     Io {
         /// The file concerned.
         path: PathBuf,
@@ -64,7 +64,7 @@ pub enum KeysError {
     },
 
     /// A private key file is not in a format this tool reads.
-    #[error("{}: {reason}", .path.display())]
+    #[error("{}: {reason}", crate::text::shown_path(.path))]
     KeyFile {
         /// The key file.
         path: PathBuf,
@@ -73,14 +73,14 @@ pub enum KeysError {
     },
 
     /// The key file is encrypted and no passphrase was given.
-    #[error("{}: the key is encrypted and no passphrase was given", .path.display())]
+    #[error("{}: the key is encrypted and no passphrase was given", crate::text::shown_path(.path))]
     PassphraseRequired {
         /// The key file.
         path: PathBuf,
     },
 
     /// The passphrase does not decrypt the key file.
-    #[error("{}: the passphrase does not decrypt this key (wrong passphrase or damaged file)", .path.display())]
+    #[error("{}: the passphrase does not decrypt this key (wrong passphrase or damaged file)", crate::text::shown_path(.path))]
     WrongPassphrase {
         /// The key file.
         path: PathBuf,
@@ -137,7 +137,7 @@ pub enum KeysError {
     NoPkcs11Module,
 
     /// The file is not a loadable PKCS#11 module.
-    #[error("{}: not a usable PKCS#11 module: {reason}", .path.display())]
+    #[error("{}: not a usable PKCS#11 module: {reason}", crate::text::shown_path(.path))]
     Pkcs11Module {
         /// The module path.
         path: PathBuf,

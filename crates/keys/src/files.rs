@@ -243,7 +243,7 @@ mod tests {
         let err = read_input(Path::new("/dev/zero"), InputKind::Pin).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "/dev/zero: larger than 4096 bytes, the most a PIN file may hold; refused"
+            "/dev/zero: larger than 4096 bytes, the limit for the PIN file; refused"
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("csr");

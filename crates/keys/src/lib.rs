@@ -29,6 +29,7 @@ pub mod policy;
 mod signer;
 mod software;
 pub mod spki;
+pub mod text;
 
 pub use algorithm::KeyAlgorithm;
 pub use dn::{DnAttribute, SubjectDn};

@@ -130,36 +130,16 @@ pub fn overwrite(force: bool) -> Overwrite {
     }
 }
 
-/// Whether a character must not reach a terminal as it is: control characters (except newline
-/// and tab) and the Unicode format characters that reorder or hide text (bidirectional controls,
-/// zero-width characters).
-fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c,
-            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// `text` with control and bidirectional characters written as `\u{..}` escapes, so input cannot
-/// fake lines or reorder what a terminal shows.
+/// `text` with control and bidirectional characters written as `\u{..}` escapes (newlines and
+/// tabs kept: the CLI's own messages have lines), so input cannot reorder or hide what a terminal
+/// shows.
 pub fn terminal_safe(text: &str) -> String {
-    if !text.chars().any(is_unsafe) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if is_unsafe(c) {
-                format!("\\u{{{:04x}}}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    codesign_kit::keys::text::escape_unsafe(text, true)
 }
 
-/// A path for messages, escaped as [`terminal_safe`] text.
+/// A path for messages, escaped, line breaks too.
 pub fn shown_path(path: &Path) -> String {
-    terminal_safe(&path.to_string_lossy())
+    codesign_kit::keys::text::shown_path(path)
 }
 
 #[cfg(test)]
