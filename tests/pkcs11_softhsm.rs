@@ -262,3 +262,38 @@ fn keys_are_found_again_by_id_or_label() {
     assert_eq!(uri.id.as_deref(), Some(&[0xab][..]));
     assert_eq!(uri.token.as_deref(), Some(label.as_str()));
 }
+
+/// Workers share the run's one login: a session opened beside it is logged in without a
+/// `C_Login` of its own, and can make keys.
+#[test]
+fn another_session_shares_the_login() {
+    let (_, token, _) = token();
+    let login = token.login(&pin()).unwrap();
+    let worker = login.open_another().unwrap();
+    let key = worker
+        .generate_key_pair(&KeyRequest::new(KeyAlgorithm::P256, "beside-login"))
+        .unwrap();
+    let (key, _) = key.keep();
+    assert_eq!(key.label(), "beside-login");
+}
+
+/// Key creation is exclusive per label and token across processes: a second holder (here another
+/// open file, as another process would have) is refused at once, by name, until the first lets go.
+#[test]
+fn a_key_label_is_locked_against_a_second_creator() {
+    let (_, token, label) = token();
+    let session = token.login(&pin()).unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let held = session.lock_label(locks.path(), "contested").unwrap();
+    let err = session.lock_label(locks.path(), "contested").unwrap_err();
+    assert!(matches!(err, KeysError::LabelBusy { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("token \"{label}\"")) && text.contains("\"contested\""),
+        "{text}"
+    );
+    // Another label on the same token is free meanwhile.
+    session.lock_label(locks.path(), "uncontested").unwrap();
+    drop(held);
+    session.lock_label(locks.path(), "contested").unwrap();
+}

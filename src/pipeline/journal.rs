@@ -832,6 +832,62 @@ mod tests {
         );
     }
 
+    /// The journal and its write-ahead log are the owner's alone, whatever the umask; an empty
+    /// journal is removed by `discard_if_empty`, one with a job is kept.
+    #[test]
+    fn the_journal_is_private_and_an_empty_one_can_be_discarded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let journal = Journal::open(&path).unwrap();
+        journal.ensure(&spec("a")).unwrap();
+        for file in [path.clone(), dir.path().join("j.sqlite-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
+        }
+        assert!(!journal.discard_if_empty().unwrap());
+        assert!(path.exists());
+
+        let empty = dir.path().join("empty.sqlite");
+        assert!(Journal::open(&empty).unwrap().discard_if_empty().unwrap());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("empty"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// A job's spec may change while nothing was made; after that, the change is refused.
+    #[test]
+    fn a_spec_changes_only_before_the_first_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let mut row = journal.ensure(&spec("a")).unwrap();
+        let mut changed = spec("a");
+        changed.algorithm = crate::keys::KeyAlgorithm::P384;
+        journal.replace_unstarted_spec(&changed).unwrap();
+        assert_eq!(journal.load("a").unwrap().unwrap().spec, changed);
+        row.spec = changed.clone();
+        row.step = Step::KeyGenerated;
+        journal.save(&row, "made").unwrap();
+        assert!(journal.replace_unstarted_spec(&spec("a")).is_err());
+        assert_eq!(
+            journal.in_flight().unwrap(),
+            vec![("a".to_string(), Step::KeyGenerated, None)]
+        );
+        journal.begin("a", Step::KeyGenerated, "first").unwrap();
+        journal.begin("a", Step::KeyGenerated, "second").unwrap();
+        assert_eq!(
+            journal
+                .begun_detail("a", Step::KeyGenerated)
+                .unwrap()
+                .as_deref(),
+            Some("second")
+        );
+        assert_eq!(journal.begun_detail("a", Step::Done).unwrap(), None);
+    }
+
     /// A journal is held by one `Journal` at a time: a second run on the same plan is refused at
     /// once, by name, and may open it when the first is done.
     #[test]
