@@ -103,6 +103,36 @@ fn file_group(count: u32, directory: &str, label: &str) -> String {
     )
 }
 
+/// Runs `provision` of a plan through pkcs11-spy and returns the output and the spy's log.
+fn provision_through_spy(
+    hsm: &SoftHsm,
+    emu: &Emulator,
+    plan: &Path,
+    workers: &str,
+) -> (Output, String) {
+    let log = plan.with_extension("spy.log");
+    let out = run(xtask(
+        Some(emu),
+        Some(hsm),
+        &[
+            "provision",
+            "--plan",
+            p(plan),
+            "--workers",
+            workers,
+            "--wait",
+            "20s",
+        ],
+    )
+    .env("PKCS11SPY", hsm.module())
+    .env("PKCS11SPY_OUTPUT", &log));
+    (out, std::fs::read_to_string(&log).unwrap())
+}
+
+fn logins(spy_log: &str) -> usize {
+    spy_log.lines().filter(|l| l.contains("C_Login")).count()
+}
+
 /// Promise: a wrong PIN costs one try of the token's counter per run, however many jobs and
 /// workers; that token's jobs stop, said once; other tokens' jobs go on.
 #[test]
@@ -125,37 +155,42 @@ fn a_wrong_pin_is_tried_once_per_token_whatever_the_jobs_and_workers() {
                 pin.display()
             )
         };
+
+        // 10 jobs on the token with the wrong PIN: one C_Login.
+        let alone = dir.path().join("alone");
+        std::fs::create_dir(&alone).unwrap();
         let plan = write_plan(
-            dir.path(),
+            &alone,
+            &token_group(10, &uri("wrong-pin", &wrong), "cs-{n:02}"),
+        );
+        let (out, spy_log) = provision_through_spy(&hsm, &emu, &plan, workers);
+        assert_exit(&out, 1);
+        assert_eq!(
+            logins(&spy_log),
+            1,
+            "{workers} worker(s), 10 jobs: {spy_log}"
+        );
+        assert_eq!(spy_log.matches("CKR_PIN_INCORRECT").count(), 1);
+        assert!(
+            stdout(&out).contains("10 job(s): 0 done, 0 pending, 10 failed"),
+            "{}",
+            stdout(&out)
+        );
+
+        // Beside a token with the right PIN: one C_Login each; the right one's jobs are done.
+        let mixed = dir.path().join("mixed");
+        std::fs::create_dir(&mixed).unwrap();
+        let plan = write_plan(
+            &mixed,
             &format!(
                 "{}{}",
                 token_group(10, &uri("wrong-pin", &wrong), "cs-{n:02}"),
                 token_group(2, &uri("right-pin", &right), "ok-{n}")
             ),
         );
-        let log = dir.path().join("spy.log");
-        let out = run(xtask(
-            Some(&emu),
-            Some(&hsm),
-            &[
-                "provision",
-                "--plan",
-                p(&plan),
-                "--workers",
-                workers,
-                "--wait",
-                "20s",
-            ],
-        )
-        .env("PKCS11SPY", hsm.module())
-        .env("PKCS11SPY_OUTPUT", &log));
+        let (out, spy_log) = provision_through_spy(&hsm, &emu, &plan, workers);
         assert_exit(&out, 1);
-        let spy_log = std::fs::read_to_string(&log).unwrap();
-        let logins = spy_log.lines().filter(|l| l.contains("C_Login")).count();
-        assert_eq!(
-            logins, 2,
-            "{workers} worker(s): one C_Login per token, for 12 jobs on 2 tokens"
-        );
+        assert_eq!(logins(&spy_log), 2, "{workers} worker(s), 2 tokens");
         assert_eq!(spy_log.matches("CKR_PIN_INCORRECT").count(), 1, "{workers}");
         let err = stderr(&out);
         assert_eq!(
