@@ -193,6 +193,8 @@ enum Flush {
 
 /// The journal. Shared by the workers (the connection is behind a mutex).
 pub struct Journal {
+    /// The database file, for messages.
+    path: PathBuf,
     connection: Mutex<Connection>,
     /// SQLite's write-ahead log beside the database (`<journal>-wal`), flushed by `flush`.
     wal_path: PathBuf,
@@ -209,10 +211,6 @@ struct FlushedUpTo {
     flushes: u64,
 }
 
-fn db(e: rusqlite::Error) -> PipelineError {
-    PipelineError::Journal(e.to_string())
-}
-
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -223,7 +221,7 @@ impl Journal {
     /// same jobs at once.
     ///
     /// # Errors
-    /// [`PipelineError::Journal`], saying so when another process holds the journal.
+    /// [`PipelineError::Journal`], [`PipelineError::JournalInUse`] when another process holds it.
     pub fn open(path: &Path) -> Result<Journal, PipelineError> {
         // The journal is the operator's working state (CSRs, order and certificate IDs, chains):
         // made readable by its owner alone, whatever the umask. SQLite gives its -wal and -shm
@@ -237,13 +235,17 @@ impl Journal {
                 .truncate(false)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| {
-                    PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
+                .map_err(|cause| PipelineError::Io {
+                    path: path.to_path_buf(),
+                    action: "cannot open the journal",
+                    cause,
                 })?;
         }
-        let connection = Connection::open(path).map_err(|e| {
-            PipelineError::Journal(format!("{}: cannot open it: {e}", path.display()))
-        })?;
+        let failed = |cause: rusqlite::Error| PipelineError::Journal {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let connection = Connection::open(path).map_err(failed)?;
         // EXCLUSIVE locking before WAL: the lock is taken by the first write below and kept, and
         // SQLite keeps the log's index in memory instead of a shared file, so no transaction
         // after this one takes or releases a file lock. No busy wait: a journal held by another
@@ -282,12 +284,11 @@ impl Journal {
             )
             .map_err(|e| match e.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                    PipelineError::Journal(format!(
-                        "{}: the journal is in use by another process (is another provision run working on this plan?)",
-                        path.display()
-                    ))
+                    PipelineError::JournalInUse {
+                        path: path.to_path_buf(),
+                    }
                 }
-                _ => PipelineError::Journal(format!("{}: {e}", path.display())),
+                _ => failed(e),
             })?;
         let mut wal_path = match connection.path() {
             Some(full) if !full.is_empty() => PathBuf::from(full),
@@ -296,6 +297,7 @@ impl Journal {
         .into_os_string();
         wal_path.push("-wal");
         let journal = Journal {
+            path: path.to_path_buf(),
             connection: Mutex::new(connection),
             wal_path: wal_path.into(),
             // The schema written above counts as the first commit.
@@ -315,7 +317,7 @@ impl Journal {
     ) -> Result<T, PipelineError> {
         let written = {
             let mut connection = self.lock();
-            let written = write(&mut connection).map_err(db)?;
+            let written = write(&mut connection).map_err(|e| self.db(e))?;
             self.commits.fetch_add(1, Ordering::SeqCst);
             written
         };
@@ -340,15 +342,21 @@ impl Journal {
         let covers = self.commits.load(Ordering::SeqCst);
         std::fs::File::open(&self.wal_path)
             .and_then(|log| log.sync_data())
-            .map_err(|e| {
-                PipelineError::Journal(format!(
-                    "{}: cannot flush the journal's write-ahead log to disk: {e}",
-                    self.wal_path.display()
-                ))
+            .map_err(|cause| PipelineError::Io {
+                path: self.wal_path.clone(),
+                action: "cannot flush the journal's write-ahead log to disk",
+                cause,
             })?;
         flushed.commits = covers;
         flushed.flushes += 1;
         Ok(())
+    }
+
+    fn db(&self, cause: rusqlite::Error) -> PipelineError {
+        PipelineError::Journal {
+            path: self.path.clone(),
+            cause,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -363,8 +371,7 @@ impl Journal {
         if let Some(row) = self.load(&spec.job_id)? {
             return Ok(row);
         }
-        let key_id =
-            crate::keys::pkcs11::random_id().map_err(|e| PipelineError::Journal(e.to_string()))?;
+        let key_id = crate::keys::pkcs11::random_id()?;
         let row = JobRow {
             spec: spec.clone(),
             step: Step::Planned,
@@ -446,7 +453,7 @@ impl Journal {
                 })
             })
             .optional()
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         drop(connection);
         let Some((
             spec,
@@ -464,7 +471,10 @@ impl Journal {
         else {
             return Ok(None);
         };
-        let bad = |what: String| PipelineError::Journal(format!("job {job_id}: {what}"));
+        let bad = |what: String| PipelineError::JournalContent {
+            job_id: job_id.to_string(),
+            what,
+        };
         Ok(Some(JobRow {
             spec: serde_json::from_str(&spec).map_err(|e| bad(format!("unreadable spec: {e}")))?,
             step: Step::parse(&step).ok_or_else(|| bad(format!("unknown step {step}")))?,
@@ -564,7 +574,7 @@ impl Journal {
             .and_then(|mut statement| {
                 statement.query_row(params![job_id, step.as_str()], |r| r.get(0))
             })
-            .map_err(db)
+            .map_err(|e| self.db(e))
     }
 
     /// The detail of the job's last begin of `step`, if it was ever begun.
@@ -585,7 +595,7 @@ impl Journal {
                     .optional()
             })
             .map(Option::flatten)
-            .map_err(db)
+            .map_err(|e| self.db(e))
     }
 
     /// Replaces the spec of a job that has not begun anything yet (its step is still `planned`):
@@ -606,10 +616,10 @@ impl Journal {
                 ])
         })?;
         if changed != 1 {
-            return Err(PipelineError::Journal(format!(
-                "job {}: its spec can change only before its first step",
-                spec.job_id
-            )));
+            return Err(PipelineError::JournalContent {
+                job_id: spec.job_id.clone(),
+                what: "its spec can change only before its first step".to_string(),
+            });
         }
         Ok(())
     }
@@ -625,7 +635,7 @@ impl Journal {
                 "SELECT job_id, step, order_id FROM jobs
                  WHERE state != 'done' AND step != 'planned' ORDER BY rowid",
             )
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         let rows = statement
             .query_map([], |r| {
                 Ok((
@@ -634,9 +644,9 @@ impl Journal {
                     r.get::<_, Option<i64>>(2)?,
                 ))
             })
-            .map_err(db)?
+            .map_err(|e| self.db(e))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         Ok(rows
             .into_iter()
             .map(|(id, step, order)| {
@@ -657,7 +667,7 @@ impl Journal {
         self.lock()
             .query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
-            .map_err(db)
+            .map_err(|e| self.db(e))
     }
 
     /// Closes the journal and removes its files when it holds no job: a run refused before its
@@ -679,18 +689,22 @@ impl Journal {
             .unwrap_or_else(|p| p.into_inner());
         connection
             .close()
-            .map_err(|(_, e)| PipelineError::Journal(format!("cannot close it: {e}")))?;
+            .map_err(|(_, cause)| PipelineError::Journal {
+                path: database.clone(),
+                cause,
+            })?;
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut path = database.clone().into_os_string();
             path.push(suffix);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(PipelineError::Journal(format!(
-                        "{}: cannot remove it: {e}",
-                        Path::new(&path).display()
-                    )));
+                Err(cause) => {
+                    return Err(PipelineError::Io {
+                        path: path.into(),
+                        action: "cannot remove it",
+                        cause,
+                    });
                 }
             }
         }
@@ -703,14 +717,16 @@ impl Journal {
     /// [`PipelineError::Journal`].
     pub fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError> {
         let connection = self.lock();
-        let mut statement = connection.prepare_cached(STEP_TIMES).map_err(db)?;
+        let mut statement = connection
+            .prepare_cached(STEP_TIMES)
+            .map_err(|e| self.db(e))?;
         let times = statement
             .query_map(params![job_id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })
-            .map_err(db)?
+            .map_err(|e| self.db(e))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         Ok(times)
     }
 
@@ -722,12 +738,12 @@ impl Journal {
         let connection = self.lock();
         let mut statement = connection
             .prepare("SELECT job_id FROM jobs WHERE state != 'done' ORDER BY rowid")
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         let ids = statement
             .query_map([], |r| r.get::<_, String>(0))
-            .map_err(db)?
+            .map_err(|e| self.db(e))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
+            .map_err(|e| self.db(e))?;
         Ok(ids)
     }
 
@@ -745,7 +761,7 @@ impl Journal {
                     |r| r.get::<_, i64>(0),
                 )
                 .map(|n| n as u64)
-                .map_err(db)
+                .map_err(|e| self.db(e))
         };
         Ok((
             count("done")?,

@@ -277,6 +277,10 @@ pub enum KeysError {
         failures: Vec<String>,
     },
 
+    /// A public key that cannot be described (malformed, or of an unknown kind).
+    #[error("public key refused: {0}")]
+    PublicKey(String),
+
     /// A certificate does not belong to the key or cannot be read.
     #[error("certificate refused: {0}")]
     Certificate(String),

@@ -4,6 +4,7 @@
 //! CSR just built in software, a CSR just signed on a token. RSA and P-384 use RustCrypto; P-256 uses
 //! ring's assembly where ring has the hash (see `verify_p256`).
 
+use crate::KeysError;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::Digest;
 use x509_parser::prelude::FromDer;
@@ -18,11 +19,11 @@ const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// Describes a DER `SubjectPublicKeyInfo` for the policy.
 ///
 /// # Errors
-/// A readable reason when the DER is not a public key this tool can describe.
-pub fn describe_spki_der(spki_der: &[u8]) -> Result<KeyDescription, String> {
+/// [`KeysError::PublicKey`] when the DER is not a public key this tool can describe.
+pub fn describe_spki_der(spki_der: &[u8]) -> Result<KeyDescription, KeysError> {
     let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| format!("malformed SubjectPublicKeyInfo: {e}"))?;
-    describe(&spki)
+        .map_err(|e| KeysError::PublicKey(format!("malformed SubjectPublicKeyInfo: {e}")))?;
+    describe(&spki).map_err(KeysError::PublicKey)
 }
 
 /// Describes a parsed `SubjectPublicKeyInfo` for the policy.
@@ -327,10 +328,10 @@ pub struct CertificateFacts {
 /// Reads the facts of a DER certificate.
 ///
 /// # Errors
-/// A reason when it is not a readable X.509 certificate.
-pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, String> {
+/// [`KeysError::Certificate`] when it is not a readable X.509 certificate.
+pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, KeysError> {
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-        .map_err(|e| format!("not a readable X.509 certificate: {e}"))?;
+        .map_err(|e| KeysError::Certificate(format!("not a readable X.509 certificate: {e}")))?;
     Ok(CertificateFacts {
         subject: crate::csr::format_name(&cert.tbs_certificate.subject),
         serial_hex: cert

@@ -400,8 +400,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         let cert = session
             .certificate_for(&key)?
             .context("no certificate beside the key on the token")?;
-        let facts =
-            codesign_kit::keys::spki::certificate_facts(&cert).map_err(anyhow::Error::msg)?;
+        let facts = codesign_kit::keys::spki::certificate_facts(&cert)?;
         if facts.subject_public_key_info != key.subject_public_key_info() {
             bail!("the certificate on the token does not match its key");
         }
