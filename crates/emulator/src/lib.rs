@@ -2,8 +2,14 @@
 //! like the documented API, issuing real X.509 code signing certificates from its own test CA, and
 //! injecting the faults a robust client must survive.
 //!
-//! Written from the API page and the notes in `shared/reference/`, independently of the client
-//! crate, so that each can catch the other's mistakes. It listens on loopback only.
+//! Written from DigiCert's documentation, independently of the client crate, so that each can
+//! catch the other's mistakes: the API page "Order code signing certificate"
+//! (<https://dev.digicert.com/certcentral-apis/services-api/orders/order-code-signing-certificate.html>),
+//! the error and rate-limit pages
+//! (<https://dev.digicert.com/certcentral-apis/services-api/errors.html>,
+//! <https://dev.digicert.com/en/certcentral-apis/services-api/rate-limits.html>) and the glossary of
+//! provisioning methods and product IDs (<https://dev.digicert.com/glossary/>). It listens on
+//! loopback only.
 //!
 //! ```
 //! use certcentral_emulator::{Emulator, EmulatorConfig};
@@ -37,7 +43,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 pub use faults::{Fault, FaultRule, Route};
@@ -189,21 +195,25 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn settings(&self) -> Settings {
-        self.settings.lock().expect("settings").clone()
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// Writes the state file, if any. A failure is reported on stderr; the emulator goes on.
+    /// Writes the state file, if any. A failure is reported as a warning event (`tracing`); the
+    /// emulator goes on.
     fn persist(&self, state: &state::State) {
         if let Some(path) = &self.state_file
             && let Err(e) = state.save(path)
         {
-            eprintln!("certcentral-emulator: {e}");
+            tracing::warn!("certcentral-emulator: {e}");
         }
     }
 
     /// A unique positive 16-byte serial number.
     fn random_serial(&self) -> Vec<u8> {
-        let mut counter = self.serials.lock().expect("serials");
+        let mut counter = self.serials.lock().unwrap_or_else(PoisonError::into_inner);
         *counter += 1;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -277,22 +287,25 @@ impl Emulator {
             serials: Mutex::new(0),
             intermediate_ca,
         });
-        shared.persist(&shared.state.lock().expect("state"));
+        shared.persist(&shared.state.lock().unwrap_or_else(PoisonError::into_inner));
         let router = routes::router(shared.clone());
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
+        // Everything that can fail is done here, before `start` returns Ok: the server thread
+        // only serves.
+        let bind_failed = |reason: String| EmulatorError::Bind { addr, reason };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| bind_failed(format!("cannot start its async runtime: {e}")))?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| bind_failed(e.to_string()))?
+        };
         let thread = std::thread::Builder::new()
             .name("certcentral-emulator".to_string())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                    server::serve(listener, router, shutdown_rx).await;
-                });
+                runtime.block_on(server::serve(listener, router, shutdown_rx));
                 runtime.shutdown_background();
             })
             .map_err(|e| EmulatorError::Bind {
@@ -327,7 +340,7 @@ impl Emulator {
         self.shared
             .state
             .lock()
-            .expect("state")
+            .unwrap_or_else(PoisonError::into_inner)
             .orders
             .values()
             .filter(|o| o.alternative_order_id.as_deref() == Some(alternative_order_id))
@@ -336,7 +349,12 @@ impl Emulator {
 
     /// How many orders exist.
     pub fn order_count(&self) -> usize {
-        self.shared.state.lock().expect("state").orders.len()
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .orders
+            .len()
     }
 
     /// The last request body received on `route`.
@@ -344,7 +362,7 @@ impl Emulator {
         self.shared
             .last_bodies
             .lock()
-            .expect("bodies")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&route)
             .cloned()
     }
@@ -354,7 +372,7 @@ impl Emulator {
         self.shared
             .seen
             .lock()
-            .expect("seen")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&route)
             .copied()
             .unwrap_or(0)
@@ -362,12 +380,20 @@ impl Emulator {
 
     /// Arms a fault.
     pub fn add_fault(&self, rule: FaultRule) {
-        self.shared.faults.lock().expect("faults").push(rule);
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(rule);
     }
 
     /// Replaces the runtime settings.
     pub fn set_settings(&self, settings: Settings) {
-        *self.shared.settings.lock().expect("settings") = settings;
+        *self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = settings;
     }
 
     /// The CA's root certificate, PEM.
@@ -375,7 +401,7 @@ impl Emulator {
         self.shared
             .state
             .lock()
-            .expect("state")
+            .unwrap_or_else(PoisonError::into_inner)
             .ca
             .root_cert_pem
             .clone()
@@ -386,7 +412,7 @@ impl Emulator {
         self.shared
             .state
             .lock()
-            .expect("state")
+            .unwrap_or_else(PoisonError::into_inner)
             .ca
             .intermediate_cert_pem
             .clone()

@@ -175,7 +175,7 @@ impl Drop for PendingKey<'_> {
         if let Some(key) = self.key.take()
             && let Err(e) = destroy_pair(&key)
         {
-            eprintln!("warning: could not remove an unfinished key from the token: {e}");
+            tracing::warn!("could not remove an unfinished key from the token: {e}");
         }
     }
 }

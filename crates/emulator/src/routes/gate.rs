@@ -1,0 +1,149 @@
+//! The gate in front of every CertCentral route: the API key, the rate limits, request capture
+//! and injected faults; and the admin routes' key check.
+
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{API_KEY_HEADER, SharedState, error, route_name};
+use crate::Shared;
+use crate::faults::{self, Fault};
+use crate::server::ConnectionKiller;
+
+pub(super) fn authorized(shared: &Shared, request: &Request) -> bool {
+    request
+        .headers()
+        .get(API_KEY_HEADER)
+        .is_some_and(|v| v.as_bytes() == shared.api_key.as_bytes())
+}
+
+pub(super) fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "access_denied|invalid_api_key",
+        "the X-DC-DEVKEY header is missing or holds an API key this account does not know",
+    )
+}
+
+/// Authentication, rate limits, request capture and fault injection for the CertCentral routes.
+pub(super) async fn gate(State(shared): SharedState, request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let route = route_name(request.method(), &path);
+    if !authorized(&shared, &request) {
+        return unauthorized();
+    }
+    let rate_limited = shared.settings().rate_limits
+        && !shared
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now());
+    if rate_limited {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request_limit_exceeded",
+            "Service unavailable, please limit request volume",
+        );
+    }
+    *shared
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(route)
+        .or_default() += 1;
+    let killer = request.extensions().get::<ConnectionKiller>().cloned();
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request_format",
+            "the body is too large",
+        );
+    };
+    if !bytes.is_empty() {
+        let captured = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        shared
+            .last_bodies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(route, captured);
+    }
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let fault = faults::take(
+        &mut shared.faults.lock().unwrap_or_else(PoisonError::into_inner),
+        route,
+    );
+    match &fault {
+        Some(Fault::Status { status }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(
+                status,
+                "internal_error",
+                "injected failure: the emulator was told to fail this call",
+            );
+        }
+        Some(Fault::RateLimited { retry_after }) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "request_limit_exceeded",
+                "Service unavailable, please limit request volume",
+            );
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&seconds.to_string()).expect("digits"),
+                );
+            }
+            return response;
+        }
+        Some(Fault::Delay { millis }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(*millis)).await;
+        }
+        _ => {}
+    }
+    let response = next.run(request).await;
+    match fault {
+        Some(Fault::DropAfterCommit) => {
+            if let Some(killer) = killer {
+                killer.kill();
+            }
+            std::future::pending::<Response>().await
+        }
+        Some(Fault::DelayAfterCommit { millis }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            response
+        }
+        Some(Fault::MalformedJson) => {
+            let status = response.status();
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"id\": 1, \"requests\": [{\"id\"",
+            )
+                .into_response()
+        }
+        _ => response,
+    }
+}
+
+pub(super) async fn admin_gate(
+    State(shared): SharedState,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !authorized(&shared, &request) {
+        return unauthorized();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,461 @@
+//! Orders: placing (validated like the API page), order info with issuance when due, listing, by
+//! alternative ID, request approvals, order status (cancel).
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::{SharedState, error, errors, now_unix, parse_id, parse_json};
+use crate::state::{IssuedCertificate, Order, Product, Request as CertRequest};
+use crate::validate::{self, OrgChoice};
+use crate::{ApprovalMode, Settings, Shared};
+
+pub(super) async fn create_order(
+    State(shared): SharedState,
+    Path(product): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(product) = Product::from_name_id(&product) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found|product",
+            format!(
+                "no product {product}; code signing products are code_signing and code_signing_ev"
+            ),
+        );
+    };
+    let body = match parse_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let settings = shared.settings();
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let accepted = match validate::validate(product, &body, &state, OffsetDateTime::now_utc()) {
+        Ok(a) => a,
+        Err(e) => return errors(StatusCode::BAD_REQUEST, e),
+    };
+    let mut new_org_id = None;
+    let organization_id = match accepted.organization {
+        OrgChoice::Existing(id) => id,
+        OrgChoice::New(mut org) => {
+            let id = state.next_id();
+            org.id = id;
+            state.organizations.insert(id, org);
+            new_org_id = Some(id);
+            id
+        }
+    };
+    let order_id = state.next_id();
+    let request_id = state.next_id();
+    let approved = accepted.skip_approval && settings.approval == ApprovalMode::AutoApprove;
+    let request_status = if approved {
+        "approved"
+    } else if settings.approval == ApprovalMode::TwoStep {
+        "submitted"
+    } else {
+        "pending"
+    };
+    let certificate_id = approved.then(|| state.next_id());
+    let token_method = matches!(
+        accepted.provisioning.as_deref(),
+        Some("ship_token" | "client_app")
+    );
+    let order = Order {
+        id: order_id,
+        product,
+        status: if approved {
+            "pending"
+        } else {
+            "needs_approval"
+        }
+        .to_string(),
+        request_id,
+        organization_id,
+        alternative_order_id: accepted.alternative_order_id,
+        csr: accepted.csr_pem,
+        cs_provisioning_method: accepted.provisioning,
+        not_after_unix: accepted.not_after.unix_timestamp(),
+        polls_since_approval: 0,
+        approved_at_unix: approved.then(now_unix),
+        certificate_id,
+        created_unix: now_unix(),
+        hardware_init_code: token_method.then(|| format!("HIC{order_id:010}")),
+        body,
+    };
+    state.orders.insert(order_id, order);
+    state.requests.insert(
+        request_id,
+        CertRequest {
+            id: request_id,
+            order_id,
+            status: request_status.to_string(),
+        },
+    );
+    shared.persist(&state);
+    let mut response = json!({
+        "id": order_id,
+        "requests": [{ "id": request_id, "status": request_status }],
+    });
+    if let Some(cert) = certificate_id {
+        response["certificate_id"] = json!(cert);
+    }
+    if let Some(org) = new_org_id {
+        response["organization"] = json!({ "id": org });
+    }
+    (StatusCode::CREATED, Json(response)).into_response()
+}
+
+/// What issuing one certificate needs, taken from the state so that the CA's work (CSR check,
+/// signing) runs without holding the state lock: a real CA issues for many clients at once.
+pub(super) struct DueIssuance {
+    order_id: u64,
+    certificate_id: u64,
+    csr: String,
+    organization: crate::state::Organization,
+    not_after_unix: i64,
+}
+
+impl DueIssuance {
+    /// Checks the CSR and signs the certificate: the leaf PEM and its serial in hex, or `None` when
+    /// the CSR does not check out (the order then stays pending).
+    fn issue(self, shared: &Shared) -> Option<IssuedCertificate> {
+        let spki = validate::check_csr(&self.csr).ok()?;
+        let serial = shared.random_serial();
+        let not_after = OffsetDateTime::from_unix_timestamp(self.not_after_unix).ok()?;
+        let leaf_pem = shared
+            .intermediate_ca
+            .issue(&spki, &self.organization, not_after, serial.clone())
+            .ok()?;
+        Some(IssuedCertificate {
+            id: self.certificate_id,
+            order_id: self.order_id,
+            leaf_pem,
+            serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+}
+
+/// Moves an approved order towards issuance: counts the poll, and says when a certificate is due.
+pub(super) fn advance(
+    settings: &Settings,
+    state: &mut crate::state::State,
+    order_id: u64,
+) -> Option<DueIssuance> {
+    let order = state.orders.get_mut(&order_id)?;
+    if order.status != "pending" {
+        return None;
+    }
+    order.polls_since_approval += 1;
+    let waited = now_unix() - order.approved_at_unix.unwrap_or(0);
+    if order.polls_since_approval < settings.polls_until_issued
+        || waited < settings.issue_delay.as_secs() as i64
+    {
+        return None;
+    }
+    // Orders without a CSR wait for the token step, as in reality.
+    let csr = order.csr.clone()?;
+    let order = order.clone();
+    let organization = state.organizations.get(&order.organization_id).cloned()?;
+    // An organization created with the order must be validated before anything is issued.
+    if !organization.validated_for(order.product.validation_type()) {
+        return None;
+    }
+    Some(DueIssuance {
+        order_id,
+        certificate_id: order
+            .certificate_id
+            .expect("approved orders have a certificate id"),
+        csr,
+        organization,
+        not_after_unix: order.not_after_unix,
+    })
+}
+
+/// Records an issued certificate, unless a concurrent poll of the same order got there first.
+pub(super) fn record_issuance(state: &mut crate::state::State, certificate: IssuedCertificate) {
+    let Some(order) = state.orders.get_mut(&certificate.order_id) else {
+        return;
+    };
+    if order.status != "pending" || state.certificates.contains_key(&certificate.id) {
+        return;
+    }
+    order.status = "issued".to_string();
+    state.certificates.insert(certificate.id, certificate);
+}
+
+pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
+    let request_status = state
+        .requests
+        .get(&order.request_id)
+        .map_or("pending", |r| r.status.as_str());
+    let org = state.organizations.get(&order.organization_id);
+    let mut certificate = json!({ "signature_hash": "sha256" });
+    if let Some(id) = order.certificate_id {
+        certificate["id"] = json!(id);
+    }
+    if let Some(csr) = &order.csr {
+        certificate["csr"] = json!(csr);
+    }
+    if let Some(platform) = order.body.pointer("/certificate/server_platform") {
+        certificate["server_platform"] = platform.clone();
+    }
+    if let Some(cert) = order
+        .certificate_id
+        .and_then(|id| state.certificates.get(&id))
+    {
+        certificate["serial_number"] = json!(cert.serial_hex);
+    }
+    let valid_till = OffsetDateTime::from_unix_timestamp(order.not_after_unix)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default();
+    let mut doc = json!({
+        "id": order.id,
+        "status": order.status,
+        "date_created": OffsetDateTime::from_unix_timestamp(order.created_unix).map(|t| t.to_string()).unwrap_or_default(),
+        "product": { "name_id": order.product.name_id(), "name": order.product.display_name() },
+        "organization": { "id": order.organization_id, "name": org.map(|o| o.name.clone()) },
+        "certificate": certificate,
+        "requests": [{ "id": order.request_id, "status": request_status }],
+        "order_valid_till": valid_till,
+    });
+    if let Some(m) = &order.cs_provisioning_method {
+        doc["cs_provisioning_method"] = json!(m);
+    }
+    if let Some(a) = &order.alternative_order_id {
+        doc["alternative_order_id"] = json!(a);
+    }
+    if let Some(code) = &order.hardware_init_code {
+        doc["hardware_init_code"] = json!(code);
+    }
+    doc
+}
+
+pub(super) async fn order_info(
+    State(shared): SharedState,
+    Path(order_id): Path<String>,
+) -> Response {
+    let order_id = match parse_id(&order_id, "order") {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let settings = shared.settings();
+    let due = {
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.orders.contains_key(&order_id) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found|order",
+                format!("no order {order_id}"),
+            );
+        }
+        advance(&settings, &mut state, order_id)
+    };
+    let issued = due.and_then(|due| due.issue(&shared));
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(certificate) = issued {
+        record_issuance(&mut state, certificate);
+    }
+    shared.persist(&state);
+    let order = &state.orders[&order_id];
+    Json(order_json(&state, order)).into_response()
+}
+
+pub(super) fn page(query: &HashMap<String, String>) -> Result<(usize, usize), Response> {
+    let number = |name: &str, default: usize| match query.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("{name} must be a non-negative integer"),
+            )
+        }),
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", 1000)?.clamp(1, 1000);
+    Ok((offset, limit))
+}
+
+pub(super) async fn list_orders(
+    State(shared): SharedState,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (offset, limit) = match page(&query) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let matching: Vec<&Order> = state
+        .orders
+        .values()
+        .filter(|o| query.get("filters[status]").is_none_or(|s| *s == o.status))
+        .filter(|o| {
+            query
+                .get("filters[product_name_id]")
+                .is_none_or(|p| p == o.product.name_id())
+        })
+        .collect();
+    let orders: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|o| {
+            json!({
+                "id": o.id,
+                "status": o.status,
+                "product": { "name_id": o.product.name_id() },
+                "organization": { "id": o.organization_id },
+                "certificate": { "id": o.certificate_id },
+            })
+        })
+        .collect();
+    Json(json!({ "orders": orders, "page": { "total": matching.len(), "limit": limit, "offset": offset } }))
+        .into_response()
+}
+
+pub(super) async fn orders_by_alternative_id(
+    State(shared): SharedState,
+    Path(alt_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (offset, limit) = match page(&query) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let matching: Vec<&Order> = state
+        .orders
+        .values()
+        .filter(|o| o.alternative_order_id.as_deref() == Some(alt_id.as_str()))
+        .collect();
+    let orders: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(
+            |o| json!({ "order_id": o.id, "certificate_id": o.certificate_id, "status": o.status }),
+        )
+        .collect();
+    Json(json!({ "orders": orders, "page": { "total": matching.len(), "limit": limit, "offset": offset } }))
+        .into_response()
+}
+
+pub(super) async fn update_request_status(
+    State(shared): SharedState,
+    Path(request_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request_id = match parse_id(&request_id, "request") {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body = match parse_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let wanted = body.get("status").and_then(Value::as_str).unwrap_or("");
+    if !["submitted", "pending", "approved", "rejected"].contains(&wanted) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "status must be one of submitted, pending, approved, rejected",
+        );
+    }
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(request) = state.requests.get(&request_id).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found|request",
+            format!("no request {request_id}"),
+        );
+    };
+    if request.status == "approved" || request.status == "rejected" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "request_already_processed",
+            format!("request {request_id} is already {}", request.status),
+        );
+    }
+    // Two-step approval: a submitted request becomes pending on its first approval.
+    let new_status = match (request.status.as_str(), wanted) {
+        ("submitted", "approved") => "pending",
+        (_, s) => s,
+    };
+    if let Some(r) = state.requests.get_mut(&request_id) {
+        r.status = new_status.to_string();
+    }
+    let certificate_id = (new_status == "approved").then(|| state.next_id());
+    if let Some(order) = state.orders.get_mut(&request.order_id) {
+        match new_status {
+            "approved" => {
+                order.status = "pending".to_string();
+                order.approved_at_unix = Some(now_unix());
+                order.certificate_id = certificate_id;
+            }
+            "rejected" => order.status = "rejected".to_string(),
+            _ => {}
+        }
+    }
+    shared.persist(&state);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub(super) async fn update_order_status(
+    State(shared): SharedState,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let order_id = match parse_id(&order_id, "order") {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body = match parse_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !body
+        .get("status")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "status must be canceled",
+        );
+    }
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(order) = state.orders.get_mut(&order_id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found|order",
+            format!("no order {order_id}"),
+        );
+    };
+    if !["needs_approval", "pending", "waiting_pickup"].contains(&order.status.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_status_change",
+            format!(
+                "order {order_id} is {}; only pending orders can be canceled",
+                order.status
+            ),
+        );
+    }
+    order.status = "canceled".to_string();
+    let request_id = order.request_id;
+    if let Some(r) = state.requests.get_mut(&request_id)
+        && r.status != "approved"
+    {
+        r.status = "rejected".to_string();
+    }
+    shared.persist(&state);
+    StatusCode::NO_CONTENT.into_response()
+}
