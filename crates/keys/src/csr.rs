@@ -16,9 +16,7 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
-use x509_parser::x509::X509Name;
 
-use crate::dn::{DnAttribute, escape_value};
 use crate::policy::{self, KeyDescription};
 use crate::signer::RcgenSigner;
 use crate::spki::{self, SignatureCheck};
@@ -252,7 +250,7 @@ pub fn inspect(input: &[u8]) -> Result<CsrReport, KeysError> {
     );
     Ok(CsrReport {
         encoding,
-        subject: format_name(&info.subject),
+        subject: crate::dn::format_x509_name(&info.subject),
         policy_reasons: policy::reasons(&key),
         key,
         signature_algorithm: spki::signature_algorithm_name(&sig_oid),
@@ -294,39 +292,6 @@ fn decode(input: &[u8]) -> Result<(Vec<u8>, CsrEncoding), KeysError> {
             "found a PEM block labelled '{other}', expected 'CERTIFICATE REQUEST'"
         ))),
     }
-}
-
-/// Formats a name in encoding order with RFC 4514 escaping; unknown attribute types by OID.
-pub(crate) fn format_name(name: &X509Name<'_>) -> String {
-    let mut out = String::new();
-    for (i, rdn) in name.iter_rdn().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for (j, attr) in rdn.iter().enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            let oid = attr.attr_type().to_id_string();
-            match DnAttribute::from_oid(&oid) {
-                Some(a) => out.push_str(a.short_name()),
-                None => out.push_str(&oid),
-            }
-            out.push('=');
-            match attr.as_str() {
-                Ok(value) => {
-                    let _ = escape_value(value, &mut out);
-                }
-                Err(_) => {
-                    out.push('#');
-                    for b in attr.attr_value().data.iter() {
-                        out.push_str(&format!("{b:02X}"));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 fn requested_extensions(csr: &X509CertificationRequest<'_>) -> Vec<RequestedExtension> {

@@ -416,6 +416,39 @@ fn hex_pair(high: char, low: char) -> Option<u8> {
     Some((h * 16 + l) as u8)
 }
 
+/// Formats a name in encoding order with RFC 4514 escaping; unknown attribute types by OID.
+pub(crate) fn format_x509_name(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut out = String::new();
+    for (i, rdn) in name.iter_rdn().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = attr.attr_type().to_id_string();
+            match DnAttribute::from_oid(&oid) {
+                Some(a) => out.push_str(a.short_name()),
+                None => out.push_str(&oid),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(value) => {
+                    let _ = escape_value(value, &mut out);
+                }
+                Err(_) => {
+                    out.push('#');
+                    for b in attr.attr_value().data.iter() {
+                        out.push_str(&format!("{b:02X}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Writes a value with RFC 4514 escaping.
 pub(crate) fn escape_value(value: &str, out: &mut impl fmt::Write) -> fmt::Result {
     let last = value.chars().count().saturating_sub(1);

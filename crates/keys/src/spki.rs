@@ -333,7 +333,7 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, KeysError> {
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
         .map_err(|e| KeysError::Certificate(format!("not a readable X.509 certificate: {e}")))?;
     Ok(CertificateFacts {
-        subject: crate::csr::format_name(&cert.tbs_certificate.subject),
+        subject: crate::dn::format_x509_name(&cert.tbs_certificate.subject),
         serial_hex: cert
             .tbs_certificate
             .raw_serial()

@@ -120,23 +120,17 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     let algorithm = parse_algorithm(&args.alg)?;
     match (&args.out, &args.pkcs11) {
         (Some(out), None) => keygen_file(&args, algorithm, out),
-        (None, Some(uri)) => super::token::keygen(&args, algorithm, uri),
+        (None, Some(uri)) => super::token::keygen(
+            &super::token::TokenKeygen {
+                uri,
+                label: args.label.as_deref(),
+                id: args.id.as_deref(),
+                module: args.module.as_deref(),
+                json: args.json,
+            },
+            algorithm,
+        ),
         _ => unreachable!("clap requires exactly one of --out and --pkcs11"),
-    }
-}
-
-impl KeygenArgs {
-    pub(crate) fn label(&self) -> Option<&str> {
-        self.label.as_deref()
-    }
-    pub(crate) fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-    pub(crate) fn module(&self) -> Option<&Path> {
-        self.module.as_deref()
-    }
-    pub(crate) fn json(&self) -> bool {
-        self.json
     }
 }
 
@@ -194,7 +188,10 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
 pub fn csr(args: CsrArgs) -> Result<()> {
     let subject: SubjectDn = args.subject.parse().context("--subject is not usable")?;
     if args.key.starts_with("pkcs11:") {
-        return super::token::csr(&args, &subject);
+        let output = args.output(&[])?;
+        let (request, algorithm, spki) =
+            super::token::csr(&args.key, args.module.as_deref(), &subject)?;
+        return write_csr(&args, &output, &subject, algorithm, &spki, &request);
     }
     let key_path = Path::new(&args.key);
     let output = args.output(&[key_path])?;
@@ -209,20 +206,20 @@ pub fn csr(args: CsrArgs) -> Result<()> {
         })
         .with_context(|| format!("cannot use the key {}", shown_path(key_path)))?;
     let request = csr::build(&key, &subject).context("cannot build the CSR")?;
-    write_csr(&args, &output, &subject, &key, &request)
+    write_csr(
+        &args,
+        &output,
+        &subject,
+        key.algorithm(),
+        &key.subject_public_key_info(),
+        &request,
+    )
 }
 
 impl CsrArgs {
-    pub(crate) fn key(&self) -> &str {
-        &self.key
-    }
-    pub(crate) fn module(&self) -> Option<&Path> {
-        self.module.as_deref()
-    }
-
     /// Where the CSR goes, checked before any key is touched: never over an input, never over
     /// an existing file without --force, never over anything but a regular file.
-    pub(crate) fn output(&self, inputs: &[&Path]) -> Result<Output> {
+    fn output(&self, inputs: &[&Path]) -> Result<Output> {
         let output = Output::new("--out", &self.out, inputs)?;
         if output.is_stdout() && self.json {
             return Err(UsageError(
@@ -236,11 +233,12 @@ impl CsrArgs {
 }
 
 /// Writes a built CSR where `--out` says and reports it.
-pub(crate) fn write_csr(
+fn write_csr(
     args: &CsrArgs,
     output: &Output,
     subject: &SubjectDn,
-    key: &dyn KeySigner,
+    algorithm: KeyAlgorithm,
+    subject_public_key_info: &[u8],
     request: &csr::Csr,
 ) -> Result<()> {
     let bytes = match args.format {
@@ -248,7 +246,7 @@ pub(crate) fn write_csr(
         CsrFormat::Der => request.der().to_vec(),
     };
     output.write(&bytes, PUBLIC_FILE_MODE, overwrite(args.force))?;
-    let algorithm = key.algorithm();
+    let fingerprint = codesign_kit::keys::spki::sha256_hex(subject_public_key_info);
     if args.json {
         let doc = serde_json::json!({
             "path": args.out,
@@ -256,7 +254,7 @@ pub(crate) fn write_csr(
             "subject": subject.to_string(),
             "key": algorithm.to_string(),
             "signature_algorithm": algorithm.signature_algorithm_name(),
-            "public_key_sha256": spki_sha256(key),
+            "public_key_sha256": fingerprint,
         });
         println!("{doc}");
     } else {

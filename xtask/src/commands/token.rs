@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef, random_id};
-use codesign_kit::keys::{KeyAlgorithm, SubjectDn, csr};
+use codesign_kit::keys::{KeyAlgorithm, KeySigner, SubjectDn, csr};
 
-use super::keys::{CsrArgs, KeygenArgs, spki_sha256, write_csr};
 use crate::UsageError;
 
 #[derive(Debug, Args)]
@@ -54,19 +53,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Result<()> {
-    let uri = parse_uri(uri_text)?;
-    let id = match (args.id(), &uri.id) {
+/// What `keygen --pkcs11` was asked.
+pub struct TokenKeygen<'a> {
+    /// The token's URI.
+    pub uri: &'a str,
+    /// `--label`.
+    pub label: Option<&'a str>,
+    /// `--id`, hex.
+    pub id: Option<&'a str>,
+    /// `--module`.
+    pub module: Option<&'a Path>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// `keygen --pkcs11`: a key pair generated on the token, audited, reported.
+pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
+    let uri = parse_uri(args.uri)?;
+    let id = match (args.id, &uri.id) {
         (Some(hex_id), _) => parse_hex_id(hex_id)?,
         (None, Some(id)) => id.clone(),
         (None, None) => random_id()?,
     };
     let label = args
-        .label()
+        .label
         .map(str::to_string)
         .or_else(|| uri.object.clone())
         .unwrap_or_else(|| format!("codesign-{}", hex(&id[..id.len().min(6)])));
-    let token = find_token(&uri, args.module())?;
+    let token = find_token(&uri, args.module)?;
     let pin = Pin::resolve(&uri, &token.description())?;
     let session = token.login(&pin)?;
     let request = KeyRequest {
@@ -83,11 +97,11 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
     let pending = session
         .generate_key_pair(&request)
         .with_context(|| format!("cannot generate an {algorithm} key"))?;
-    let fingerprint = spki_sha256(&*pending);
+    let fingerprint = codesign_kit::keys::spki::sha256_hex(&pending.subject_public_key_info());
     let generation_ms = pending.generation_time().as_secs_f64() * 1000.0;
     let (key, audit) = pending.keep();
     let key_uri = key.uri().to_uri_string(false);
-    if args.json() {
+    if args.json {
         let doc = serde_json::json!({
             "algorithm": algorithm.cli_name(),
             "key": algorithm.to_string(),
@@ -109,23 +123,27 @@ pub fn keygen(args: &KeygenArgs, algorithm: KeyAlgorithm, uri_text: &str) -> Res
     Ok(())
 }
 
-pub fn csr(args: &CsrArgs, subject: &SubjectDn) -> Result<()> {
-    let uri = parse_uri(args.key())?;
-    let output = args.output(&[])?;
+/// A CSR signed on the token by the key the URI names, with the key's algorithm and public key.
+pub fn csr(
+    uri_text: &str,
+    module: Option<&Path>,
+    subject: &SubjectDn,
+) -> Result<(csr::Csr, KeyAlgorithm, Vec<u8>)> {
+    let uri = parse_uri(uri_text)?;
     if uri.id.is_none() && uri.object.is_none() {
         return Err(UsageError(format!(
             "--key {uri}: name the key with id=... or object=... in the URI"
         ))
         .into());
     }
-    let token = find_token(&uri, args.module())?;
+    let token = find_token(&uri, module)?;
     let pin = Pin::resolve(&uri, &token.description())?;
     let session = token.login(&pin)?;
     let key = session
         .find_key(uri.id.as_deref(), uri.object.as_deref())
         .context("cannot use the token key")?;
     let request = csr::build(&key, subject).context("cannot build the CSR on the token")?;
-    write_csr(args, &output, subject, &key, &request)
+    Ok((request, key.algorithm(), key.subject_public_key_info()))
 }
 
 pub fn doctor(args: DoctorArgs) -> Result<()> {

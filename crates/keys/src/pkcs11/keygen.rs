@@ -3,7 +3,7 @@
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use getrandom::SysRng;
 use getrandom::rand_core::TryRng;
@@ -188,7 +188,7 @@ impl TokenSession {
     /// [`KeysError::TokenCapability`] naming the token and what it supports.
     pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
         let report =
-            super::doctor::verdict(self.token.module.context(), self.token.slot, algorithm)
+            super::capability::verdict(self.token.module.context(), self.token.slot, algorithm)
                 .map_err(|e| self.error(e, "C_GetMechanismInfo"))?;
         if report.can_generate && report.can_sign {
             return Ok(());
@@ -415,12 +415,4 @@ pub fn random_id() -> Result<Vec<u8>, KeysError> {
         .try_fill_bytes(&mut id)
         .map_err(|_| KeysError::Randomness)?;
     Ok(id)
-}
-
-/// The key-pair generation mechanism of an algorithm.
-pub(crate) fn keygen_mechanism(algorithm: KeyAlgorithm) -> MechanismType {
-    match algorithm {
-        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => MechanismType::RSA_PKCS_KEY_PAIR_GEN,
-        KeyAlgorithm::P256 | KeyAlgorithm::P384 => MechanismType::ECC_KEY_PAIR_GEN,
-    }
 }

@@ -28,6 +28,7 @@
 //! # Ok::<(), codesign_keys::KeysError>(())
 //! ```
 
+mod capability;
 mod cert;
 mod doctor;
 mod encoding;
@@ -38,7 +39,8 @@ mod pin;
 mod session;
 mod uri;
 
-pub use doctor::{AlgorithmVerdict, MechanismReport, TokenReport};
+pub use capability::AlgorithmVerdict;
+pub use doctor::{MechanismReport, TokenReport};
 pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
 pub use key::TokenKey;
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
