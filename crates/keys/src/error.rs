@@ -163,15 +163,24 @@ pub enum KeysError {
         count: usize,
     },
 
-    /// A PKCS#11 call failed.
-    #[error("{token}: {operation} failed: {code}")]
+    /// A PKCS#11 call failed; the cryptoki error and the function are kept.
+    #[error("{token}: {function} failed: {}", crate::pkcs11::ckr_name(.error))]
     Pkcs11 {
+        /// The token (or module), described.
+        token: String,
+        /// The `C_...` function.
+        function: String,
+        /// cryptoki's error, with the module's return value.
+        error: cryptoki::error::Error,
+    },
+
+    /// The token (or a key on it) is not in a state to do what was asked.
+    #[error("{token}: {what}")]
+    TokenState {
         /// The token, described.
         token: String,
-        /// The PKCS#11 function or the step.
-        operation: String,
-        /// The return code (`CKR_...`) or reason.
-        code: String,
+        /// What is wrong, in words.
+        what: String,
     },
 
     /// C_Login said the PIN is wrong. It is never retried.

@@ -4,8 +4,9 @@ use cryptoki::object::{Attribute, CertificateType, ObjectClass, ObjectHandle};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::encoding::der_unsigned_integer;
+use super::key::TokenKey;
+use super::session::TokenSession;
 use super::session::hex;
-use super::{TokenKey, TokenSession};
 use crate::{KeySigner, KeysError};
 
 impl TokenSession {

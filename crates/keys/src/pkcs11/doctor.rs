@@ -1,8 +1,9 @@
 //! What a token offers for code signing: module and token facts, PIN state, the mechanisms that
 //! matter with their key-size ranges, and a verdict per algorithm.
 
+use super::calls::failed;
 use super::capability::{AlgorithmVerdict, MECHANISMS, verdict};
-use super::{TokenRef, TokenSummary, rv_name};
+use super::module::{TokenRef, TokenSummary};
 use crate::{KeyAlgorithm, KeysError};
 
 /// One mechanism and what the token says of it.
@@ -52,11 +53,7 @@ impl TokenRef {
     /// [`KeysError::Pkcs11`] when the token cannot be queried.
     pub fn report(&self) -> Result<TokenReport, KeysError> {
         let context = self.module.context();
-        let failed = |e: cryptoki::error::Error, op: &str| KeysError::Pkcs11 {
-            token: self.description(),
-            operation: super::function_name(&e, op),
-            code: rv_name(&e),
-        };
+        let failed = |e: cryptoki::error::Error, op: &str| failed(self.description(), e, op);
         let info = context
             .get_token_info(self.slot)
             .map_err(|e| failed(e, "C_GetTokenInfo"))?;

@@ -8,10 +8,10 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::UserType;
 use sha2::Digest;
 
-use super::TokenSession;
 use super::encoding::{
     SHA256_DIGEST_INFO_PREFIX, decode_ec_point, ecdsa_raw_to_der, rsa_public_key_der,
 };
+use super::session::TokenSession;
 use super::session::hex;
 use crate::policy::{self, KeyDescription, NamedCurve, RsaExponent};
 use crate::spki::unsigned_bit_length;
@@ -71,14 +71,14 @@ impl TokenKey<'_> {
     }
 
     /// The key's RFC 7512 URI (token label and serial, object label, id, type=private).
-    pub fn uri(&self) -> super::Pkcs11Uri {
+    pub fn uri(&self) -> super::uri::Pkcs11Uri {
         let summary = &self.session.token.summary;
-        super::Pkcs11Uri {
+        super::uri::Pkcs11Uri {
             token: Some(summary.label.clone()),
             serial: Some(summary.serial.clone()),
             object: Some(self.label.clone()),
             id: Some(self.id.clone()),
-            object_type: Some(super::ObjectType::Private),
+            object_type: Some(super::uri::ObjectType::Private),
             ..Default::default()
         }
     }
@@ -211,10 +211,9 @@ impl TokenSession {
                     KeyDescription::Rsa { bits: 3072, .. } => KeyAlgorithm::Rsa3072,
                     KeyDescription::Rsa { bits: 4096, .. } => KeyAlgorithm::Rsa4096,
                     other => {
-                        return Err(KeysError::Pkcs11 {
+                        return Err(KeysError::TokenState {
                             token: self.token.description(),
-                            operation: "using the key".to_string(),
-                            code: format!(
+                            what: format!(
                                 "{other} keys are allowed by the rules but this tool signs with RSA-3072 and RSA-4096 only"
                             ),
                         });
@@ -260,10 +259,9 @@ impl TokenSession {
                     return Err(self.unreadable("the public key's CKA_EC_POINT"));
                 };
                 let point =
-                    decode_ec_point(&point, &curve).map_err(|reason| KeysError::Pkcs11 {
+                    decode_ec_point(&point, &curve).map_err(|reason| KeysError::TokenState {
                         token: self.token.description(),
-                        operation: "reading the public key".to_string(),
-                        code: reason,
+                        what: format!("its public key cannot be read: {reason}"),
                     })?;
                 let hashed = if algorithm == KeyAlgorithm::P256 {
                     MechanismType::ECDSA_SHA256
@@ -301,10 +299,9 @@ impl TokenSession {
     }
 
     fn unreadable(&self, what: &str) -> KeysError {
-        KeysError::Pkcs11 {
+        KeysError::TokenState {
             token: self.token.description(),
-            operation: "reading the key".to_string(),
-            code: format!("{what} cannot be read"),
+            what: format!("{what} cannot be read"),
         }
     }
 
@@ -366,8 +363,8 @@ impl KeySigner for TokenKey<'_> {
         let failed = |e: Error, op: &str| {
             KeysError::Signing(format!(
                 "{token}: {} failed: {}",
-                super::function_name(&e, op),
-                super::rv_name(&e)
+                super::calls::function_name(&e, op),
+                super::calls::ckr_name(&e)
             ))
         };
         let raw = session.serialized(|s| -> Result<Vec<u8>, KeysError> {

@@ -8,8 +8,9 @@ use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use getrandom::SysRng;
 use getrandom::rand_core::TryRng;
 
+use super::key::TokenKey;
+use super::session::TokenSession;
 use super::session::hex;
-use super::{TokenKey, TokenSession};
 use crate::policy::NamedCurve;
 use crate::{KeyAlgorithm, KeysError};
 
@@ -218,18 +219,16 @@ impl TokenSession {
     pub fn generate_key_pair(&self, request: &KeyRequest) -> Result<PendingKey<'_>, KeysError> {
         self.check_capability(request.algorithm)?;
         if request.label.is_empty() {
-            return Err(KeysError::Pkcs11 {
+            return Err(KeysError::TokenState {
                 token: self.token.description(),
-                operation: "key generation".to_string(),
-                code: "the key label must not be empty".to_string(),
+                what: "a key label must not be empty".to_string(),
             });
         }
         let id = match &request.id {
             Some(id) if id.is_empty() => {
-                return Err(KeysError::Pkcs11 {
+                return Err(KeysError::TokenState {
                     token: self.token.description(),
-                    operation: "key generation".to_string(),
-                    code: "the key ID must not be empty".to_string(),
+                    what: "a key ID must not be empty".to_string(),
                 });
             }
             Some(id) => id.clone(),

@@ -28,6 +28,7 @@
 //! # Ok::<(), codesign_keys::KeysError>(())
 //! ```
 
+mod calls;
 mod capability;
 mod cert;
 mod doctor;
@@ -49,44 +50,4 @@ pub use pin::Pin;
 pub use session::{LabelLock, TokenSession};
 pub use uri::{ObjectType, Pkcs11Uri};
 
-/// The `CKR_...` name of a cryptoki error, or its text.
-pub(crate) fn rv_name(err: &cryptoki::error::Error) -> String {
-    match err {
-        cryptoki::error::Error::Pkcs11(rv, _) => {
-            let camel = format!("{rv:?}");
-            let mut out = String::from("CKR");
-            for c in camel.chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            out
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The `C_...` name of the function a cryptoki error came from, when known.
-pub(crate) fn function_name(err: &cryptoki::error::Error, fallback: &str) -> String {
-    match err {
-        cryptoki::error::Error::Pkcs11(_, function) => format!("C_{function:?}"),
-        _ => fallback.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cryptoki::context::Function;
-    use cryptoki::error::{Error, RvError};
-
-    #[test]
-    fn error_names_are_the_ckr_constants() {
-        let err = Error::Pkcs11(RvError::PinIncorrect, Function::Login);
-        assert_eq!(rv_name(&err), "CKR_PIN_INCORRECT");
-        assert_eq!(function_name(&err, "?"), "C_Login");
-        let err = Error::Pkcs11(RvError::MechanismInvalid, Function::GenerateKeyPair);
-        assert_eq!(rv_name(&err), "CKR_MECHANISM_INVALID");
-    }
-}
+pub(crate) use calls::ckr_name;

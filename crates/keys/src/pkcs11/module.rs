@@ -9,7 +9,8 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::slot::Slot;
 
-use super::{Pkcs11Uri, rv_name};
+use super::calls::{ckr_name, failed};
+use super::uri::Pkcs11Uri;
 use crate::KeysError;
 
 /// An initialized PKCS#11 module. Cheap to clone; all clones share one context.
@@ -19,7 +20,7 @@ pub struct Module {
     context: Pkcs11,
     /// Set for modules known to fail under concurrent sessions (SoftHSM 2.6 with its file store:
     /// SoftHSMv2 issue 573, `CKR_GENERAL_ERROR` from `C_GenerateKeyPair` while other sessions
-    /// work). Every call made through a [`super::TokenSession`] then takes this lock.
+    /// work). Every call made through a [`super::session::TokenSession`] then takes this lock.
     write_lock: Option<Arc<Mutex<()>>>,
 }
 
@@ -66,7 +67,7 @@ impl Module {
         let context = Pkcs11::new(&key).map_err(|e| failed(loader_reason(&e)))?;
         match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(failed(format!("C_Initialize failed: {}", rv_name(&e)))),
+            Err(e) => return Err(failed(format!("C_Initialize failed: {}", ckr_name(&e)))),
         }
         let serialized = context
             .get_library_info()
@@ -135,7 +136,7 @@ impl Module {
                 info.library_description().trim(),
                 info.library_version()
             ),
-            Err(e) => format!("(C_GetInfo failed: {})", rv_name(&e)),
+            Err(e) => format!("(C_GetInfo failed: {})", ckr_name(&e)),
         }
     }
 
@@ -144,11 +145,8 @@ impl Module {
     /// # Errors
     /// [`KeysError::Pkcs11`] when the slot list cannot be read.
     pub fn tokens(&self) -> Result<Vec<TokenRef>, KeysError> {
-        let failed = |e: Error, operation: &str| KeysError::Pkcs11 {
-            token: self.path.display().to_string(),
-            operation: operation.to_string(),
-            code: rv_name(&e),
-        };
+        let failed =
+            |e: Error, operation: &str| failed(self.path.display().to_string(), e, operation);
         let slots = self
             .context
             .get_slots_with_token()

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::Pkcs11Uri;
+use super::uri::Pkcs11Uri;
 use crate::KeysError;
 
 /// A user PIN.

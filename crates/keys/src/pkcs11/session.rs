@@ -9,7 +9,9 @@ use cryptoki::error::{Error, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 
-use super::{Pin, TokenRef, function_name, rv_name};
+use super::calls::failed;
+use super::module::TokenRef;
+use super::pin::Pin;
 use crate::KeysError;
 
 /// A read-write session on one token, logged in as the user. One per thread: it is `Send`, not
@@ -38,11 +40,7 @@ impl TokenRef {
     /// [`KeysError::Pkcs11`].
     pub fn login(&self, pin: &Pin) -> Result<TokenSession, KeysError> {
         let token = self.description();
-        let failed = |e: Error, op: &str| KeysError::Pkcs11 {
-            token: token.clone(),
-            operation: function_name(&e, op),
-            code: rv_name(&e),
-        };
+        let failed = |e: Error, op: &str| failed(token.clone(), e, op);
         let context = self.module.context();
         let info = context
             .get_token_info(self.slot)
@@ -54,10 +52,9 @@ impl TokenRef {
             return Err(KeysError::PinFinalTry { token });
         }
         if !info.user_pin_initialized() {
-            return Err(KeysError::Pkcs11 {
+            return Err(KeysError::TokenState {
                 token,
-                operation: "login".to_string(),
-                code: "the token's user PIN is not initialized".to_string(),
+                what: "its user PIN is not initialized; refusing to log in".to_string(),
             });
         }
         let session = self
@@ -110,10 +107,9 @@ impl TokenSession {
             .serialized(|| session.get_session_info())
             .map_err(|e| self.error(e, "C_GetSessionInfo"))?;
         if info.session_state() != cryptoki::session::SessionState::RwUser {
-            return Err(KeysError::Pkcs11 {
+            return Err(KeysError::TokenState {
                 token: self.token.description(),
-                operation: "C_OpenSession".to_string(),
-                code: format!(
+                what: format!(
                     "a new session is not logged in (state {:?}), though another session of this process is",
                     info.session_state()
                 ),
@@ -141,11 +137,7 @@ impl TokenSession {
     }
 
     pub(crate) fn error(&self, e: Error, operation: &str) -> KeysError {
-        KeysError::Pkcs11 {
-            token: self.token.description(),
-            operation: function_name(&e, operation),
-            code: rv_name(&e),
-        }
+        failed(self.token.description(), e, operation)
     }
 
     /// Runs `call` on the session, under the module's lock where the module needs one.
