@@ -28,7 +28,7 @@ use crate::keys::files::{InputKind, read_input};
 use crate::keys::pkcs11::Pkcs11Uri;
 use crate::keys::{KeyAlgorithm, SubjectDn};
 use crate::order::{OrderRequest, Product};
-use crate::pipeline::PipelineError;
+use crate::pipeline::error::PipelineError;
 
 /// Where a job's key lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::keys::pkcs11::{Module, Pin, Pkcs11Uri, TokenSession};
-use crate::pipeline::PipelineError;
+use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
-use super::{Observer, Provisioner};
+use super::report::Observer;
 
 /// One token's login for a run.
 pub(super) enum TokenLogin {
@@ -67,60 +67,58 @@ impl TokenLogins {
     }
 }
 
-impl Provisioner {
-    /// Logs in to every token of `jobs` once, asking each token's PIN once. A token that is
-    /// missing, or whose PIN cannot be had, stops the run before any job; a login that fails
-    /// (wrong, locked, expired PIN) stops that token's jobs for this run, said once to the
-    /// observer, and the other tokens' jobs go on.
-    pub(super) fn log_in<I>(
-        &self,
-        jobs: I,
-        observer: &dyn Observer,
-    ) -> Result<TokenLogins, PipelineError>
-    where
-        I: Iterator<Item = JobSpec>,
-    {
-        let mut logins = TokenLogins::default();
-        let mut by_token: HashMap<(PathBuf, String, String), usize> = HashMap::new();
-        for spec in jobs {
-            let KeyLocation::Token { uri } = &spec.location else {
-                continue;
-            };
-            if logins.by_uri.contains_key(uri) {
-                continue;
-            }
-            let parsed: Pkcs11Uri = uri.parse()?;
-            let module = Module::resolve(&parsed, self.config.module.as_deref())?;
-            let token = module.find_token(&parsed)?;
-            let identity = (
-                module.path().to_path_buf(),
-                token.summary().serial.clone(),
-                token.summary().label.clone(),
-            );
-            let index = match by_token.get(&identity) {
-                Some(index) => *index,
-                None => {
-                    let pin = Pin::resolve(&parsed, &token.description())?;
-                    let login = match token.login(&pin) {
-                        Ok(session) => TokenLogin::Ready(Mutex::new(session)),
-                        Err(e) => {
-                            observer.notice(&format!(
-                                "{}: cannot log in, so none of its jobs runs now: {e}",
-                                token.description()
-                            ));
-                            TokenLogin::Refused {
-                                token: token.description(),
-                                reason: e.to_string(),
-                            }
-                        }
-                    };
-                    logins.logins.push(login);
-                    by_token.insert(identity, logins.logins.len() - 1);
-                    logins.logins.len() - 1
-                }
-            };
-            logins.by_uri.insert(uri.clone(), index);
+/// Logs in to every token of `jobs` once, asking each token's PIN once. A token that is
+/// missing, or whose PIN cannot be had, stops the run before any job; a login that fails
+/// (wrong, locked, expired PIN) stops that token's jobs for this run, said once to the
+/// observer, and the other tokens' jobs go on.
+pub(super) fn log_in<I>(
+    jobs: I,
+    module_arg: Option<&std::path::Path>,
+    observer: &dyn Observer,
+) -> Result<TokenLogins, PipelineError>
+where
+    I: Iterator<Item = JobSpec>,
+{
+    let mut logins = TokenLogins::default();
+    let mut by_token: HashMap<(PathBuf, String, String), usize> = HashMap::new();
+    for spec in jobs {
+        let KeyLocation::Token { uri } = &spec.location else {
+            continue;
+        };
+        if logins.by_uri.contains_key(uri) {
+            continue;
         }
-        Ok(logins)
+        let parsed: Pkcs11Uri = uri.parse()?;
+        let module = Module::resolve(&parsed, module_arg)?;
+        let token = module.find_token(&parsed)?;
+        let identity = (
+            module.path().to_path_buf(),
+            token.summary().serial.clone(),
+            token.summary().label.clone(),
+        );
+        let index = match by_token.get(&identity) {
+            Some(index) => *index,
+            None => {
+                let pin = Pin::resolve(&parsed, &token.description())?;
+                let login = match token.login(&pin) {
+                    Ok(session) => TokenLogin::Ready(Mutex::new(session)),
+                    Err(e) => {
+                        observer.notice(&format!(
+                            "{}: cannot log in, so none of its jobs runs now: {e}",
+                            token.description()
+                        ));
+                        TokenLogin::Refused {
+                            token: token.description(),
+                            reason: e.to_string(),
+                        }
+                    }
+                };
+                logins.logins.push(login);
+                by_token.insert(identity, logins.logins.len() - 1);
+                logins.logins.len() - 1
+            }
+        };
+        logins.by_uri.insert(uri.clone(), index);
     }
+    Ok(logins)
 }

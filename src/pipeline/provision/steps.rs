@@ -12,7 +12,7 @@ use crate::keys::pkcs11::{KeyRequest, TokenKey, TokenSession};
 use crate::keys::{KeySigner, KeysError, SoftwareKey, SubjectDn, csr, spki};
 use crate::order::model::CertificateDetails;
 use crate::order::{CertificateId, Chain, OrderId, OrderProgress, ValidatedOrder};
-use crate::pipeline::PipelineError;
+use crate::pipeline::error::PipelineError;
 use crate::pipeline::journal::{JobRow, Step};
 use crate::pipeline::plan::KeyLocation;
 
@@ -149,7 +149,7 @@ impl Worker<'_> {
                 // journaled: another process making a key of this label on this token now is
                 // refused instead of making a second key pair.
                 let _label_lock =
-                    session.lock_label(&self.provisioner.config.lock_dir, &row.spec.label)?;
+                    session.lock_label(&self.context.config.lock_dir, &row.spec.label)?;
                 let mut made = None;
                 self.run_step(row, Step::KeyGenerated, Some(&hex(&row.key_id)), |row| {
                     let request = KeyRequest {
@@ -175,7 +175,7 @@ impl Worker<'_> {
     /// The job's software key, with its CSR journaled: read from its file, or generated, named in
     /// the journal by its fingerprint, then written. A file this journal did not name is refused.
     fn file_key(&self, path: &Path, row: &mut JobRow) -> Result<SoftwareKey, PipelineError> {
-        let journal = &self.provisioner.journal;
+        let journal = &self.context.journal;
         let fingerprint = |key: &SoftwareKey| {
             format!(
                 "public key SHA-256 {}",
@@ -256,7 +256,7 @@ impl Worker<'_> {
         // has sent this order: the first send needs no lookup.
         let sent_before = row.step < Step::OrderSubmitted
             && self
-                .provisioner
+                .context
                 .journal
                 .has_begun(&row.spec.job_id, Step::OrderSubmitted)?;
         let alternative_order_id = row.alternative_order_id.clone();
@@ -327,8 +327,8 @@ impl Worker<'_> {
         order: &ValidatedOrder,
         sent_before: bool,
     ) -> Result<Ended, PipelineError> {
-        let client = &self.provisioner.client;
-        let runtime = &self.provisioner.runtime;
+        let client = &self.context.client;
+        let runtime = &self.context.runtime;
         let placed = if sent_before {
             runtime.block_on(client.place_order(order))?
         } else {
@@ -350,9 +350,9 @@ impl Worker<'_> {
     /// Asks whether the order is issued, waiting up to `--wait` with backoff; a pending order
     /// stops the job for this run.
     fn issuance(&self, row: &mut JobRow) -> Result<Ended, PipelineError> {
-        let client = &self.provisioner.client;
-        let runtime = &self.provisioner.runtime;
-        let wait = self.provisioner.config.wait;
+        let client = &self.context.client;
+        let runtime = &self.context.runtime;
+        let wait = self.context.config.wait;
         let order_id = OrderId(
             row.order_id
                 .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "order ID"))?,
@@ -395,9 +395,9 @@ impl Worker<'_> {
                 .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate ID"))?,
         );
         let chain = self
-            .provisioner
+            .context
             .runtime
-            .block_on(self.provisioner.client.download_chain(cert))?;
+            .block_on(self.context.client.download_chain(cert))?;
         let facts = spki::certificate_facts(&chain.leaf)?;
         if facts.subject_public_key_info != key.signer().subject_public_key_info() {
             return Err(PipelineError::CertificateForAnotherKey {
@@ -416,7 +416,7 @@ impl Worker<'_> {
         key: &JobKey<'_>,
         chain: &Chain,
     ) -> Result<Ended, PipelineError> {
-        let config = &self.provisioner.config;
+        let config = &self.context.config;
         let record = self.record(row, key, &chain.leaf)?;
         let path = config.records_dir.join(format!("{}.json", row.spec.job_id));
         std::fs::create_dir_all(&config.records_dir).map_err(|cause| PipelineError::Io {
@@ -453,7 +453,7 @@ impl Worker<'_> {
             .and_then(|p| csr::to_der(p.as_bytes()).ok())
             .map(|der| spki::sha256_hex(&der));
         let steps: Vec<serde_json::Value> = self
-            .provisioner
+            .context
             .journal
             .step_times(&row.spec.job_id)?
             .into_iter()

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use crate::keys::pkcs11::TokenSession;
-use crate::pipeline::PipelineError;
+use crate::pipeline::error::PipelineError;
 use crate::pipeline::journal::{JobRow, JobState, Step};
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
+use super::context::Context;
 use super::logins::TokenLogins;
-use super::{JobOutcome, Observer, OrderTemplate, Provisioner};
+use super::report::{JobOutcome, Observer, OrderTemplate};
 
 /// How a step ended.
 pub(super) enum Ended {
@@ -36,7 +37,7 @@ pub(super) enum Flow {
 
 /// One worker thread's state: its sessions, one per token it has met.
 pub(super) struct Worker<'p> {
-    pub(super) provisioner: &'p Provisioner,
+    pub(super) context: &'p Context,
     pub(super) order: &'p OrderTemplate,
     logins: &'p TokenLogins,
     sessions: HashMap<String, TokenSession>,
@@ -45,13 +46,13 @@ pub(super) struct Worker<'p> {
 
 impl<'p> Worker<'p> {
     pub(super) fn new(
-        provisioner: &'p Provisioner,
+        context: &'p Context,
         order: &'p OrderTemplate,
         logins: &'p TokenLogins,
         observer: &'p dyn Observer,
     ) -> Worker<'p> {
         Worker {
-            provisioner,
+            context,
             order,
             logins,
             sessions: HashMap::new(),
@@ -92,7 +93,7 @@ impl<'p> Worker<'p> {
     /// The job's journal row, once the job may run: its token logged in, and its spec the one it
     /// began with (a job that has not begun takes the plan's new spec).
     fn prepare(&self, spec: &JobSpec) -> Result<JobRow, (Step, Option<u64>, PipelineError)> {
-        let journal = &self.provisioner.journal;
+        let journal = &self.context.journal;
         // A job whose token refused the login is not touched (not even journaled) this run.
         if let KeyLocation::Token { uri } = &spec.location
             && let Some(refusal) = self.logins.of(uri).and_then(|l| l.refusal())
@@ -126,7 +127,7 @@ impl<'p> Worker<'p> {
     fn record_failure(&self, row: &mut JobRow, e: &PipelineError) {
         row.state = JobState::Failed;
         row.note = Some(e.to_string());
-        if let Err(journal_error) = self.provisioner.journal.save(row, &e.to_string()) {
+        if let Err(journal_error) = self.context.journal.save(row, &e.to_string()) {
             row.note = Some(format!(
                 "{e}; and the journal could not record it: {journal_error}"
             ));
@@ -149,9 +150,7 @@ impl<'p> Worker<'p> {
             return Ok(Flow::Next);
         }
         if let Some(detail) = begin {
-            self.provisioner
-                .journal
-                .begin(&row.spec.job_id, step, detail)?;
+            self.context.journal.begin(&row.spec.job_id, step, detail)?;
         }
         match act(row)? {
             Ended::Done(detail) => {
@@ -162,14 +161,14 @@ impl<'p> Worker<'p> {
                     JobState::Open
                 };
                 row.note = None;
-                self.provisioner.journal.save(row, &detail)?;
+                self.context.journal.save(row, &detail)?;
                 self.observer.step(&row.spec.job_id, step, &detail);
                 Ok(Flow::Next)
             }
             Ended::Pending { note, status } => {
                 row.state = JobState::Pending;
                 row.note = Some(note);
-                self.provisioner.journal.save(row, &status)?;
+                self.context.journal.save(row, &status)?;
                 Ok(Flow::Stop)
             }
         }
@@ -247,7 +246,7 @@ mod tests {
     use crate::order::{ApiKey, BaseUrl, Client, ClientConfig, OrderRequest, Product};
     use crate::pipeline::journal::Journal;
     use crate::pipeline::plan::KeyLocation;
-    use crate::pipeline::provision::ProvisionerConfig;
+    use crate::pipeline::provision::{Provisioner, ProvisionerConfig};
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -310,8 +309,8 @@ mod tests {
         };
         let logins = TokenLogins::default();
         let observer = Steps::default();
-        let worker = Worker::new(&provisioner, &order, &logins, &observer);
-        let journal = &provisioner.journal;
+        let worker = Worker::new(&provisioner.context, &order, &logins, &observer);
+        let journal = &provisioner.context.journal;
         let mut row = journal.ensure(&spec()).unwrap();
 
         let flow = worker
@@ -394,15 +393,15 @@ mod tests {
         };
         let logins = TokenLogins::default();
         let observer = Steps::default();
-        let worker = Worker::new(&provisioner, &order, &logins, &observer);
+        let worker = Worker::new(&provisioner.context, &order, &logins, &observer);
         let mut changed = spec();
         changed.algorithm = crate::keys::KeyAlgorithm::P384;
-        provisioner.journal.ensure(&spec()).unwrap();
+        provisioner.context.journal.ensure(&spec()).unwrap();
         assert_eq!(worker.prepare(&changed).unwrap().spec, changed);
 
-        let mut row = provisioner.journal.load("job").unwrap().unwrap();
+        let mut row = provisioner.context.journal.load("job").unwrap().unwrap();
         row.step = Step::KeyGenerated;
-        provisioner.journal.save(&row, "made").unwrap();
+        provisioner.context.journal.save(&row, "made").unwrap();
         let (_, _, err) = worker.prepare(&spec()).err().unwrap();
         assert_eq!(
             err.to_string(),

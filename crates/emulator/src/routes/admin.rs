@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::PoisonError;
 
-use super::{SharedState, error};
+use super::respond::{SharedState, error};
 use crate::Settings;
 use crate::faults::{FaultRule, Route};
 

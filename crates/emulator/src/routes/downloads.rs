@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::PoisonError;
 
-use super::{SharedState, error, parse_id};
+use super::respond::{SharedState, error, parse_id};
 use crate::state::IssuedCertificate;
 
 pub(super) fn chain_response(

@@ -6,15 +6,34 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{API_KEY_HEADER, SharedState, error, route_name};
+use super::respond::{SharedState, error};
 use crate::Shared;
+use crate::faults::Route;
 use crate::faults::{self, Fault};
 use crate::server::ConnectionKiller;
+
+/// The header carrying the API key.
+pub const API_KEY_HEADER: &str = "X-DC-DEVKEY";
+
+/// The route a request is for, by method and matched path, as faults name it.
+pub(super) fn route_name(method: &Method, path: &str) -> Route {
+    match (method.as_str(), path) {
+        ("POST", "/services/v2/order/certificate/{id}") => Route::CreateOrder,
+        ("GET", "/services/v2/order/certificate/{id}") => Route::OrderInfo,
+        ("GET", "/services/v2/order/certificate") => Route::ListOrders,
+        ("GET", "/services/v2/order/alternate/{alt_id}") => Route::OrdersByAlternativeId,
+        ("PUT", "/services/v2/request/{request_id}/status") => Route::UpdateRequestStatus,
+        ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,
+        (_, p) if p.contains("/download/") => Route::Download,
+        ("POST", "/services/v2/organization") => Route::CreateOrganization,
+        _ => Route::Organizations,
+    }
+}
 
 pub(super) fn authorized(shared: &Shared, request: &Request) -> bool {
     request

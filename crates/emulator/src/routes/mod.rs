@@ -9,12 +9,14 @@ mod downloads;
 mod gate;
 mod orders;
 mod organizations;
+mod respond;
 
 use admin::{
     add_fault, clear_faults, get_settings, inspect_alternative_ids, inspect_last_request,
     list_faults, put_settings, root_pem,
 };
 use downloads::{download_by_certificate, download_by_order};
+pub use gate::API_KEY_HEADER;
 use gate::{admin_gate, gate};
 use orders::{
     create_order, list_orders, order_info, orders_by_alternative_id, update_order_status,
@@ -23,39 +25,15 @@ use orders::{
 use organizations::{
     create_organization, list_organizations, submit_validation, validation_status,
 };
+use respond::error;
 
 use std::sync::Arc;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::Shared;
-use crate::faults::Route;
-use crate::validate::ApiError;
-
-/// The header carrying the API key.
-pub const API_KEY_HEADER: &str = "X-DC-DEVKEY";
-
-type SharedState = State<Arc<Shared>>;
-
-fn errors(status: StatusCode, errors: Vec<ApiError>) -> Response {
-    (status, Json(json!({ "errors": errors }))).into_response()
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    errors(status, vec![ApiError::new(code, message)])
-}
-
-fn now_unix() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
 
 /// The router of the whole emulator.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -108,38 +86,4 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .nest("/_emulator", admin)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found|route", "no such endpoint") })
         .with_state(shared)
-}
-
-fn route_name(method: &Method, path: &str) -> Route {
-    match (method.as_str(), path) {
-        ("POST", "/services/v2/order/certificate/{id}") => Route::CreateOrder,
-        ("GET", "/services/v2/order/certificate/{id}") => Route::OrderInfo,
-        ("GET", "/services/v2/order/certificate") => Route::ListOrders,
-        ("GET", "/services/v2/order/alternate/{alt_id}") => Route::OrdersByAlternativeId,
-        ("PUT", "/services/v2/request/{request_id}/status") => Route::UpdateRequestStatus,
-        ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,
-        (_, p) if p.contains("/download/") => Route::Download,
-        ("POST", "/services/v2/organization") => Route::CreateOrganization,
-        _ => Route::Organizations,
-    }
-}
-
-fn parse_json(bytes: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_format",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
-}
-
-fn parse_id(text: &str, what: &str) -> Result<u64, Response> {
-    text.parse::<u64>().map_err(|_| {
-        error(
-            StatusCode::NOT_FOUND,
-            &format!("not_found|{what}"),
-            format!("no {what} {text}"),
-        )
-    })
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::{SharedState, error, errors, now_unix, parse_id, parse_json};
+use super::respond::{SharedState, error, errors, now_unix, parse_id, parse_json};
 use crate::state::{IssuedCertificate, Order, Product, Request as CertRequest};
 use crate::validate::{self, OrgChoice};
 use crate::{ApprovalMode, Settings, Shared};

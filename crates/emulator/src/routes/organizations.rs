@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::PoisonError;
 
-use super::{SharedState, error, errors, parse_id, parse_json};
+use super::respond::{SharedState, error, errors, parse_id, parse_json};
 use crate::state::Validation;
 use crate::validate::ApiError;
 

@@ -1,0 +1,150 @@
+//! The pipeline's one error type.
+
+use std::path::PathBuf;
+
+/// What can stop a run or a job, in the user's terms. Errors of the member crates are kept whole
+/// (`Key`, `CertCentral`, `Validation`), and so are the database's and the system's; each cause is
+/// said once, in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The plan file is not usable; every problem is listed.
+    #[error("{}: {}", shown_path(.path), .problems.join("; "))]
+    Plan {
+        /// The plan file.
+        path: PathBuf,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+
+    /// The journal's database failed.
+    #[error("journal {}: {cause}", shown_path(.path))]
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+
+    /// Another process holds the journal.
+    #[error(
+        "{}: the journal is in use by another process (is another provision run working on this plan?)",
+        shown_path(.path)
+    )]
+    JournalInUse {
+        /// The journal.
+        path: PathBuf,
+    },
+
+    /// A journal row cannot be read, or is missing what its step says it holds.
+    #[error("journal: job {job_id}: {what}")]
+    JournalContent {
+        /// The job.
+        job_id: String,
+        /// What is wrong.
+        what: String,
+    },
+
+    /// A file or directory of the run could not be read, written or removed.
+    #[error("{}: {action}: {cause}", shown_path(.path))]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The system's error.
+        cause: std::io::Error,
+    },
+
+    /// A key, token, CSR or key file failed.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeysError),
+
+    /// CertCentral failed or refused.
+    #[error(transparent)]
+    CertCentral(#[from] crate::order::CertCentralError),
+
+    /// The order body breaks a rule of the API.
+    #[error("the order breaks the CertCentral API's rules: {0}")]
+    Validation(#[from] crate::order::ValidationErrors),
+
+    /// The journal says a job's key exists, but it is not where the job keeps it.
+    #[error("the journal says the key was made, but {place} holds it no more")]
+    KeyGone {
+        /// Where the key should be (a token and CKA_ID, a file).
+        place: String,
+    },
+
+    /// A key file is where the job's key would go, and this journal did not make it.
+    #[error(
+        "{} exists, but this plan's journal did not make it (another plan or a person did); refusing to use it: move it away or give the job another label",
+        shown_path(.path)
+    )]
+    ForeignKeyFile {
+        /// The key file.
+        path: PathBuf,
+    },
+
+    /// The job's token could not be logged in this run; the job was not touched.
+    #[error("not run: {token} could not be logged in ({reason})")]
+    NotLoggedIn {
+        /// The token, described.
+        token: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The plan's entry of a job that began is not what it began with.
+    #[error(
+        "the plan changed since this job began ({}); it was not run: restore its entry in the plan, or start it under another label",
+        .changes.join("; ")
+    )]
+    SpecChanged {
+        /// What changed, `old -> new`.
+        changes: Vec<String>,
+    },
+
+    /// The certificate CertCentral issued is not for the job's key.
+    #[error(
+        "certificate {certificate_id} does not carry the job's public key; it was not installed"
+    )]
+    CertificateForAnotherKey {
+        /// The certificate.
+        certificate_id: u64,
+    },
+
+    /// The token holds another certificate beside the job's key.
+    #[error("{token} already holds another certificate with CKA_ID {key_id}")]
+    AnotherCertificateOnToken {
+        /// The token, described.
+        token: String,
+        /// The key's CKA_ID, hex.
+        key_id: String,
+    },
+
+    /// The order ended without a certificate.
+    #[error("order {order_id} is {status}; it will not be issued")]
+    OrderNotIssued {
+        /// The order.
+        order_id: u64,
+        /// Its final status.
+        status: String,
+    },
+
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl PipelineError {
+    /// A row of the journal lacks what its step says it holds.
+    pub(crate) fn missing(job_id: &str, what: &str) -> PipelineError {
+        PipelineError::JournalContent {
+            job_id: job_id.to_string(),
+            what: format!("the journal holds no {what}"),
+        }
+    }
+}
+
+fn shown_path(path: &std::path::Path) -> String {
+    crate::keys::text::shown_path(path)
+}

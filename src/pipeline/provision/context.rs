@@ -1,0 +1,68 @@
+//! What a run works with: its configuration, and the journal, client and runtime every worker
+//! shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::keys::SoftwareKey;
+use crate::order::Client;
+use crate::pipeline::journal::Journal;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Jobs at a time.
+    pub workers: usize,
+    /// How long each job waits for issuance (polling with backoff) before it is left pending.
+    pub wait: Duration,
+    /// Where provisioning records go.
+    pub records_dir: PathBuf,
+    /// The PKCS#11 module when token URIs have no module-path.
+    pub module: Option<PathBuf>,
+    /// Signs each provisioning record (detached signature `<record>.sig`), when given.
+    pub record_signer: Option<Arc<SoftwareKey>>,
+    /// Where the locks that make key creation on a token exclusive per label live: a directory
+    /// every process that may use the same tokens shares (see [`crate::keys::pkcs11::LabelLock`]).
+    pub lock_dir: PathBuf,
+}
+
+impl ProvisionerConfig {
+    /// The lock directory every process of this machine finds by default:
+    /// `codesign-kit-locks` in the system's temporary directory.
+    pub fn default_lock_dir() -> PathBuf {
+        std::env::temp_dir().join("codesign-kit-locks")
+    }
+}
+
+/// What the workers of a run share.
+pub(super) struct Context {
+    pub(super) journal: Arc<Journal>,
+    pub(super) client: Client,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) config: ProvisionerConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_configuration_does_not_show_the_record_signing_key() {
+        let key = SoftwareKey::generate(crate::keys::KeyAlgorithm::P256).unwrap();
+        let pem = key.to_pkcs8_pem(None).unwrap();
+        let config = ProvisionerConfig {
+            workers: 1,
+            wait: Duration::ZERO,
+            records_dir: "records".into(),
+            module: None,
+            record_signer: Some(Arc::new(key)),
+            lock_dir: ProvisionerConfig::default_lock_dir(),
+        };
+        let debug = format!("{config:?}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(!debug.contains(&body[..40]));
+    }
+}

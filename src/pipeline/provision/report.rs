@@ -1,0 +1,82 @@
+//! What a run tells: progress to an [`Observer`], each job's [`JobOutcome`], the [`RunSummary`];
+//! and what every job orders ([`OrderTemplate`]).
+
+use crate::order::{OrderRequest, Product};
+use crate::pipeline::journal::{JobState, Step};
+
+/// Receives progress. Called from worker threads.
+pub trait Observer: Send + Sync {
+    /// A job completed `step`.
+    fn step(&self, job_id: &str, step: Step, detail: &str);
+    /// A job stopped: done, pending or failed.
+    fn finished(&self, outcome: &JobOutcome);
+    /// Something that concerns the run rather than one job (a token that could not be logged
+    /// in, so none of its jobs runs). Said once.
+    fn notice(&self, _text: &str) {}
+}
+
+/// An observer that prints one plain line per event to stderr.
+#[derive(Debug, Default)]
+pub struct PrintObserver;
+
+impl Observer for PrintObserver {
+    fn step(&self, job_id: &str, step: Step, detail: &str) {
+        eprintln!("{job_id}: {} {detail}", step.as_str());
+    }
+    fn finished(&self, outcome: &JobOutcome) {
+        eprintln!(
+            "{}: {:?} {}",
+            outcome.job_id,
+            outcome.state,
+            outcome.note.as_deref().unwrap_or("")
+        );
+    }
+    fn notice(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// How a job ended (this run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub job_id: String,
+    /// Done, pending or failed.
+    pub state: JobState,
+    /// The last completed step.
+    pub step: Step,
+    /// The order, if placed.
+    pub order_id: Option<u64>,
+    /// The certificate, if issued.
+    pub certificate_id: Option<u64>,
+    /// Why pending or failed.
+    pub note: Option<String>,
+}
+
+/// What every job orders: the product and the body (its CSR and alternative order ID are set per
+/// job).
+#[derive(Debug, Clone)]
+pub struct OrderTemplate {
+    /// The product.
+    pub product: Product,
+    /// The order body.
+    pub request: OrderRequest,
+}
+
+/// What a run gives: counts, and every job that is not done.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunSummary {
+    /// Jobs done (now or earlier).
+    pub done: u64,
+    /// Jobs waiting for CertCentral.
+    pub pending: Vec<JobOutcome>,
+    /// Jobs stopped on an error.
+    pub failed: Vec<JobOutcome>,
+}
+
+impl RunSummary {
+    /// All jobs seen.
+    pub fn total(&self) -> u64 {
+        self.done + self.pending.len() as u64 + self.failed.len() as u64
+    }
+}
