@@ -2,46 +2,20 @@
 
 use crate::policy::NamedCurve;
 
-fn der_length(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-}
-
 /// DER INTEGER of an unsigned big-endian value (minimal, with a leading zero when the high bit
 /// is set).
 pub(crate) fn der_unsigned_integer(value: &[u8]) -> Vec<u8> {
-    let trimmed: &[u8] = match value.iter().position(|b| *b != 0) {
-        Some(i) => &value[i..],
-        None => &[0],
-    };
-    let mut content = Vec::with_capacity(trimmed.len() + 1);
-    if trimmed[0] & 0x80 != 0 {
-        content.push(0);
-    }
-    content.extend_from_slice(trimmed);
-    let mut out = vec![0x02];
-    der_length(content.len(), &mut out);
-    out.extend(content);
-    out
+    yasna::construct_der(|w| w.write_bigint_bytes(value, true))
 }
 
 /// PKCS#1 `RSAPublicKey` DER from a token's `CKA_MODULUS` and `CKA_PUBLIC_EXPONENT`.
 pub(crate) fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
-    let mut content = der_unsigned_integer(modulus);
-    content.extend(der_unsigned_integer(exponent));
-    let mut out = vec![0x30];
-    der_length(content.len(), &mut out);
-    out.extend(content);
-    out
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_bigint_bytes(modulus, true);
+            w.next().write_bigint_bytes(exponent, true);
+        })
+    })
 }
 
 fn field_bytes(curve: &NamedCurve) -> Option<usize> {
@@ -62,21 +36,21 @@ fn field_bytes(curve: &NamedCurve) -> Option<usize> {
 pub fn decode_ec_point(value: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, String> {
     let field = field_bytes(curve).ok_or_else(|| format!("unknown curve {}", curve.name()))?;
     let point_len = 2 * field + 1;
+    let wrapped;
     let point = if value.len() == point_len {
         value
     } else {
-        let mut header = vec![0x04];
-        der_length(point_len, &mut header);
-        if value.len() == header.len() + point_len && value.starts_with(&header) {
-            &value[header.len()..]
-        } else {
-            return Err(format!(
-                "CKA_EC_POINT is {} bytes; a {} point is {point_len} bytes bare or {} DER-wrapped",
-                value.len(),
-                curve.name(),
-                header.len() + point_len
-            ));
-        }
+        wrapped = yasna::parse_der(value, |r| r.read_bytes())
+            .ok()
+            .filter(|inner| inner.len() == point_len)
+            .ok_or_else(|| {
+                format!(
+                    "CKA_EC_POINT is {} bytes; a {} point is {point_len} bytes bare, or a DER OCTET STRING of that many",
+                    value.len(),
+                    curve.name(),
+                )
+            })?;
+        &wrapped
     };
     if point[0] != 0x04 {
         return Err("CKA_EC_POINT is not an uncompressed point (04 || X || Y)".to_string());
