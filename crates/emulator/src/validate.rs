@@ -489,6 +489,18 @@ fn validity(
             Some(date)
         }
     };
+    // A date field: parsed with the field's own format, then within the allowed range.
+    let date =
+        |c: &mut Check, path: &str, v: &Value, parse: fn(&str) -> Option<Date>, written| match v
+            .as_str()
+            .and_then(parse)
+        {
+            Some(d) => check_date(c, path, end_of_day(d)),
+            None => {
+                c.invalid(path, format!("must be a date written {written}; got {v}"));
+                None
+            }
+        };
     let years = |c: &mut Check, path: &str, v: &Value| match as_int(v) {
         Some(y @ 1..=3) => Some(now + time::Duration::days(365 * y)),
         _ => {
@@ -500,20 +512,13 @@ fn validity(
         Some(Value::Object(ov)) => {
             // Precedence of the API page: custom_expiration_date, then days, then years.
             if let Some(v) = ov.get("custom_expiration_date") {
-                match v.as_str().and_then(parse_dd_mmm_yyyy) {
-                    Some(d) => {
-                        check_date(c, "order_validity.custom_expiration_date", end_of_day(d))
-                    }
-                    None => {
-                        c.invalid(
-                            "order_validity.custom_expiration_date",
-                            format!(
-                                "must be a date written dd MMM YYYY, e.g. \"09 JUN 2025\"; got {v}"
-                            ),
-                        );
-                        None
-                    }
-                }
+                date(
+                    c,
+                    "order_validity.custom_expiration_date",
+                    v,
+                    parse_dd_mmm_yyyy,
+                    "dd MMM YYYY, e.g. \"09 JUN 2025\"",
+                )
             } else if let Some(v) = ov.get("days") {
                 match as_int(v) {
                     Some(d @ 1..=MAX_DAYS) => Some(now + time::Duration::days(d)),
@@ -539,16 +544,7 @@ fn validity(
         None => {
             // The deprecated fields: custom_expiration_date overrides validity_years.
             if let Some(v) = obj.get("custom_expiration_date") {
-                match v.as_str().and_then(parse_iso_date) {
-                    Some(d) => check_date(c, "custom_expiration_date", end_of_day(d)),
-                    None => {
-                        c.invalid(
-                            "custom_expiration_date",
-                            format!("must be a date written yyyy-MM-dd; got {v}"),
-                        );
-                        None
-                    }
-                }
+                date(c, "custom_expiration_date", v, parse_iso_date, "yyyy-MM-dd")
             } else if let Some(v) = obj.get("validity_years") {
                 years(c, "validity_years", v)
             } else {

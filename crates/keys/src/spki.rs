@@ -85,10 +85,7 @@ pub(crate) fn unsigned_bit_length(bytes: &[u8]) -> usize {
 
 /// The SHA-256 of `data` in lower-case hex (fingerprints of keys, CSRs, certificates).
 pub fn sha256_hex(data: &[u8]) -> String {
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::hex(&sha2::Sha256::digest(data))
 }
 
 /// The outcome of checking a signature.
@@ -334,12 +331,7 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, KeysError> {
         .map_err(|e| KeysError::Certificate(format!("not a readable X.509 certificate: {e}")))?;
     Ok(CertificateFacts {
         subject: crate::dn::format_x509_name(&cert.tbs_certificate.subject),
-        serial_hex: cert
-            .tbs_certificate
-            .raw_serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        serial_hex: crate::text::hex(cert.tbs_certificate.raw_serial()),
         subject_public_key_info: cert.tbs_certificate.subject_pki.raw.to_vec(),
         sha256: sha256_hex(der),
     })

@@ -41,3 +41,12 @@ pub fn escape_unsafe(text: &str, keep_line_breaks: bool) -> String {
 pub fn shown_path(path: &std::path::Path) -> String {
     escape_unsafe(&path.to_string_lossy(), false)
 }
+
+/// Lower-case hex of bytes (fingerprints, CKA_IDs, serial numbers).
+///
+/// ```
+/// assert_eq!(codesign_keys::text::hex(&[0x01, 0xab]), "01ab");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
+    base16ct::lower::encode_string(bytes)
+}

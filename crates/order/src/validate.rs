@@ -181,10 +181,7 @@ pub fn derive_alternative_order_id(product: &Product, request: &OrderRequest) ->
             hash.update(body.to_json().to_string().as_bytes());
         }
     }
-    hash.finalize()[..20]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    base16ct::lower::encode_string(&hash.finalize()[..20])
 }
 
 /// 32 random letters and digits.

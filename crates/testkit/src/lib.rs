@@ -94,67 +94,17 @@ pub fn flip_last_signature_byte(der: &[u8]) -> Vec<u8> {
 
 /// PEM text to DER, for tests that need to tamper with bytes.
 pub fn pem_to_der(pem_text: &str) -> Vec<u8> {
-    let body: String = pem_text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    base64_decode(&body)
+    pem::parse(pem_text)
+        .unwrap_or_else(|e| panic!("not PEM: {e}"))
+        .into_contents()
 }
 
 /// DER to PEM with the given label and LF line ends.
 pub fn der_to_pem(label: &str, der: &[u8]) -> String {
-    let encoded = base64_encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in encoded.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text
-        .bytes()
-        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
-    {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .unwrap_or_else(|| panic!("not base64: {c}")) as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 mod softhsm;
@@ -165,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trips() {
+    fn pem_round_trips() {
         for len in 0..10 {
             let data: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
             assert_eq!(pem_to_der(&der_to_pem("X", &data)), data);

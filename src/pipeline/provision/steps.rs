@@ -486,6 +486,4 @@ fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> String {
     serde_json::to_string(audit).expect("an audit serializes")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::keys::text::hex;

@@ -34,24 +34,16 @@ fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
 
 fn parse_hex_id(text: &str) -> Result<Vec<u8>> {
     let clean: String = text.chars().filter(|c| *c != ':').collect();
-    if clean.is_empty()
-        || !clean.len().is_multiple_of(2)
-        || !clean.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        return Err(UsageError(format!(
+    match base16ct::mixed::decode_vec(&clean) {
+        Ok(id) if !id.is_empty() => Ok(id),
+        _ => Err(UsageError(format!(
             "--id \"{text}\" is not hex bytes (e.g. 01a2 or 01:a2)"
         ))
-        .into());
+        .into()),
     }
-    Ok((0..clean.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).expect("checked hex"))
-        .collect())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use codesign_kit::keys::text::hex;
 
 /// What `keygen --pkcs11` was asked.
 pub struct TokenKeygen<'a> {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::respond::{SharedState, error, errors, now_unix, parse_id, parse_json};
+use super::respond::{SharedState, error, errors, id_and_body, now_unix, parse_id, parse_json};
 use crate::state::{IssuedCertificate, Order, Product, Request as CertRequest};
 use crate::validate::{self, OrgChoice};
 use crate::{ApprovalMode, Settings, Shared};
@@ -137,7 +137,7 @@ impl DueIssuance {
             id: self.certificate_id,
             order_id: self.order_id,
             leaf_pem,
-            serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
+            serial_hex: base16ct::lower::encode_string(&serial),
         })
     }
 }
@@ -352,12 +352,8 @@ pub(super) async fn update_request_status(
     Path(request_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let request_id = match parse_id(&request_id, "request") {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let body = match parse_json(&body) {
-        Ok(v) => v,
+    let (request_id, body) = match id_and_body(&request_id, "request", &body) {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let wanted = body.get("status").and_then(Value::as_str).unwrap_or("");
@@ -412,12 +408,8 @@ pub(super) async fn update_order_status(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let order_id = match parse_id(&order_id, "order") {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let body = match parse_json(&body) {
-        Ok(v) => v,
+    let (order_id, body) = match id_and_body(&order_id, "order", &body) {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     if !body

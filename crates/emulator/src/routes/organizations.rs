@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::PoisonError;
 
-use super::respond::{SharedState, error, errors, parse_id, parse_json};
+use super::respond::{SharedState, error, errors, id_and_body, parse_id, parse_json};
 use crate::state::Validation;
 use crate::validate::ApiError;
 
@@ -84,12 +84,8 @@ pub(super) async fn submit_validation(
     Path(org_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let org_id = match parse_id(&org_id, "organization") {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let body = match parse_json(&body) {
-        Ok(v) => v,
+    let (org_id, body) = match id_and_body(&org_id, "organization", &body) {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let Some(validations) = body.get("validations").and_then(Value::as_array) else {

@@ -47,3 +47,8 @@ pub(super) fn parse_id(text: &str, what: &str) -> Result<u64, Response> {
         )
     })
 }
+
+/// The ID in the path and the JSON body of a call that changes something.
+pub(super) fn id_and_body(id: &str, what: &str, body: &Bytes) -> Result<(u64, Value), Response> {
+    Ok((parse_id(id, what)?, parse_json(body)?))
+}

@@ -220,10 +220,7 @@ impl TokenSession {
     }
 }
 
-/// Lower-case hex of bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::text::hex;
 
 /// An advisory lock (`flock`) on one key label of one token, held while a key is created and until
 /// the caller has recorded it. Two processes (two plans, two `keygen`s) that would create a key of
@@ -269,10 +266,7 @@ impl LabelLock {
             hash.update([0]);
         }
         hash.update(label.as_bytes());
-        let name: String = hash.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let name = hex(&hash.finalize()[..16]);
         let path = lock_dir.join(format!("key-{name}.lock"));
         let open = |write: bool| {
             std::fs::OpenOptions::new()

@@ -264,18 +264,14 @@ impl Client {
         certificate_id: CertificateId,
         format: DownloadFormat,
     ) -> Result<Vec<u8>, CertCentralError> {
-        let (_, body) = self
-            .call(
-                &format!("downloading certificate {certificate_id}"),
-                Method::GET,
-                &format!(
-                    "/certificate/{certificate_id}/download/format/{}",
-                    format.as_str()
-                ),
-                None,
-            )
-            .await?;
-        Ok(body)
+        self.get_bytes(
+            &format!("downloading certificate {certificate_id}"),
+            &format!(
+                "/certificate/{certificate_id}/download/format/{}",
+                format.as_str()
+            ),
+        )
+        .await
     }
 
     /// Downloads the active certificate of an order in `format`.
@@ -287,18 +283,14 @@ impl Client {
         order_id: OrderId,
         format: DownloadFormat,
     ) -> Result<Vec<u8>, CertCentralError> {
-        let (_, body) = self
-            .call(
-                &format!("downloading the certificate of order {order_id}"),
-                Method::GET,
-                &format!(
-                    "/certificate/download/order/{order_id}/format/{}",
-                    format.as_str()
-                ),
-                None,
-            )
-            .await?;
-        Ok(body)
+        self.get_bytes(
+            &format!("downloading the certificate of order {order_id}"),
+            &format!(
+                "/certificate/download/order/{order_id}/format/{}",
+                format.as_str()
+            ),
+        )
+        .await
     }
 
     /// Downloads `pem_all` and splits it: the leaf found by basicConstraints, not by position.

@@ -245,6 +245,16 @@ impl Client {
         .await
     }
 
+    /// A GET whose answer is taken as it comes (a certificate download).
+    pub(super) async fn get_bytes(
+        &self,
+        operation: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, CertCentralError> {
+        let (_, body) = self.call(operation, Method::GET, path, None).await?;
+        Ok(body)
+    }
+
     pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &str,
