@@ -33,6 +33,7 @@
 
 mod ca;
 pub mod faults;
+mod oid;
 mod pkcs7;
 mod routes;
 mod server;

@@ -3,10 +3,7 @@
 use yasna::Tag;
 use yasna::models::ObjectIdentifier;
 
-/// `id-signedData` (RFC 5652 section 5.1).
-const SIGNED_DATA: [u64; 7] = [1, 2, 840, 113549, 1, 7, 2];
-/// `id-data` (RFC 5652 section 4).
-const DATA: [u64; 7] = [1, 2, 840, 113549, 1, 7, 1];
+use crate::oid::{DATA, SIGNED_DATA};
 
 /// DER of a certs-only SignedData ContentInfo: version 1, no digest algorithms, empty `id-data`
 /// content, the certificates in the order given, no signers.

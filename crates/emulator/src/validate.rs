@@ -1,6 +1,7 @@
 //! Server-side validation of a code signing order, written from the API page. Every problem is
 //! collected (not only the first), each message starting with the field's JSON path.
 
+use crate::oid;
 use serde_json::Value;
 use time::{Date, Month, OffsetDateTime};
 use x509_parser::prelude::FromDer;
@@ -584,7 +585,7 @@ pub fn check_csr(pem_text: &str) -> Result<Vec<u8>, ApiError> {
         )
     };
     match spki.algorithm.algorithm.to_id_string().as_str() {
-        "1.2.840.113549.1.1.1" => {
+        oid::RSA_ENCRYPTION => {
             let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
                 return Err(cannot_parse("malformed RSA key".to_string()));
             };
@@ -602,7 +603,7 @@ pub fn check_csr(pem_text: &str) -> Result<Vec<u8>, ApiError> {
                 )));
             }
         }
-        "1.2.840.10045.2.1" => {
+        oid::EC_PUBLIC_KEY => {
             let curve = spki
                 .algorithm
                 .parameters
@@ -611,8 +612,8 @@ pub fn check_csr(pem_text: &str) -> Result<Vec<u8>, ApiError> {
                 .map(|o| o.to_id_string())
                 .unwrap_or_default();
             match curve.as_str() {
-                "1.2.840.10045.3.1.7" | "1.3.132.0.34" => {}
-                "1.3.132.0.35" => return Err(refused("ECC P-521".to_string())),
+                oid::P256 | oid::P384 => {}
+                oid::P521 => return Err(refused("ECC P-521".to_string())),
                 other => return Err(refused(format!("ECC on curve {other}"))),
             }
         }

@@ -302,14 +302,7 @@ fn requested_extensions(csr: &X509CertificationRequest<'_>) -> Vec<RequestedExte
         };
         for ext in &request.extensions {
             let oid = ext.oid.to_id_string();
-            let name = match oid.as_str() {
-                "2.5.29.14" => Some("subjectKeyIdentifier"),
-                "2.5.29.15" => Some("keyUsage"),
-                "2.5.29.17" => Some("subjectAltName"),
-                "2.5.29.19" => Some("basicConstraints"),
-                "2.5.29.37" => Some("extKeyUsage"),
-                _ => None,
-            };
+            let name = crate::oid::name(&oid);
             let value = match ext.parsed_extension() {
                 ParsedExtension::KeyUsage(ku) => Some(ku.to_string()),
                 ParsedExtension::BasicConstraints(bc) => Some(format!(

@@ -24,6 +24,7 @@ pub mod csr;
 mod dn;
 mod error;
 pub mod files;
+mod oid;
 pub mod pkcs11;
 pub mod policy;
 mod signer;

@@ -42,9 +42,9 @@ impl NamedCurve {
     /// The curve named by a dotted OID.
     pub fn from_oid(oid: &str) -> NamedCurve {
         match oid {
-            "1.2.840.10045.3.1.7" => NamedCurve::P256,
-            "1.3.132.0.34" => NamedCurve::P384,
-            "1.3.132.0.35" => NamedCurve::P521,
+            crate::oid::P256 => NamedCurve::P256,
+            crate::oid::P384 => NamedCurve::P384,
+            crate::oid::P521 => NamedCurve::P521,
             other => NamedCurve::Other(other.to_string()),
         }
     }

@@ -358,12 +358,12 @@ fn from_pkcs8_der(der: &[u8], path: &Path) -> Result<SoftwareKey, KeysError> {
         .map_err(|e| bad(format!("malformed PKCS#8 key: {e}")))?;
     let oid = info.algorithm.oid.to_string();
     match oid.as_str() {
-        "1.2.840.113549.1.1.1" => {
+        crate::oid::RSA_ENCRYPTION => {
             let key = rsa::PrivateKey::from_pkcs8_der(der)
                 .map_err(|e| bad(format!("malformed RSA key: {e}")))?;
             from_rsa(key, path)
         }
-        "1.2.840.10045.2.1" => {
+        crate::oid::EC_PUBLIC_KEY => {
             let curve = info
                 .algorithm
                 .parameters_oid()
@@ -381,17 +381,11 @@ fn from_pkcs8_der(der: &[u8], path: &Path) -> Result<SoftwareKey, KeysError> {
                 ))),
             }
         }
-        other => {
-            let algorithm = match other {
-                "1.3.101.112" => "Ed25519".to_string(),
-                "1.3.101.113" => "Ed448".to_string(),
-                "1.2.840.10040.4.1" => "DSA".to_string(),
-                _ => format!("a key of algorithm {other}"),
-            };
-            Err(KeysError::Policy(crate::policy::PolicyViolation::new(
-                KeyDescription::Other { algorithm },
-            )))
-        }
+        other => Err(KeysError::Policy(crate::policy::PolicyViolation::new(
+            KeyDescription::Other {
+                algorithm: crate::oid::other_key_algorithm(other),
+            },
+        ))),
     }
 }
 

@@ -13,8 +13,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::policy::{KeyDescription, NamedCurve, RsaExponent};
 
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+use crate::oid::{self, EC_PUBLIC_KEY, RSA_ENCRYPTION};
 
 /// Describes a DER `SubjectPublicKeyInfo` for the policy.
 ///
@@ -30,7 +29,7 @@ pub fn describe_spki_der(spki_der: &[u8]) -> Result<KeyDescription, KeysError> {
 pub(crate) fn describe(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyDescription, String> {
     let oid = spki.algorithm.algorithm.to_id_string();
     match oid.as_str() {
-        OID_RSA_ENCRYPTION => match spki.parsed() {
+        RSA_ENCRYPTION => match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => {
                 let exponent = match rsa.try_exponent() {
                     Ok(e) => RsaExponent::Value(e),
@@ -43,7 +42,7 @@ pub(crate) fn describe(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyDescription
             }
             _ => Err("the RSA public key is malformed".to_string()),
         },
-        OID_EC_PUBLIC_KEY => {
+        EC_PUBLIC_KEY => {
             let curve_oid = spki
                 .algorithm
                 .parameters
@@ -58,19 +57,9 @@ pub(crate) fn describe(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyDescription
                 curve: NamedCurve::from_oid(&curve_oid),
             })
         }
-        "1.3.101.112" => Ok(other("Ed25519")),
-        "1.3.101.113" => Ok(other("Ed448")),
-        "1.2.840.10040.4.1" => Ok(other("DSA")),
-        "1.2.840.113549.1.1.10" => Ok(other("RSASSA-PSS")),
         _ => Ok(KeyDescription::Other {
-            algorithm: format!("a key of algorithm {oid}"),
+            algorithm: oid::other_key_algorithm(&oid),
         }),
-    }
-}
-
-fn other(name: &str) -> KeyDescription {
-    KeyDescription::Other {
-        algorithm: name.to_string(),
     }
 }
 
@@ -121,20 +110,7 @@ impl Hash {
 
 /// The common name of a signature algorithm OID, for reports.
 pub fn signature_algorithm_name(oid: &str) -> String {
-    match oid {
-        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
-        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
-        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
-        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
-        "1.2.840.113549.1.1.10" => "rsassaPss",
-        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
-        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
-        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
-        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
-        "1.3.101.112" => "Ed25519",
-        other => return other.to_string(),
-    }
-    .to_string()
+    oid::name(oid).unwrap_or(oid).to_string()
 }
 
 /// Verifies `signature` over `message` with the key in `spki`, for the signature algorithm `sig_oid`
@@ -146,12 +122,12 @@ pub(crate) fn verify(
     signature: &[u8],
 ) -> SignatureCheck {
     let (is_rsa, hash) = match sig_oid {
-        "1.2.840.113549.1.1.11" => (true, Hash::Sha256),
-        "1.2.840.113549.1.1.12" => (true, Hash::Sha384),
-        "1.2.840.113549.1.1.13" => (true, Hash::Sha512),
-        "1.2.840.10045.4.3.2" => (false, Hash::Sha256),
-        "1.2.840.10045.4.3.3" => (false, Hash::Sha384),
-        "1.2.840.10045.4.3.4" => (false, Hash::Sha512),
+        oid::SHA256_WITH_RSA => (true, Hash::Sha256),
+        oid::SHA384_WITH_RSA => (true, Hash::Sha384),
+        oid::SHA512_WITH_RSA => (true, Hash::Sha512),
+        oid::ECDSA_WITH_SHA256 => (false, Hash::Sha256),
+        oid::ECDSA_WITH_SHA384 => (false, Hash::Sha384),
+        oid::ECDSA_WITH_SHA512 => (false, Hash::Sha512),
         other => {
             return SignatureCheck::NotVerifiable {
                 reason: format!(
@@ -163,12 +139,12 @@ pub(crate) fn verify(
     };
     let key_oid = spki.algorithm.algorithm.to_id_string();
     let verified = if is_rsa {
-        if key_oid != OID_RSA_ENCRYPTION {
+        if key_oid != RSA_ENCRYPTION {
             return SignatureCheck::Invalid;
         }
         verify_rsa(spki.raw, hash, &hash.digest(message), signature)
     } else {
-        if key_oid != OID_EC_PUBLIC_KEY {
+        if key_oid != EC_PUBLIC_KEY {
             return SignatureCheck::Invalid;
         }
         let curve = match describe(spki) {
