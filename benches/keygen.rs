@@ -178,12 +178,8 @@ fn pipeline(c: &mut Criterion) {
         Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
         client,
         ProvisionerConfig {
-            workers: 1,
             wait: Duration::from_secs(10),
-            records_dir: dir.path().join("records"),
-            module: None,
-            record_signer: None,
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new(dir.path().join("records"))
         },
     )
     .unwrap();

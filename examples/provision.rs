@@ -74,10 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ProvisionerConfig {
             workers: 2,
             wait: Duration::from_secs(30),
-            records_dir: workdir.path().join("records"),
-            module: None,
-            record_signer: None,
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new(workdir.path().join("records"))
         },
     )?;
     let progress = Progress::default();

@@ -66,10 +66,8 @@ fn provisioner(
         ProvisionerConfig {
             workers,
             wait: Duration::from_secs(10),
-            records_dir: dir.join("records"),
-            module: None,
             record_signer: signer,
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new(dir.join("records"))
         },
     )
     .unwrap()
@@ -209,11 +207,7 @@ fn pending_orders_are_left_pending_and_finished_by_a_later_run() {
         client(&emu),
         ProvisionerConfig {
             workers: 2,
-            wait: Duration::ZERO,
-            records_dir: dir.path().join("records"),
-            module: None,
-            record_signer: None,
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new(dir.path().join("records"))
         },
     )
     .unwrap();

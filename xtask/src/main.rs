@@ -67,6 +67,28 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// What the user can do about a library's refusal, in this CLI's own flags (the libraries name
+/// none).
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    use codesign_kit::keys::KeysError;
+    let keys_error = err.chain().find_map(|cause| {
+        cause.downcast_ref::<KeysError>().or_else(|| {
+            match cause.downcast_ref::<codesign_kit::pipeline::PipelineError>() {
+                Some(codesign_kit::pipeline::PipelineError::Key(inner)) => Some(inner),
+                _ => None,
+            }
+        })
+    })?;
+    match keys_error {
+        KeysError::KeyFileExists { .. } => Some(" (pass --force to replace it)"),
+        KeysError::DuplicateObject { .. } => Some(" (pass another --id or --label)"),
+        KeysError::NoPkcs11Module => {
+            Some(" (add module-path=... to the URI, pass --module, or set PKCS11_MODULE)")
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Events of the libraries (a retry that waits, say) go to stderr; RUST_LOG chooses more.
@@ -99,8 +121,9 @@ fn main() -> ExitCode {
             // Input may reach the message (a label, a path, a subject): no control or
             // bidirectional character of it reaches the terminal as it is.
             eprintln!(
-                "error: {}",
-                commands::io::terminal_safe(&format!("{err:#}"))
+                "error: {}{}",
+                commands::io::terminal_safe(&format!("{err:#}")),
+                hint(&err).unwrap_or_default()
             );
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(exit::USAGE)

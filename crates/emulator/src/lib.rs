@@ -166,17 +166,6 @@ impl EmulatorConfig {
             state_file: None,
         }
     }
-
-    /// A configuration accepting the key in `DIGICERT_API_KEY`, the variable the client reads.
-    ///
-    /// # Errors
-    /// [`EmulatorError::NoApiKey`] when it is unset or empty.
-    pub fn from_env() -> Result<EmulatorConfig, EmulatorError> {
-        match std::env::var("DIGICERT_API_KEY") {
-            Ok(key) if !key.is_empty() => Ok(EmulatorConfig::new(key)),
-            _ => Err(EmulatorError::NoApiKey),
-        }
-    }
 }
 
 /// What the handlers share.

@@ -28,7 +28,7 @@ pub enum KeysError {
     },
 
     /// A file would be overwritten without `--force`.
-    #[error("{}: the file exists; refusing to overwrite it (use --force to replace it)", crate::text::shown_path(.path))]
+    #[error("{}: the file exists; refusing to overwrite it", crate::text::shown_path(.path))]
     KeyFileExists {
         /// The file that exists.
         path: PathBuf,
@@ -131,9 +131,7 @@ pub enum KeysError {
     },
 
     /// No PKCS#11 module was named.
-    #[error(
-        "no PKCS#11 module given: add module-path=... to the URI, pass --module, or set PKCS11_MODULE"
-    )]
+    #[error("no PKCS#11 module given: the URI has no module-path and no default module was given")]
     NoPkcs11Module,
 
     /// The file is not a loadable PKCS#11 module.
@@ -249,7 +247,7 @@ pub enum KeysError {
     },
 
     /// An object with the same ID or label is on the token already.
-    #[error("{token}: an object with {what} already exists; choose another --id or --label")]
+    #[error("{token}: an object with {what} already exists; choose another ID or label")]
     DuplicateObject {
         /// The token, described.
         token: String,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keys::SoftwareKey;
+use crate::keys::pkcs11::{NoPinSource, PinSource};
 use crate::order::Client;
 use crate::pipeline::journal::Journal;
 
-/// How to run.
-#[derive(Debug, Clone)]
+/// How to run. [`ProvisionerConfig::new`] gives the defaults.
+#[derive(Clone)]
 pub struct ProvisionerConfig {
     /// Jobs at a time.
     pub workers: usize,
@@ -25,9 +26,38 @@ pub struct ProvisionerConfig {
     /// Where the locks that make key creation on a token exclusive per label live: a directory
     /// every process that may use the same tokens shares (see [`crate::keys::pkcs11::LabelLock`]).
     pub lock_dir: PathBuf,
+    /// Where a token's PIN comes from when its URI names none (asked once per token and run).
+    pub pin_source: Arc<dyn PinSource>,
+}
+
+impl std::fmt::Debug for ProvisionerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionerConfig")
+            .field("workers", &self.workers)
+            .field("wait", &self.wait)
+            .field("records_dir", &self.records_dir)
+            .field("module", &self.module)
+            .field("record_signer", &self.record_signer)
+            .field("lock_dir", &self.lock_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProvisionerConfig {
+    /// One worker, no waiting for issuance, records in `records_dir`, no default module, records
+    /// unsigned, the default lock directory, and no PIN but the tokens' URIs' own.
+    pub fn new(records_dir: impl Into<PathBuf>) -> ProvisionerConfig {
+        ProvisionerConfig {
+            workers: 1,
+            wait: Duration::ZERO,
+            records_dir: records_dir.into(),
+            module: None,
+            record_signer: None,
+            lock_dir: ProvisionerConfig::default_lock_dir(),
+            pin_source: Arc::new(NoPinSource),
+        }
+    }
+
     /// The lock directory every process of this machine finds by default:
     /// `codesign-kit-locks` in the system's temporary directory.
     pub fn default_lock_dir() -> PathBuf {
@@ -53,12 +83,8 @@ mod tests {
         let key = SoftwareKey::generate(crate::keys::KeyAlgorithm::P256).unwrap();
         let pem = key.to_pkcs8_pem(None).unwrap();
         let config = ProvisionerConfig {
-            workers: 1,
-            wait: Duration::ZERO,
-            records_dir: "records".into(),
-            module: None,
             record_signer: Some(Arc::new(key)),
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new("records")
         };
         let debug = format!("{config:?}");
         assert!(debug.contains("<redacted>"), "{debug}");

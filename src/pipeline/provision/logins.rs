@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::keys::pkcs11::{Module, Pin, Pkcs11Uri, TokenSession};
+use crate::keys::pkcs11::{Module, Pin, PinSource, Pkcs11Uri, TokenSession};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
@@ -74,6 +74,7 @@ impl TokenLogins {
 pub(super) fn log_in<I>(
     jobs: I,
     module_arg: Option<&std::path::Path>,
+    pins: &dyn PinSource,
     observer: &dyn Observer,
 ) -> Result<TokenLogins, PipelineError>
 where
@@ -99,7 +100,7 @@ where
         let index = match by_token.get(&identity) {
             Some(index) => *index,
             None => {
-                let pin = Pin::resolve(&parsed, &token.description())?;
+                let pin = Pin::resolve(&parsed, &token.description(), pins)?;
                 let login = match token.login(&pin) {
                     Ok(session) => TokenLogin::Ready(Mutex::new(session)),
                     Err(e) => {

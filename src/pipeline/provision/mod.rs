@@ -122,6 +122,7 @@ impl Provisioner {
         let logins = logins::log_in(
             jobs.clone(),
             self.context.config.module.as_deref(),
+            self.context.config.pin_source.as_ref(),
             observer,
         )?;
         let workers = self.context.config.workers.max(1);

@@ -374,7 +374,7 @@ impl Worker<'_> {
                 Ok(Ended::Done(format!("certificate {cert}")))
             }
             OrderProgress::Pending(status) => Ok(Ended::Pending {
-                note: format!("order {order_id} is {status}; run again with --resume"),
+                note: format!("order {order_id} is {status}; resume the run later to pick it up"),
                 status: status.to_string(),
             }),
             OrderProgress::Failed(status) => Err(PipelineError::OrderNotIssued {

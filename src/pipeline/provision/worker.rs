@@ -273,12 +273,8 @@ mod tests {
             Journal::open(&dir.join("j.sqlite")).unwrap(),
             client,
             ProvisionerConfig {
-                workers: 1,
-                wait: std::time::Duration::ZERO,
-                records_dir: dir.join("records"),
-                module: None,
-                record_signer: None,
                 lock_dir: dir.join("locks"),
+                ..ProvisionerConfig::new(dir.join("records"))
             },
         )
         .unwrap()

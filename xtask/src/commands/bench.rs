@@ -598,10 +598,7 @@ fn batch(args: &BenchArgs) -> Result<Batch> {
             ProvisionerConfig {
                 workers,
                 wait: Duration::from_secs(30),
-                records_dir: dir.path().join(format!("{name}-records")),
-                module: None,
-                record_signer: None,
-                lock_dir: ProvisionerConfig::default_lock_dir(),
+                ..ProvisionerConfig::new(dir.path().join(format!("{name}-records")))
             },
         )?;
         eprintln!(

@@ -37,7 +37,14 @@ pub struct EmulatorArgs {
 }
 
 pub fn run(args: EmulatorArgs) -> Result<()> {
-    let mut config = EmulatorConfig::from_env()?;
+    // The key the client reads, so that one shell runs both.
+    let api_key = match std::env::var("DIGICERT_API_KEY") {
+        Ok(key) if !key.is_empty() => key,
+        _ => anyhow::bail!(
+            "no API key for the emulator: set DIGICERT_API_KEY (the emulator accepts the key the client sends from it)"
+        ),
+    };
+    let mut config = EmulatorConfig::new(api_key);
     config.settings.approval = match args.approval {
         Approval::Auto => ApprovalMode::AutoApprove,
         Approval::OneStep => ApprovalMode::OneStep,

@@ -7,5 +7,6 @@ pub mod io;
 pub mod keys;
 pub mod order;
 pub mod provision;
+pub mod sources;
 pub mod test;
 pub mod token;

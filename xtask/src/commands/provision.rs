@@ -204,13 +204,14 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
     let config = ProvisionerConfig {
         workers: usize::from(args.workers),
         wait: args.wait,
-        records_dir: args.records.clone().unwrap_or_else(|| base.join("records")),
-        module: args.module.clone(),
+        module: super::sources::default_module(args.module.as_deref()),
         record_signer,
         lock_dir: args
             .lock_dir
             .clone()
             .unwrap_or_else(ProvisionerConfig::default_lock_dir),
+        pin_source: Arc::new(super::sources::EnvOrPrompt),
+        ..ProvisionerConfig::new(args.records.clone().unwrap_or_else(|| base.join("records")))
     };
     let journal = Journal::open(&journal_path)?;
     let provisioner = Provisioner::new(journal, client, config)?;
@@ -352,12 +353,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         journal,
         client,
         ProvisionerConfig {
-            workers: 1,
             wait: Duration::from_secs(60),
-            records_dir: dir.join("records"),
-            module: None,
-            record_signer: None,
-            lock_dir: ProvisionerConfig::default_lock_dir(),
+            ..ProvisionerConfig::new(dir.join("records"))
         },
     )?;
     let summary = provisioner.run(&plan, &PrintObserver)?;
@@ -395,6 +392,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         let session = token.login(&codesign_kit::keys::pkcs11::Pin::resolve(
             &uri,
             &token.description(),
+            &codesign_kit::keys::pkcs11::NoPinSource,
         )?)?;
         let key = session.find_key(None, Some("demo-ev-signer"))?;
         let cert = session

@@ -28,7 +28,7 @@ fn parse_uri(text: &str) -> Result<Pkcs11Uri> {
 }
 
 fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
-    let module = Module::resolve(uri, module)?;
+    let module = Module::resolve(uri, super::sources::default_module(module).as_deref())?;
     Ok(module.find_token(uri)?)
 }
 
@@ -73,7 +73,7 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
         .or_else(|| uri.object.clone())
         .unwrap_or_else(|| format!("codesign-{}", hex(&id[..id.len().min(6)])));
     let token = find_token(&uri, args.module)?;
-    let pin = Pin::resolve(&uri, &token.description())?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
     let session = token.login(&pin)?;
     let request = KeyRequest {
         algorithm,
@@ -129,7 +129,7 @@ pub fn csr(
         .into());
     }
     let token = find_token(&uri, module)?;
-    let pin = Pin::resolve(&uri, &token.description())?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
     let session = token.login(&pin)?;
     let key = session
         .find_key(uri.id.as_deref(), uri.object.as_deref())

@@ -20,7 +20,7 @@
 //! let uri: Pkcs11Uri = "pkcs11:token=Code%20Signing?module-path=/usr/lib/softhsm/libsofthsm2.so".parse()?;
 //! let module = Module::resolve(&uri, None)?;
 //! let token = module.find_token(&uri)?;
-//! let pin = Pin::resolve(&uri, &token.description())?;
+//! let pin = Pin::resolve(&uri, &token.description(), &codesign_keys::pkcs11::NoPinSource)?;
 //! let session = token.login(&pin)?;
 //! let key = session.generate_key_pair(&KeyRequest::new(KeyAlgorithm::P384, "cs-001"))?;
 //! let request = csr::build(&*key, &"CN=Example Corp,C=US".parse()?)?;
@@ -46,7 +46,7 @@ pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
 pub use key::TokenKey;
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
 pub use module::{Module, TokenRef, TokenSummary};
-pub use pin::Pin;
+pub use pin::{NoPinSource, Pin, PinSource};
 pub use session::{LabelLock, TokenSession};
 pub use uri::{ObjectType, Pkcs11Uri};
 

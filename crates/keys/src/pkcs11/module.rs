@@ -100,21 +100,16 @@ impl Module {
         }
     }
 
-    /// Loads the module named by, in order: the URI's `module-path`, `module_arg` (`--module`),
-    /// the `PKCS11_MODULE` environment variable.
+    /// Loads the module the URI names (`module-path`), else `default` (the caller's choice: a
+    /// command-line option, an environment variable, a configuration file).
     ///
     /// # Errors
-    /// [`KeysError::NoPkcs11Module`] when none names one; else as [`Module::load`].
-    pub fn resolve(uri: &Pkcs11Uri, module_arg: Option<&Path>) -> Result<Module, KeysError> {
-        if let Some(path) = &uri.module_path {
-            return Module::load(Path::new(path));
-        }
-        if let Some(path) = module_arg {
-            return Module::load(path);
-        }
-        match std::env::var_os("PKCS11_MODULE") {
-            Some(path) if !path.is_empty() => Module::load(Path::new(&path)),
-            _ => Err(KeysError::NoPkcs11Module),
+    /// [`KeysError::NoPkcs11Module`] when neither names one; else as [`Module::load`].
+    pub fn resolve(uri: &Pkcs11Uri, default: Option<&Path>) -> Result<Module, KeysError> {
+        match (&uri.module_path, default) {
+            (Some(path), _) => Module::load(Path::new(path)),
+            (None, Some(path)) => Module::load(path),
+            (None, None) => Err(KeysError::NoPkcs11Module),
         }
     }
 
