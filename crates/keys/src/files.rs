@@ -207,7 +207,10 @@ mod tests {
         let err =
             write_atomically(&path, b"two", PRIVATE_FILE_MODE, Overwrite::Refuse).unwrap_err();
         assert!(matches!(err, KeysError::KeyFileExists { .. }), "{err}");
-        assert!(err.to_string().ends_with("refusing to overwrite it"), "{err}");
+        assert!(
+            err.to_string().ends_with("refusing to overwrite it"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
 
         write_atomically(&path, b"three", PUBLIC_FILE_MODE, Overwrite::Replace).unwrap();

@@ -14,10 +14,13 @@ pub const USER_PIN: &str = "4711-user";
 /// The security officer PIN of every test token.
 pub const SO_PIN: &str = "0815-so";
 
-/// A throwaway SoftHSM2 installation: its own token directory and `SOFTHSM2_CONF` in a temporary
-/// directory. Fails the test loudly when SoftHSM2 is not installed.
+/// A throwaway SoftHSM2 installation: its own token directory and `SOFTHSM2_CONF`, in a temporary
+/// directory ([`SoftHsm::create`]) or one of the caller's ([`SoftHsm::create_in`]). The tests use
+/// [`SoftHsm::new`], which fails the test loudly when SoftHSM2 is not installed; the demo and the
+/// benchmarks use the fallible constructors and say so.
 pub struct SoftHsm {
-    dir: tempfile::TempDir,
+    _temporary: Option<tempfile::TempDir>,
+    root: PathBuf,
     conf: PathBuf,
     module: PathBuf,
 }
@@ -29,20 +32,44 @@ impl Default for SoftHsm {
 }
 
 impl SoftHsm {
-    /// A new, empty SoftHSM2 store.
+    /// A new, empty SoftHSM2 store in a temporary directory; fails the test when SoftHSM2 is not
+    /// installed.
     pub fn new() -> SoftHsm {
+        SoftHsm::create().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A new, empty SoftHSM2 store in a temporary directory, removed when dropped.
+    ///
+    /// # Errors
+    /// Why not: SoftHSM2 not installed, or the directory cannot be made.
+    pub fn create() -> Result<SoftHsm, String> {
+        let temporary =
+            tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+        let mut hsm = SoftHsm::create_in(temporary.path())?;
+        hsm._temporary = Some(temporary);
+        Ok(hsm)
+    }
+
+    /// A new, empty SoftHSM2 store in `root` (its `tokens/` and `softhsm2.conf`), kept.
+    ///
+    /// # Errors
+    /// Why not: SoftHSM2 not installed (the module or `softhsm2-util` missing), or the files
+    /// cannot be written.
+    pub fn create_in(root: &Path) -> Result<SoftHsm, String> {
         let module = PathBuf::from(
             std::env::var("TEST_PKCS11_MODULE").unwrap_or_else(|_| SOFTHSM_MODULE.to_string()),
         );
-        assert!(
-            module.exists(),
-            "SoftHSM2 is not installed ({} missing): apt-get install -y softhsm2 opensc, or run `cargo xtask test`",
-            module.display()
-        );
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("token directory");
-        let conf = dir.path().join("softhsm2.conf");
+        let util = Command::new("softhsm2-util").arg("--version").output();
+        if !module.exists() || !util.is_ok_and(|o| o.status.success()) {
+            return Err(format!(
+                "SoftHSM2 is not installed ({} or softhsm2-util missing): apt-get install -y softhsm2 opensc, or run `cargo xtask test`",
+                module.display()
+            ));
+        }
+        let tokens = root.join("tokens");
+        std::fs::create_dir_all(&tokens)
+            .map_err(|e| format!("{}: cannot make it: {e}", tokens.display()))?;
+        let conf = root.join("softhsm2.conf");
         std::fs::write(
             &conf,
             format!(
@@ -50,8 +77,24 @@ impl SoftHsm {
                 tokens.display()
             ),
         )
-        .expect("write softhsm2.conf");
-        SoftHsm { dir, conf, module }
+        .map_err(|e| format!("{}: cannot write it: {e}", conf.display()))?;
+        Ok(SoftHsm {
+            _temporary: None,
+            root: root.to_path_buf(),
+            conf,
+            module,
+        })
+    }
+
+    /// Points this process's SoftHSM at this store, for in-process use of the module.
+    ///
+    /// # Safety
+    /// Sets `SOFTHSM2_CONF` in the environment: call it before any other thread runs or reads
+    /// the environment, and before this process loads the module (SoftHSM reads its
+    /// configuration once).
+    pub unsafe fn use_in_this_process(&self) {
+        // SAFETY: the caller guarantees no other thread reads or writes the environment.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &self.conf) };
     }
 
     /// The process-wide store for in-process tests. SoftHSM reads `SOFTHSM2_CONF` and scans its
@@ -67,7 +110,7 @@ impl SoftHsm {
             }
             // SAFETY: set once, before this process initializes the module; tests that use SoftHSM
             // in-process all come through here first.
-            unsafe { std::env::set_var("SOFTHSM2_CONF", &hsm.conf) };
+            unsafe { hsm.use_in_this_process() };
             hsm
         })
     }
@@ -94,9 +137,9 @@ impl SoftHsm {
         &self.conf
     }
 
-    /// The temporary directory holding the store (for test files).
+    /// The directory holding the store (for test files).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     /// Environment for a child process using this store.
@@ -114,7 +157,18 @@ impl SoftHsm {
     }
 
     /// Initializes a new token with `label` and the user PIN `pin`; returns its serial number.
+    /// Fails the test when it cannot.
     pub fn init_token_with_pin(&self, label: &str, pin: &str) -> String {
+        self.try_init_token(label, SO_PIN, pin)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Initializes a new token with `label`, the SO PIN `so_pin` and the user PIN `pin`, using
+    /// `softhsm2-util`; returns its serial number.
+    ///
+    /// # Errors
+    /// What `softhsm2-util` said when it failed.
+    pub fn try_init_token(&self, label: &str, so_pin: &str, pin: &str) -> Result<String, String> {
         let output = Command::new("softhsm2-util")
             .args([
                 "--init-token",
@@ -122,28 +176,26 @@ impl SoftHsm {
                 "--label",
                 label,
                 "--so-pin",
-                SO_PIN,
+                so_pin,
                 "--pin",
                 pin,
             ])
             .env("SOFTHSM2_CONF", &self.conf)
             .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run softhsm2-util ({e}): apt-get install -y softhsm2")
-            });
-        let said = text(&output);
-        assert!(
-            output.status.success(),
-            "softhsm2-util --init-token failed: {said}"
-        );
+            .map_err(|e| format!("cannot run softhsm2-util ({e}): apt-get install -y softhsm2"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "softhsm2-util --init-token failed: {}",
+                text(&output)
+            ));
+        }
         let output = Command::new("softhsm2-util")
             .args(["--show-slots"])
             .env("SOFTHSM2_CONF", &self.conf)
             .output()
-            .expect("softhsm2-util --show-slots");
+            .map_err(|e| format!("cannot run softhsm2-util --show-slots: {e}"))?;
         let slots = String::from_utf8_lossy(&output.stdout).into_owned();
         // Find the block of our label, then its serial.
-        let mut serial = None;
         let mut in_block = false;
         for line in slots.lines() {
             let line = line.trim();
@@ -153,11 +205,12 @@ impl SoftHsm {
             if let Some(s) = line.strip_prefix("Serial number:")
                 && in_block
             {
-                serial = Some(s.trim().to_string());
-                break;
+                return Ok(s.trim().to_string());
             }
         }
-        serial.unwrap_or_else(|| panic!("token {label} not listed by softhsm2-util:\n{slots}"))
+        Err(format!(
+            "token {label} not listed by softhsm2-util:\n{slots}"
+        ))
     }
 
     /// A `pkcs11:` URI for the token `label`, with this store's module path.

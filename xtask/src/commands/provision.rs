@@ -1,7 +1,6 @@
 //! `provision`: run a plan; `demo`: the whole pipeline on embedded defaults.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -245,8 +244,6 @@ pub struct DemoArgs {
     keep: Option<PathBuf>,
 }
 
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
 pub fn demo(args: DemoArgs) -> Result<()> {
     let temp = tempfile::tempdir().context("cannot make a temporary directory")?;
     let dir = match &args.keep {
@@ -257,66 +254,45 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         None => temp.path().to_path_buf(),
     };
     // A throwaway SoftHSM token when SoftHSM is installed; else a software key.
-    let softhsm = Path::new(SOFTHSM_MODULE).exists()
-        && Command::new("softhsm2-util")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    let key_section = if softhsm {
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens)?;
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )?;
-        // SAFETY: set before any thread of this process reads the environment or loads a module.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        let pin = codesign_kit::order::generate_alternative_order_id();
-        let pin_file = dir.join("user.pin");
-        codesign_kit::keys::files::write_atomically(
-            &pin_file,
-            pin.as_bytes(),
-            0o600,
-            codesign_kit::keys::files::Overwrite::Replace,
-        )?;
-        let so_pin = codesign_kit::order::generate_alternative_order_id();
-        let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "codesign-demo",
-                "--so-pin",
-                &so_pin,
-                "--pin",
-                &pin,
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .context("cannot run softhsm2-util")?;
-        if !out.status.success() {
-            bail!(
-                "softhsm2-util --init-token failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+    let store = match codesign_testkit::SoftHsm::create_in(&dir) {
+        Ok(store) => Some(store),
+        Err(why) => {
+            println!("key store: {why}; so a software key instead");
+            None
         }
-        println!(
-            "key store: a throwaway SoftHSM token \"codesign-demo\" in {}",
-            tokens.display()
-        );
-        format!(
-            "token = \"pkcs11:token=codesign-demo?module-path={SOFTHSM_MODULE}&pin-source=file:{}\"",
-            pin_file.display()
-        )
-    } else {
-        println!(
-            "key store: SoftHSM2 is not installed, so a software key (apt-get install softhsm2 for a token)"
-        );
-        "directory = \"keys\"".to_string()
+    };
+    let token_uri = match &store {
+        Some(store) => {
+            // SAFETY: set before any thread of this process reads the environment or loads a
+            // module.
+            unsafe { store.use_in_this_process() };
+            let pin = codesign_kit::order::generate_alternative_order_id();
+            let pin_file = dir.join("user.pin");
+            codesign_kit::keys::files::write_atomically(
+                &pin_file,
+                pin.as_bytes(),
+                codesign_kit::keys::files::PRIVATE_FILE_MODE,
+                codesign_kit::keys::files::Overwrite::Replace,
+            )?;
+            let so_pin = codesign_kit::order::generate_alternative_order_id();
+            store
+                .try_init_token("codesign-demo", &so_pin, &pin)
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "key store: a throwaway SoftHSM token \"codesign-demo\" in {}",
+                store.dir().join("tokens").display()
+            );
+            Some(format!(
+                "pkcs11:token=codesign-demo?module-path={}&pin-source=file:{}",
+                store.module().display(),
+                pin_file.display()
+            ))
+        }
+        None => None,
+    };
+    let key_section = match &token_uri {
+        Some(uri) => format!("token = \"{uri}\""),
+        None => "directory = \"keys\"".to_string(),
     };
     let api_key = codesign_kit::order::generate_alternative_order_id();
     let emulator = certcentral_emulator::Emulator::start(
@@ -381,13 +357,9 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let record_path = dir.join("records").join("demo-ev-signer.json");
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record_path)?)?;
     // Check, independently of the pipeline's own check, that the key and certificate match.
-    if softhsm {
+    if let Some(uri) = &token_uri {
         use codesign_kit::keys::KeySigner;
-        let uri: codesign_kit::keys::pkcs11::Pkcs11Uri = format!(
-            "pkcs11:token=codesign-demo?module-path={SOFTHSM_MODULE}&pin-source=file:{}",
-            dir.join("user.pin").display()
-        )
-        .parse()?;
+        let uri: codesign_kit::keys::pkcs11::Pkcs11Uri = uri.parse()?;
         let token = codesign_kit::keys::pkcs11::Module::resolve(&uri, None)?.find_token(&uri)?;
         let session = token.login(&codesign_kit::keys::pkcs11::Pin::resolve(
             &uri,

@@ -1,0 +1,66 @@
+//! What `cargo xtask bench` takes.
+
+use anyhow::Result;
+use clap::Args;
+use codesign_kit::keys::KeyAlgorithm;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Add the reference columns: `openssl genpkey`; the pkcs11-tool + openssl shell pipeline; raw
+    /// C_GenerateKeyPair.
+    #[arg(long)]
+    pub(super) compare: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Keys per algorithm and path (default: 30 for RSA, 200 for EC in software; 20 / 50 on the token).
+    #[arg(long, value_name = "N")]
+    pub(super) iterations: Option<usize>,
+    /// Jobs per batch round (P-256 software keys against the emulator).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub(super) batch_jobs: usize,
+    /// Batch rounds per worker count (1 and 2 workers alternate; the median round counts).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(super) batch_rounds: usize,
+    /// Plan sizes whose peak memory is measured (a `provision` process each).
+    #[arg(
+        long,
+        value_name = "N",
+        value_delimiter = ',',
+        default_value = "100,10000"
+    )]
+    pub(super) memory_jobs: Vec<usize>,
+    /// Only these algorithms in the software and token sections (default: all four).
+    #[arg(long, value_delimiter = ',', value_name = "ALG")]
+    pub(super) algorithms: Vec<String>,
+    /// Run only these sections (default: all).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
+    pub(super) only: Vec<Section>,
+}
+
+/// The parts of `cargo xtask bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Section {
+    /// Software keygen per algorithm.
+    Software,
+    /// Keygen + audit + CSR on a SoftHSM token.
+    Token,
+    /// Batch throughput and peak memory of `provision`.
+    Batch,
+}
+
+impl BenchArgs {
+    pub(super) fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
+
+    pub(super) fn algorithms(&self) -> Result<Vec<KeyAlgorithm>> {
+        if self.algorithms.is_empty() {
+            return Ok(KeyAlgorithm::ALL.to_vec());
+        }
+        self.algorithms
+            .iter()
+            .map(|name| crate::commands::keys::parse_algorithm(name))
+            .collect()
+    }
+}

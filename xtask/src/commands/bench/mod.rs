@@ -1,0 +1,148 @@
+//! `bench`: per-key timings on this machine, side by side with OpenSSL and pkcs11-tool
+//! (`--compare`), interleaved so that drift hits every column alike.
+//!
+//! The criterion benchmarks (`cargo bench --bench keygen`) give the fine-grained, statistically
+//! checked figures; this command answers "how does it compare with what we use today".
+
+mod args;
+mod batch;
+mod measure;
+mod software;
+mod token;
+
+use anyhow::Result;
+use serde_json::json;
+
+pub use args::BenchArgs;
+use args::Section;
+use batch::{batch, print_scaling};
+use measure::{Samples, fmt_stats, paired_overhead};
+use software::software;
+use token::token;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    if args.runs(Section::Software) {
+        software(&args, &mut rows)?;
+    }
+    if args.runs(Section::Token) {
+        token(&args, &mut rows)?;
+    }
+    let batch = if args.runs(Section::Batch) {
+        Some(batch(&args)?)
+    } else {
+        None
+    };
+    if args.json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let stats = |s: &Samples| s.stats().map(|(mean, median, p90)| json!({"mean_ms": mean, "median_ms": median, "p90_ms": p90, "n": s.0.len()}));
+                let paired = r.token_call.as_ref().and_then(|calls| paired_overhead(&r.ours, calls));
+                json!({
+                    "section": r.section,
+                    "algorithm": r.algorithm.cli_name(),
+                    "ours": stats(&r.ours),
+                    "token_call_inside_ours": r.token_call.as_ref().and_then(stats),
+                    "paired": paired.map(|(overhead_ms, ratio)| json!({"overhead_ms": overhead_ms, "ratio": ratio})),
+                    "references": r.references.iter().map(|(name, s)| json!({"name": name, "stats": s.as_ref().and_then(stats)})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let batch_doc = batch.as_ref().map(|b| {
+            json!({
+                "throughput_keys_per_s": b.throughput.iter().map(|(w, k)| json!({"workers": w, "keys_per_s": k})).collect::<Vec<_>>(),
+                "disk_flushes_per_s": b.disk_flushes.iter().map(|(t, r)| json!({"threads": t, "flushes_per_s": r})).collect::<Vec<_>>(),
+                "peak_rss": b.memory.iter().map(|(j, rss, secs)| json!({"jobs": j, "max_rss_kib": rss, "seconds": secs})).collect::<Vec<_>>(),
+            })
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"per_key": doc, "batch": batch_doc}))?
+        );
+        return Ok(());
+    }
+    println!("per-key times in ms (mean, median, p90); ratio = our mean / reference mean");
+    for row in &rows {
+        println!("\n{} {}", row.section, row.algorithm);
+        println!(
+            "  {:<28} {}",
+            "codesign-kit",
+            fmt_stats(&Some(row.ours.clone()))
+        );
+        if let Some(calls) = &row.token_call {
+            let paired = paired_overhead(&row.ours, calls)
+                .map(|(overhead_ms, ratio)| {
+                    format!("  paired: +{overhead_ms:.2} ms per key, ratio {ratio:.3}")
+                })
+                .unwrap_or_default();
+            println!(
+                "  {:<28} {}{paired}",
+                "  its C_GenerateKeyPair call",
+                fmt_stats(&Some(calls.clone()))
+            );
+        }
+        for (name, samples) in &row.references {
+            let ratio = match (row.ours.stats(), samples.as_ref().and_then(Samples::stats)) {
+                (Some((ours, _, _)), Some((theirs, _, _))) => {
+                    format!("  ratio {:.2}", ours / theirs)
+                }
+                _ => String::new(),
+            };
+            println!("  {:<28} {}{ratio}", name, fmt_stats(samples));
+        }
+    }
+    if let Some(batch) = batch {
+        println!("\nbatch (P-256 software keys, emulator on loopback)");
+        print_scaling(
+            &batch.throughput,
+            |workers, keys| format!("{workers} worker(s): {keys:.1} keys/s"),
+            "worker",
+        );
+        print_scaling(
+            &batch.disk_flushes,
+            |threads, rate| format!("disk, {threads} thread(s): {rate:.0} fdatasync/s"),
+            "thread",
+        );
+        for (jobs, rss, secs) in &batch.memory {
+            match rss {
+                Some(kib) => println!(
+                    "  {jobs} jobs: peak RSS {:.1} MiB ({secs:.1} s)",
+                    *kib as f64 / 1024.0
+                ),
+                None => println!(
+                    "  {jobs} jobs: peak RSS not measured (/usr/bin/time missing) ({secs:.1} s)"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch::{medians, one_two_alternating};
+    use super::measure::{Samples, paired_overhead};
+    use std::time::Duration;
+
+    #[test]
+    fn rounds_alternate_and_the_median_round_counts() {
+        assert_eq!(
+            one_two_alternating(3).collect::<Vec<_>>(),
+            [1, 2, 2, 1, 1, 2]
+        );
+        let figures = [(2, 9.0), (1, 5.0), (1, 1.0), (2, 7.0), (1, 3.0), (2, 8.0)];
+        assert_eq!(medians(&figures), [(1, 3.0), (2, 8.0)]);
+    }
+
+    #[test]
+    fn the_paired_overhead_is_per_key_and_the_ratio_is_of_sums() {
+        let ms =
+            |values: &[u64]| Samples(values.iter().map(|&v| Duration::from_millis(v)).collect());
+        let (overhead, ratio) = paired_overhead(&ms(&[110, 520]), &ms(&[100, 500])).unwrap();
+        assert!((overhead - 15.0).abs() < 1e-9, "{overhead}");
+        assert!((ratio - 630.0 / 600.0).abs() < 1e-9, "{ratio}");
+        assert_eq!(paired_overhead(&ms(&[110]), &ms(&[100, 500])), None);
+        assert_eq!(paired_overhead(&ms(&[]), &ms(&[])), None);
+    }
+}
