@@ -1,12 +1,6 @@
-//! One module per group of commands.
+//! The developers' commands; the product's are in `codesign-kit-cli`.
 
 pub mod bench;
-pub mod emulator;
+pub mod demo;
 pub mod fuzz;
-pub mod io;
-pub mod keys;
-pub mod order;
-pub mod provision;
-pub mod sources;
 pub mod test;
-pub mod token;

@@ -60,7 +60,7 @@ impl BenchArgs {
         }
         self.algorithms
             .iter()
-            .map(|name| crate::commands::keys::parse_algorithm(name))
+            .map(|name| codesign_kit_cli::commands::keys::parse_algorithm(name))
             .collect()
     }
 }

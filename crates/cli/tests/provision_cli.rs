@@ -11,7 +11,7 @@ use codesign_testkit::{SoftHsm, USER_PIN};
 const KEY: &str = "provision-cli-key-8c2d";
 
 fn command(hsm: &SoftHsm, emu: &Emulator, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command
         .args(args)
         .env("DIGICERT_API_KEY", KEY)
@@ -216,7 +216,7 @@ fn a_bad_plan_is_refused_with_every_problem() {
         "[order]\nproduct = \"code_signing_ev\"\n[[keys]]\nalgorithm = \"rsa2048\"\ndirectory = \"k\"\nlabel = \"x\"\nsubject = \"CN=x,ZZ=1\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(env!("CARGO_BIN_EXE_codesign-kit"))
         .args(["provision", "--plan", plan.to_str().unwrap()])
         .env("DIGICERT_API_KEY", KEY)
         .output()
@@ -233,31 +233,5 @@ fn a_bad_plan_is_refused_with_every_problem() {
     assert!(
         !Path::new(&plan.with_extension("journal.sqlite")).exists(),
         "nothing started"
-    );
-}
-
-#[test]
-fn the_demo_runs_the_whole_pipeline_and_says_what_it_did() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("demo")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("a throwaway SoftHSM token"), "{stdout}");
-    assert!(stdout.contains("order ID: 1"), "{stdout}");
-    assert!(
-        stdout.contains(
-            "certificate subject: C=US,ST=Virginia,L=Richmond,O=Example Corp,CN=Example Corp"
-        ),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("verified: the certificate on the token carries the public key"),
-        "{stdout}"
     );
 }

@@ -17,7 +17,7 @@ fn cli(args: &[&str]) -> Output {
 }
 
 fn cli_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command.args(args);
     for (k, v) in env {
         command.env(k, v);

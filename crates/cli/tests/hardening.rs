@@ -30,7 +30,7 @@ fn quick() -> Settings {
 
 /// The CLI with the emulator's URL and API key, and the SoftHSM store's environment if given.
 fn xtask(emu: Option<&Emulator>, hsm: Option<&SoftHsm>, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command
         .args(args)
         .env_remove("DIGICERT_API_KEY")

@@ -18,7 +18,7 @@ fn emulator() -> Emulator {
 }
 
 fn cli(emu: &Emulator, key: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command
         .args(args)
         .env("CERTCENTRAL_BASE_URL", emu.api_base())

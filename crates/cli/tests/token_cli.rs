@@ -8,7 +8,7 @@ use codesign_testkit::{SoftHsm, USER_PIN, openssl, openssl_csr_signature_ok, ope
 const SUBJECT: &str = "CN=Example Corp,O=Example Corp,L=Richmond,ST=Virginia,C=US";
 
 fn cli(hsm: &SoftHsm, args: &[&str], pin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command.args(args).env("PKCS11_PIN", pin);
     for (k, v) in hsm.env() {
         command.env(k, v);
@@ -213,7 +213,7 @@ fn a_wrong_pin_is_tried_exactly_once() {
     let log = hsm.dir().join("spy.log");
     let spy = SoftHsm::spy_module();
     let uri = format!("pkcs11:token=pin-token?module-path={}", spy.display());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command
         .args([
             "keygen",
@@ -402,7 +402,7 @@ fn keys_that_always_authenticate_get_a_login_before_each_signature() {
         "pkcs11:token=aa-token;id=%77?module-path={}",
         SoftHsm::spy_module().display()
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
     command
         .args(["csr", "--key", &uri, "--subject", SUBJECT, "--out", p(&csr)])
         .env("PKCS11_PIN", USER_PIN)

@@ -105,7 +105,7 @@ pub(crate) fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretStri
     }
 }
 
-pub(crate) fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
+pub fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
     given.parse::<KeyAlgorithm>().map_err(|e| match e {
         KeysError::UnknownAlgorithm { .. } => UsageError(format!("--alg: {e}")).into(),
         other => anyhow::Error::new(other).context(format!("--alg {given} is refused")),

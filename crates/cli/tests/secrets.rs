@@ -32,7 +32,7 @@ struct Run {
 
 impl Run {
     fn cli(&mut self, hsm: &SoftHsm, emu: &Emulator, env: &[(&str, &str)], args: &[&str]) -> i32 {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
         command
             .args(args)
             .env("RUST_LOG", "trace")

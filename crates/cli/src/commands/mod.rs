@@ -1,0 +1,11 @@
+//! One module per group of commands, and the CLI's edges: files and the terminal (`io`), where
+//! PINs and the default module come from (`sources`).
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
+pub mod io;
+pub mod keys;
+pub mod order;
+pub mod provision;
+pub mod sources;
+pub mod token;

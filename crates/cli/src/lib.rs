@@ -1,0 +1,144 @@
+//! The codesign-kit command line: the `codesign-kit` binary (`cargo install --path crates/cli`),
+//! and the same commands under `cargo xtask` in a checkout, which forwards to [`Command::run`].
+//!
+//! Exit status: 0 success, 1 failure or policy refusal, 2 usage error. Errors go to stderr as one
+//! sentence plus its cause, with untrusted text escaped; `--json` makes a command print one JSON
+//! document on stdout.
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     command: codesign_kit_cli::Command,
+//! }
+//!
+//! let cli = Cli::parse();
+//! codesign_kit_cli::init_logging();
+//! std::process::exit(i32::from(codesign_kit_cli::exit_status(cli.command.run())));
+//! ```
+
+pub mod commands;
+
+use clap::Subcommand;
+
+/// The product's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a code signing key (RSA-3072/4096, ECC P-256/P-384) on a PKCS#11 token or into a PKCS#8 PEM file.
+    Keygen(commands::keys::KeygenArgs),
+    /// Build a PKCS#10 CSR signed by a key.
+    Csr(commands::keys::CsrArgs),
+    /// Show a CSR's key, subject and signature, and judge it against the code signing key rules.
+    Inspect(commands::keys::InspectArgs),
+    /// Order a code signing certificate from CertCentral (validated first; --dry-run sends nothing).
+    Order(commands::order::OrderArgs),
+    /// An order's status, requests and certificate ID.
+    Status(commands::order::StatusArgs),
+    /// Download an issued certificate (chain) by certificate ID or order ID.
+    Download(commands::order::DownloadArgs),
+    /// Provision many keys through the whole pipeline from a plan; resumable.
+    Provision(commands::provision::ProvisionArgs),
+    /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
+    Doctor(commands::token::DoctorArgs),
+    /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
+    #[cfg(feature = "emulator")]
+    Emulator(commands::emulator::EmulatorArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    ///
+    /// # Errors
+    /// What stopped it; [`exit_status`] turns it into the exit status.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Keygen(args) => commands::keys::keygen(args),
+            Command::Csr(args) => commands::keys::csr(args),
+            Command::Inspect(args) => commands::keys::inspect(args),
+            Command::Doctor(args) => commands::token::doctor(args),
+            Command::Order(args) => commands::order::order(args),
+            Command::Provision(args) => commands::provision::provision(args),
+            Command::Status(args) => commands::order::status(args),
+            Command::Download(args) => commands::order::download(args),
+            #[cfg(feature = "emulator")]
+            Command::Emulator(args) => commands::emulator::run(args),
+        }
+    }
+}
+
+/// Exit statuses of the CLI contract.
+pub mod exit {
+    /// A failure or a policy refusal.
+    pub const FAILURE: u8 = 1;
+    /// A usage error.
+    pub const USAGE: u8 = 2;
+}
+
+/// An error that exits with [`exit::USAGE`] rather than [`exit::FAILURE`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Sends the libraries' events (a retry that waits, say) to stderr: warnings and worse, or what
+/// `RUST_LOG` chooses. The binaries call it once; libraries never do.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter)
+        .init();
+}
+
+/// What the user can do about a library's refusal, in this CLI's own flags (the libraries name
+/// none).
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    use codesign_kit::keys::KeysError;
+    let keys_error = err.chain().find_map(|cause| {
+        cause.downcast_ref::<KeysError>().or_else(|| {
+            match cause.downcast_ref::<codesign_kit::pipeline::PipelineError>() {
+                Some(codesign_kit::pipeline::PipelineError::Key(inner)) => Some(inner),
+                _ => None,
+            }
+        })
+    })?;
+    match keys_error {
+        KeysError::KeyFileExists { .. } => Some(" (pass --force to replace it)"),
+        KeysError::DuplicateObject { .. } => Some(" (pass another --id or --label)"),
+        KeysError::NoPkcs11Module => {
+            Some(" (add module-path=... to the URI, pass --module, or set PKCS11_MODULE)")
+        }
+        _ => None,
+    }
+}
+
+/// The exit status of a command's result; an error is said on stderr first, escaped (input may
+/// reach it: a label, a path, a subject) and with the CLI's hint.
+pub fn exit_status(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!(
+                "error: {}{}",
+                commands::io::terminal_safe(&format!("{err:#}")),
+                hint(&err).unwrap_or_default()
+            );
+            if err.downcast_ref::<UsageError>().is_some() {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `codesign-kit`: provision code signing keys and certificates.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Provision code signing keys and certificates: keys on tokens or in files, CSRs, CertCentral
+/// orders, batches from a plan.
+#[derive(Debug, Parser)]
+#[command(name = "codesign-kit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: codesign_kit_cli::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    codesign_kit_cli::init_logging();
+    ExitCode::from(codesign_kit_cli::exit_status(cli.command.run()))
+}
