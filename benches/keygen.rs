@@ -17,6 +17,13 @@
 //! `cargo bench --bench keygen -- --measurement-time 600 software_keygen/rsa4096`. The EC groups
 //! converge with criterion's defaults.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark fails by panicking; criterion makes its own items"
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

@@ -1,6 +1,12 @@
 //! The fuzz targets' checks, run in CI on every seed (`fuzz/corpus/TARGET/`) and every input that
 //! once crashed a target (`fuzz/regressions/TARGET/`). The same checks as `fuzz/fuzz_targets/`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::{Path, PathBuf};
 
 use codesign_kit::keys::SubjectDn;

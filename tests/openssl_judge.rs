@@ -1,6 +1,12 @@
 //! Software keys and CSRs made by this crate, judged by OpenSSL; CSRs made by OpenSSL, judged by
 //! this crate.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use codesign_kit::keys::csr::{self, CsrEncoding};
 use codesign_kit::keys::files::Overwrite;
 use codesign_kit::keys::spki::SignatureCheck;

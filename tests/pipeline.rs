@@ -1,6 +1,12 @@
 //! The provisioning pipeline in-process: SoftHSM tokens, the emulator over loopback HTTP, the
 //! journal, with pkcs11-tool and OpenSSL as judges.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

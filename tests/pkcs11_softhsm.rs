@@ -1,6 +1,12 @@
 //! The PKCS#11 library path in-process on a real SoftHSM2: no orphans on failure, certificate
 //! install, several threads at once. pkcs11-tool and OpenSSL judge the results.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::Path;
 
 use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef};

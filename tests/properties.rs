@@ -1,6 +1,12 @@
 //! Property tests across crates: the order model round-trips generated bodies, and the client's
 //! validator and the emulator (written apart) agree on every generated body.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::sync::OnceLock;
 
 use certcentral_emulator::{Emulator, EmulatorConfig, Settings};

@@ -130,6 +130,15 @@ pub enum PipelineError {
         status: String,
     },
 
+    /// Something of the run could not be written as JSON.
+    #[error("cannot encode the {what}: {cause}")]
+    Encode {
+        /// What (a job spec, a record).
+        what: &'static str,
+        /// serde_json's error.
+        cause: serde_json::Error,
+    },
+
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

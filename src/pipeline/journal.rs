@@ -76,6 +76,14 @@ struct FlushedUpTo {
     flushes: u64,
 }
 
+/// A job spec as the journal stores it (JSON).
+fn encode_spec(spec: &JobSpec) -> Result<String, PipelineError> {
+    serde_json::to_string(spec).map_err(|cause| PipelineError::Encode {
+        what: "job spec",
+        cause,
+    })
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -242,7 +250,7 @@ impl Journal {
             step: Step::Planned,
             state: JobState::Open,
             key_id,
-            alternative_order_id: crate::order::generate_alternative_order_id(),
+            alternative_order_id: crate::order::generate_alternative_order_id()?,
             csr_pem: None,
             audit_json: None,
             order_id: None,
@@ -250,6 +258,7 @@ impl Journal {
             chain_pem: None,
             note: None,
         };
+        let spec_json = encode_spec(&row.spec)?;
         // Flushed by the begin of the job's key generation, before the key is made.
         self.write(Flush::WithNext, |connection| {
             let tx = connection.transaction()?;
@@ -259,7 +268,7 @@ impl Journal {
             )?
             .execute(params![
                     row.spec.job_id,
-                    serde_json::to_string(&row.spec).expect("a job spec serializes"),
+                    spec_json,
                     row.step.as_str(),
                     row.state.as_str(),
                     row.key_id,
@@ -469,6 +478,7 @@ impl Journal {
     /// # Errors
     /// [`PipelineError::Journal`]; a job past `planned` is refused.
     pub fn replace_unstarted_spec(&self, spec: &JobSpec) -> Result<(), PipelineError> {
+        let spec_json = encode_spec(spec)?;
         let changed = self.write(Flush::WithNext, |connection| {
             connection
                 .prepare_cached(
@@ -476,7 +486,7 @@ impl Journal {
                 )?
                 .execute(params![
                     spec.job_id,
-                    serde_json::to_string(spec).expect("a job spec serializes"),
+                    spec_json,
                     now()
                 ])
         })?;

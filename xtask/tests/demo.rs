@@ -1,5 +1,11 @@
 //! `cargo xtask demo`: the whole pipeline on embedded defaults, as a new user first runs it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::process::Command;
 
 #[test]

@@ -1,6 +1,12 @@
 //! The CLI contract of `keygen`, `csr` and `inspect`, run as a user runs it, with OpenSSL judging
 //! the files it writes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};

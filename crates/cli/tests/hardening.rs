@@ -3,6 +3,12 @@
 //! a plan edited between a kill and `--resume`, an order run twice. Each test names the promise
 //! it backs (SECURITY.md lists them).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,11 @@
 //! `order`, `status`, `download` against the emulator over loopback, as a user runs them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,6 +2,12 @@
 //! pipeline (with the most verbose logging asked for), and find none of them in any output, error,
 //! journal or record.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,5 +1,11 @@
 //! The token commands against a real SoftHSM2, with OpenSC's pkcs11-tool and OpenSSL as judges.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

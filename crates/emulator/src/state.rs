@@ -259,7 +259,7 @@ impl State {
         };
         use std::io::Write;
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let json = serde_json::to_vec_pretty(self).expect("state serializes");
+        let json = serde_json::to_vec_pretty(self).map_err(|e| failed(std::io::Error::other(e)))?;
         let tmp = path.with_extension("tmp");
         // The state holds the test CA's private keys: readable by the owner alone, whatever the
         // umask, from the moment the file exists.

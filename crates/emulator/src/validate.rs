@@ -387,12 +387,16 @@ pub fn validate(
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
+    let (Some(organization), Some(not_after)) = (organization, not_after) else {
+        // Not reached: each is None only with an error recorded.
+        return Err(c.errors);
+    };
     Ok(AcceptedOrder {
         csr_pem,
         spki_der,
-        organization: organization.expect("no errors means an organization"),
+        organization,
         provisioning,
-        not_after: not_after.expect("no errors means a validity"),
+        not_after,
         skip_approval,
         alternative_order_id,
     })
@@ -470,7 +474,7 @@ fn parse_iso_date(s: &str) -> Option<Date> {
 }
 
 fn end_of_day(date: Date) -> OffsetDateTime {
-    date.with_hms(23, 59, 59).expect("valid time").assume_utc()
+    date.midnight().assume_utc() + time::Duration::seconds(86_399)
 }
 
 fn validity(

@@ -1,6 +1,12 @@
 //! The emulator driven by a plain HTTP client (reqwest, not the project's client crate), with
 //! OpenSSL judging the certificates it issues.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::time::Duration;
 
 use certcentral_emulator::{

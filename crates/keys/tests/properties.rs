@@ -1,5 +1,11 @@
 //! Property tests of the parsers and converters: what is written can be read back.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use codesign_keys::pkcs11::{ObjectType, Pkcs11Uri, decode_ec_point, ecdsa_raw_to_der};
 use codesign_keys::policy::NamedCurve;
 use codesign_keys::{DnAttribute, SubjectDn};

@@ -137,6 +137,10 @@ pub enum CertCentralError {
         limit: usize,
     },
 
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Randomness,
+
     /// Retries ran out; the last failure is kept.
     #[error("{operation}: gave up after {attempts} attempts; last failure: {last}")]
     GaveUp {

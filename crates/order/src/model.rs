@@ -346,6 +346,10 @@ impl OrderRequest {
     }
 
     /// The body as JSON.
+    #[allow(
+        clippy::expect_used,
+        reason = "a struct of strings, numbers and string-keyed maps always serializes"
+    )]
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("an order request serializes")
     }

@@ -17,6 +17,7 @@ use std::fmt;
 use getrandom::rand_core::TryRng;
 use time::{Date, Month, OffsetDateTime};
 
+use crate::error::CertCentralError;
 use crate::model::{
     OrderRequest, PaymentMethod, Product, ProvisioningMethod, ShipMethod, SignatureHash,
 };
@@ -72,6 +73,7 @@ pub trait CsrCheck: Send + Sync {
 pub struct ValidatedOrder {
     product: Product,
     request: OrderRequest,
+    alternative_order_id: String,
     warnings: Vec<String>,
 }
 
@@ -97,12 +99,20 @@ impl ValidatedOrder {
         if !v.errors.is_empty() {
             return Err(ValidationErrors(v.errors));
         }
-        if request.alternative_order_id.is_none() {
-            request.alternative_order_id = Some(generate_alternative_order_id());
-        }
+        let alternative_order_id = match &request.alternative_order_id {
+            Some(given) => given.clone(),
+            None => generate_alternative_order_id().map_err(|e| {
+                ValidationErrors(vec![FieldError {
+                    path: "alternative_order_id".to_string(),
+                    message: format!("cannot be generated: {e}"),
+                }])
+            })?,
+        };
+        request.alternative_order_id = Some(alternative_order_id.clone());
         Ok(ValidatedOrder {
             product,
             request,
+            alternative_order_id,
             warnings: v.warnings,
         })
     }
@@ -119,10 +129,7 @@ impl ValidatedOrder {
 
     /// The alternative order ID the order carries.
     pub fn alternative_order_id(&self) -> &str {
-        self.request
-            .alternative_order_id
-            .as_deref()
-            .expect("a validated order has an alternative order ID")
+        &self.alternative_order_id
     }
 
     /// Things that are allowed but probably not meant (ignored fields, overridden validity).
@@ -185,16 +192,19 @@ pub fn derive_alternative_order_id(product: &Product, request: &OrderRequest) ->
 }
 
 /// 32 random letters and digits.
-pub fn generate_alternative_order_id() -> String {
+///
+/// # Errors
+/// [`CertCentralError::Randomness`] when the operating system's random number generator fails.
+pub fn generate_alternative_order_id() -> Result<String, CertCentralError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 32];
     getrandom::SysRng
         .try_fill_bytes(&mut bytes)
-        .expect("the operating system's random number generator");
-    bytes
+        .map_err(|_| CertCentralError::Randomness)?;
+    Ok(bytes
         .iter()
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect()
+        .collect())
 }
 
 struct Validator {
@@ -590,7 +600,7 @@ impl Validator {
     }
 
     fn future_date(&mut self, path: &str, date: Date) {
-        let end = date.with_hms(23, 59, 59).expect("valid time").assume_utc();
+        let end = date.midnight().assume_utc() + time::Duration::seconds(86_399);
         if end <= self.now {
             self.error(path, format!("must be in the future; got {date}"));
         } else if end > self.now + time::Duration::days(MAX_VALIDITY_DAYS) {
@@ -666,8 +676,8 @@ mod tests {
 
     #[test]
     fn generated_alternative_ids_follow_the_rule() {
-        let a = generate_alternative_order_id();
-        let b = generate_alternative_order_id();
+        let a = generate_alternative_order_id().unwrap();
+        let b = generate_alternative_order_id().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));

@@ -1,5 +1,11 @@
 //! The client over real HTTP on loopback against the emulator.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test (or benchmark) fails by panicking"
+)]
+
 use std::time::{Duration, Instant};
 
 use certcentral::model::{

@@ -124,7 +124,7 @@ impl Worker<'_> {
             Ok(key) => {
                 // Made by a run that died before journaling it: audited, then journaled.
                 self.run_step(row, Step::KeyGenerated, None, |row| {
-                    row.audit_json = Some(audit_json(&session.audit_key(&key)?));
+                    row.audit_json = Some(audit_json(&session.audit_key(&key)?)?);
                     Ok(Ended::Done(
                         "key found on the token after an interrupted run".to_string(),
                     ))
@@ -158,7 +158,7 @@ impl Worker<'_> {
                         id: Some(row.key_id.clone()),
                     };
                     let pending = session.generate_key_pair(&request)?;
-                    row.audit_json = Some(audit_json(pending.audit()));
+                    row.audit_json = Some(audit_json(pending.audit())?);
                     made = Some(pending);
                     Ok(Ended::Done(format!("CKA_ID {}", hex(&row.key_id))))
                 })?;
@@ -424,7 +424,11 @@ impl Worker<'_> {
             action: "cannot make the records directory",
             cause,
         })?;
-        let text = serde_json::to_string_pretty(&record).expect("a record serializes");
+        let text =
+            serde_json::to_string_pretty(&record).map_err(|cause| PipelineError::Encode {
+                what: "provisioning record",
+                cause,
+            })?;
         if let Some(signer) = &config.record_signer {
             let signature = signer.sign(text.as_bytes())?;
             let mut sig_path = path.clone().into_os_string();
@@ -482,8 +486,11 @@ impl Worker<'_> {
     }
 }
 
-fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> String {
-    serde_json::to_string(audit).expect("an audit serializes")
+fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> Result<String, PipelineError> {
+    serde_json::to_string(audit).map_err(|cause| PipelineError::Encode {
+        what: "key audit",
+        cause,
+    })
 }
 
 use crate::keys::text::hex;

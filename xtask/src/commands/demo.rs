@@ -39,7 +39,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             // SAFETY: set before any thread of this process reads the environment or loads a
             // module.
             unsafe { store.use_in_this_process() };
-            let pin = codesign_kit::order::generate_alternative_order_id();
+            let pin = codesign_kit::order::generate_alternative_order_id()?;
             let pin_file = dir.join("user.pin");
             codesign_kit::keys::files::write_atomically(
                 &pin_file,
@@ -47,7 +47,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 codesign_kit::keys::files::PRIVATE_FILE_MODE,
                 codesign_kit::keys::files::Overwrite::Replace,
             )?;
-            let so_pin = codesign_kit::order::generate_alternative_order_id();
+            let so_pin = codesign_kit::order::generate_alternative_order_id()?;
             store
                 .try_init_token("codesign-demo", &so_pin, &pin)
                 .map_err(anyhow::Error::msg)?;
@@ -67,7 +67,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         Some(uri) => format!("token = \"{uri}\""),
         None => "directory = \"keys\"".to_string(),
     };
-    let api_key = codesign_kit::order::generate_alternative_order_id();
+    let api_key = codesign_kit::order::generate_alternative_order_id()?;
     let emulator = certcentral_emulator::Emulator::start(
         certcentral_emulator::EmulatorConfig::new(api_key.clone()),
         "127.0.0.1:0".parse().expect("a loopback address"),

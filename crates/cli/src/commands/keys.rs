@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use super::io::{Output, overwrite, read_arg, shown_path};
 use crate::UsageError;
 
+/// `keygen`'s arguments.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("destination").required(true).args(["out", "pkcs11"])))]
 pub struct KeygenArgs {
@@ -51,6 +52,7 @@ enum CsrFormat {
     Der,
 }
 
+/// `csr`'s arguments.
 #[derive(Debug, Args)]
 pub struct CsrArgs {
     /// The private key: a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1; `-` for standard
@@ -81,6 +83,7 @@ pub struct CsrArgs {
     json: bool,
 }
 
+/// `inspect`'s arguments.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The CSR file, PEM or DER (`-` for standard input).
@@ -105,6 +108,7 @@ pub(crate) fn passphrase_from_env(var: Option<&str>) -> Result<Option<SecretStri
     }
 }
 
+/// An `--alg` value: an unknown name is a usage error; a weak one (RSA-2048) a refusal that says why.
 pub fn parse_algorithm(given: &str) -> Result<KeyAlgorithm> {
     given.parse::<KeyAlgorithm>().map_err(|e| match e {
         KeysError::UnknownAlgorithm { .. } => UsageError(format!("--alg: {e}")).into(),
@@ -116,6 +120,7 @@ pub(crate) fn spki_sha256(key: &dyn KeySigner) -> String {
     codesign_kit::keys::spki::sha256_hex(&key.subject_public_key_info())
 }
 
+/// `keygen`: a key in a file (`--out`) or on a token (`--pkcs11`).
 pub fn keygen(args: KeygenArgs) -> Result<()> {
     let algorithm = parse_algorithm(&args.alg)?;
     match (&args.out, &args.pkcs11) {
@@ -185,6 +190,7 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
     Ok(())
 }
 
+/// `csr`: a CSR signed by a key in a file or on a token, checked, written where `--out` says.
 pub fn csr(args: CsrArgs) -> Result<()> {
     let subject: SubjectDn = args.subject.parse().context("--subject is not usable")?;
     if args.key.starts_with("pkcs11:") {
@@ -272,6 +278,7 @@ fn write_csr(
     Ok(())
 }
 
+/// `inspect`: what a CSR holds and whether the code signing key rules accept it (exit 1 if not).
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let input = read_arg(&args.csr, InputKind::Csr)?;
     let name = shown_path(&args.csr);

@@ -97,6 +97,7 @@ enum ProductArg {
     CodeSigningEv,
 }
 
+/// `order`'s arguments.
 #[derive(Debug, Args)]
 pub struct OrderArgs {
     /// The product.
@@ -123,6 +124,7 @@ pub struct OrderArgs {
     connection: ConnectionArgs,
 }
 
+/// `status`'s arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The order ID.
@@ -146,6 +148,7 @@ enum FormatArg {
     P7b,
 }
 
+/// `download`'s arguments.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
     /// The certificate ID (or, with --by-order, the order ID).
@@ -200,6 +203,8 @@ fn read_request(path: &Path, csr: Option<&Path>) -> Result<OrderRequest> {
     Ok(request)
 }
 
+/// `order`: the body validated against the API's rules, then placed exactly once (or, with
+/// `--dry-run`, printed and not sent).
 pub fn order(args: OrderArgs) -> Result<()> {
     let product = match args.product {
         ProductArg::CodeSigning => Product::CodeSigning,
@@ -280,6 +285,7 @@ pub fn order(args: OrderArgs) -> Result<()> {
     Ok(())
 }
 
+/// `status`: an order's status, requests and certificate.
 pub fn status(args: StatusArgs) -> Result<()> {
     let client = args.connection.client()?;
     let info = runtime()?.block_on(client.order_info(args.order_id))?;
@@ -304,6 +310,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
+/// `download`: a certificate or chain, written where `--out` says.
 pub fn download(args: DownloadArgs) -> Result<()> {
     let format = match args.format {
         FormatArg::PemAll => DownloadFormat::PemAll,

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 /// The most workers a run may have: more than any token or CertCentral's rate limits can use.
 pub const MAX_WORKERS: usize = 64;
 
+/// `provision`'s arguments.
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
     /// The plan (TOML; see README; `-` for standard input, with --journal).
@@ -117,12 +118,11 @@ impl Observer for BarObserver {
 fn observer(total: u64) -> Box<dyn Observer> {
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}",
-            )
-            .expect("a valid template"),
-        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}",
+        ) {
+            bar.set_style(style);
+        }
         Box::new(BarObserver(bar))
     } else {
         Box::new(PrintObserver)
@@ -148,6 +148,7 @@ fn print_summary(summary: &RunSummary) {
     }
 }
 
+/// `provision`: every job of a plan, journaled, resumable.
 pub fn provision(args: ProvisionArgs) -> Result<()> {
     // Everything that can be checked is checked before the journal exists, so a refused run
     // leaves nothing behind and the corrected run starts afresh.

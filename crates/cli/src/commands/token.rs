@@ -9,6 +9,7 @@ use codesign_kit::keys::{KeyAlgorithm, KeySigner, SubjectDn, csr};
 
 use crate::UsageError;
 
+/// `doctor`'s arguments.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// The token, e.g. "pkcs11:token=Code%20Signing?module-path=/usr/lib/softhsm/libsofthsm2.so".
@@ -138,6 +139,7 @@ pub fn csr(
     Ok((request, key.algorithm(), key.subject_public_key_info()))
 }
 
+/// `doctor`: what a token offers for code signing keys (exit 1 when its PIN is locked).
 pub fn doctor(args: DoctorArgs) -> Result<()> {
     let uri = parse_uri(&args.pkcs11)?;
     let token = find_token(&uri, args.module.as_deref())?;

@@ -30,14 +30,18 @@ pub(super) fn chain_response(
         "pem_noroot" => pem_response(format!("{}{}", cert.leaf_pem, ca.intermediate_cert_pem)),
         "pem_nointermediate" => pem_response(cert.leaf_pem.clone()),
         "p7b" => {
-            let ders: Vec<Vec<u8>> = [&cert.leaf_pem, &ca.intermediate_cert_pem, &ca.root_cert_pem]
-                .iter()
-                .map(|p| {
-                    pem::parse(p.as_bytes())
-                        .expect("stored PEM")
-                        .into_contents()
-                })
-                .collect();
+            let ders: Result<Vec<Vec<u8>>, _> =
+                [&cert.leaf_pem, &ca.intermediate_cert_pem, &ca.root_cert_pem]
+                    .iter()
+                    .map(|p| pem::parse(p.as_bytes()).map(pem::Pem::into_contents))
+                    .collect();
+            let Ok(ders) = ders else {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the emulator's stored certificates cannot be read",
+                );
+            };
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/x-pkcs7-certificates")],

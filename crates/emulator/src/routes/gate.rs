@@ -119,10 +119,9 @@ pub(super) async fn gate(State(shared): SharedState, request: Request, next: Nex
                 "Service unavailable, please limit request volume",
             );
             if let Some(seconds) = retry_after {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&seconds.to_string()).expect("digits"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
             }
             return response;
         }

@@ -169,9 +169,7 @@ pub(super) fn advance(
     }
     Some(DueIssuance {
         order_id,
-        certificate_id: order
-            .certificate_id
-            .expect("approved orders have a certificate id"),
+        certificate_id: order.certificate_id?,
         csr,
         organization,
         not_after_unix: order.not_after_unix,

@@ -122,6 +122,10 @@ pub struct PendingKey<'s> {
 
 impl<'s> PendingKey<'s> {
     /// Keeps the key on the token.
+    #[allow(
+        clippy::expect_used,
+        reason = "the key is taken only here, and `keep` consumes the pending key"
+    )]
     pub fn keep(mut self) -> (TokenKey<'s>, KeyAudit) {
         let key = self
             .key
@@ -164,6 +168,10 @@ fn destroy_pair(key: &TokenKey<'_>) -> Result<(), KeysError> {
 
 impl<'s> Deref for PendingKey<'s> {
     type Target = TokenKey<'s>;
+    #[allow(
+        clippy::expect_used,
+        reason = "the key is taken only by `keep`, which consumes the pending key"
+    )]
     fn deref(&self) -> &TokenKey<'s> {
         self.key
             .as_ref()
