@@ -207,7 +207,7 @@ fn pipeline(c: &mut Criterion) {
             let job = JobSpec {
                 job_id: format!("bench-{n}"),
                 algorithm: KeyAlgorithm::P256,
-                subject: "CN=Example Corp,C=US".to_string(),
+                subject: "CN=Example Corp,C=US".parse().unwrap(),
                 location: KeyLocation::File {
                     path: dir.path().join(format!("keys/bench-{n}.pem")),
                 },

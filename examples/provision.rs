@@ -58,10 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // A job source of our own: any cloneable iterator of JobSpec (a database cursor, a queue...).
     let keys_dir = workdir.path().join("keys");
+    let subject: codesign_kit::keys::SubjectDn = "CN=Example Corp,O=Example Corp,C=US".parse()?;
     let jobs = (1..=3).map(move |n| JobSpec {
         job_id: format!("build-signer-{n}"),
         algorithm: KeyAlgorithm::P256,
-        subject: "CN=Example Corp,O=Example Corp,C=US".to_string(),
+        subject: subject.clone(),
         location: KeyLocation::File {
             path: keys_dir.join(format!("build-signer-{n}.pem")),
         },

@@ -37,7 +37,7 @@ pub enum KeyLocation {
     /// On a PKCS#11 token (URI with token and module; no object or id).
     Token {
         /// The token's URI (never holds a `pin-value`: plans refuse it).
-        uri: String,
+        uri: Box<Pkcs11Uri>,
     },
     /// A PKCS#8 PEM file (mode 0600).
     File {
@@ -53,8 +53,8 @@ pub struct JobSpec {
     pub job_id: String,
     /// Algorithm.
     pub algorithm: KeyAlgorithm,
-    /// CSR subject (RFC 4514 text).
-    pub subject: String,
+    /// CSR subject.
+    pub subject: SubjectDn,
     /// Where the key goes.
     pub location: KeyLocation,
     /// `CKA_LABEL` on a token; the file stem for software keys.
@@ -106,14 +106,14 @@ struct Group {
     count: u32,
     start: u32,
     algorithm: KeyAlgorithm,
-    subject: String,
+    subject: SubjectDn,
     label: LabelPattern,
     location: GroupLocation,
 }
 
 #[derive(Debug, Clone)]
 enum GroupLocation {
-    Token(String),
+    Token(Box<Pkcs11Uri>),
     Directory(PathBuf),
 }
 
@@ -359,9 +359,13 @@ impl Plan {
                     None
                 }
             };
-            if let Err(e) = g.subject.parse::<SubjectDn>() {
-                problems.push(format!("{at}.subject: {e}"));
-            }
+            let subject = match g.subject.parse::<SubjectDn>() {
+                Ok(subject) => Some(subject),
+                Err(e) => {
+                    problems.push(format!("{at}.subject: {e}"));
+                    None
+                }
+            };
             if g.count == 0 || g.count > MAX_GROUP_JOBS {
                 problems.push(format!("{at}.count must be 1 to {MAX_GROUP_JOBS}"));
                 continue;
@@ -405,7 +409,7 @@ impl Plan {
                         ));
                         None
                     }
-                    Ok(_) => Some(GroupLocation::Token(uri.clone())),
+                    Ok(parsed) => Some(GroupLocation::Token(Box::new(parsed))),
                     Err(e) => {
                         problems.push(format!("{at}.token: {e}"));
                         None
@@ -425,12 +429,13 @@ impl Plan {
                     None
                 }
             };
-            if let (Some(algorithm), Some(location)) = (algorithm, location) {
+            if let (Some(algorithm), Some(location), Some(subject)) = (algorithm, location, subject)
+            {
                 groups.push(Group {
                     count: g.count,
                     start: g.start,
                     algorithm,
-                    subject: g.subject,
+                    subject,
                     label,
                     location,
                 });

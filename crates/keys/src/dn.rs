@@ -190,6 +190,21 @@ pub struct SubjectDn {
     entries: Vec<(DnAttribute, String)>,
 }
 
+/// Written as its RFC 4514 text.
+impl serde::Serialize for SubjectDn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read from its RFC 4514 text, with every rule checked.
+impl<'de> serde::Deserialize<'de> for SubjectDn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl SubjectDn {
     /// The attributes in order.
     pub fn entries(&self) -> &[(DnAttribute, String)] {

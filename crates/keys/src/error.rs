@@ -284,6 +284,10 @@ pub enum KeysError {
         failures: Vec<String>,
     },
 
+    /// Bytes a token gave (an EC point, a signature) are not in the form PKCS#11 says.
+    #[error("{0}")]
+    TokenData(String),
+
     /// A public key that cannot be described (malformed, or of an unknown kind).
     #[error("public key refused: {0}")]
     PublicKey(String),

@@ -137,6 +137,11 @@ pub enum CertCentralError {
         limit: usize,
     },
 
+    /// A request body that is not a CertCentral order body (not JSON, or a value of the wrong
+    /// type).
+    #[error("not a CertCentral order body: {0}")]
+    OrderBody(serde_json::Error),
+
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Randomness,

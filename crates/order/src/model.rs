@@ -340,9 +340,9 @@ impl OrderRequest {
     /// Parses a request body (JSON).
     ///
     /// # Errors
-    /// A reason with the JSON path of the first value of the wrong type.
-    pub fn from_json(text: &str) -> Result<OrderRequest, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a CertCentral order body: {e}"))
+    /// [`crate::CertCentralError::OrderBody`], saying where the JSON first breaks the model.
+    pub fn from_json(text: &str) -> Result<OrderRequest, crate::CertCentralError> {
+        serde_json::from_str(text).map_err(crate::CertCentralError::OrderBody)
     }
 
     /// The body as JSON.

@@ -6,7 +6,7 @@ fn spec(id: &str) -> JobSpec {
     JobSpec {
         job_id: id.to_string(),
         algorithm: crate::keys::KeyAlgorithm::P256,
-        subject: "CN=x".to_string(),
+        subject: "CN=x".parse().unwrap(),
         location: KeyLocation::File {
             path: format!("{id}.pem").into(),
         },

@@ -62,8 +62,10 @@ pub(super) struct TokenLogins {
 
 impl TokenLogins {
     /// The login of the token a URI of the plan names.
-    pub(super) fn of(&self, uri: &str) -> Option<&TokenLogin> {
-        self.by_uri.get(uri).map(|i| &self.logins[*i])
+    pub(super) fn of(&self, uri: &Pkcs11Uri) -> Option<&TokenLogin> {
+        self.by_uri
+            .get(&uri.to_uri_string(false))
+            .map(|i| &self.logins[*i])
     }
 }
 
@@ -86,12 +88,12 @@ where
         let KeyLocation::Token { uri } = &spec.location else {
             continue;
         };
-        if logins.by_uri.contains_key(uri) {
+        let key = uri.to_uri_string(false);
+        if logins.by_uri.contains_key(&key) {
             continue;
         }
-        let parsed: Pkcs11Uri = uri.parse()?;
-        let module = Module::resolve(&parsed, module_arg)?;
-        let token = module.find_token(&parsed)?;
+        let module = Module::resolve(uri, module_arg)?;
+        let token = module.find_token(uri)?;
         let identity = (
             module.path().to_path_buf(),
             token.summary().serial.clone(),
@@ -100,7 +102,7 @@ where
         let index = match by_token.get(&identity) {
             Some(index) => *index,
             None => {
-                let pin = Pin::resolve(&parsed, &token.description(), pins)?;
+                let pin = Pin::resolve(uri, &token.description(), pins)?;
                 let login = match token.login(&pin) {
                     Ok(session) => TokenLogin::Ready(Mutex::new(session)),
                     Err(e) => {
@@ -119,7 +121,7 @@ where
                 logins.logins.len() - 1
             }
         };
-        logins.by_uri.insert(uri.clone(), index);
+        logins.by_uri.insert(key, index);
     }
     Ok(logins)
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::KeysCsrCheck;
 use crate::keys::files::{Overwrite, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_atomically};
 use crate::keys::pkcs11::{KeyRequest, TokenKey, TokenSession};
-use crate::keys::{KeySigner, KeysError, SoftwareKey, SubjectDn, csr, spki};
+use crate::keys::{KeySigner, KeysError, SoftwareKey, csr, spki};
 use crate::order::model::CertificateDetails;
 use crate::order::{CertificateId, Chain, OrderId, OrderProgress, ValidatedOrder};
 use crate::pipeline::error::PipelineError;
@@ -17,6 +17,15 @@ use crate::pipeline::journal::{JobRow, Step};
 use crate::pipeline::plan::KeyLocation;
 
 use super::worker::{Ended, Flow, Worker};
+
+/// Where the job's CSR comes from in this run.
+#[derive(Debug, Clone, Copy)]
+enum CsrOrigin {
+    /// Built and self-checked (signature, key) in this run.
+    BuiltNow,
+    /// Read back from the journal: inspected again before it is ordered.
+    Journaled,
+}
 
 /// A job's key where it lives: on a token (through this worker's session) or in a file.
 enum JobKey<'s> {
@@ -93,22 +102,27 @@ impl JobKey<'_> {
 impl Worker<'_> {
     /// Runs the job's remaining steps.
     pub(super) fn advance(&mut self, row: &mut JobRow) -> Result<(), PipelineError> {
+        // A CSR built (and self-checked: signature and key) in this run needs no second
+        // inspection before it is ordered; one read back from the journal gets it.
+        let csr = if row.step < Step::CsrBuilt {
+            CsrOrigin::BuiltNow
+        } else {
+            CsrOrigin::Journaled
+        };
         match row.spec.location.clone() {
             KeyLocation::Token { uri } => {
                 self.open_session(&uri)?;
                 let session = self.session(&uri)?;
                 let key = self.token_key(session, row)?;
-                self.order_steps(row, &JobKey::Token { session, key })
+                self.order_steps(row, &JobKey::Token { session, key }, csr)
             }
             KeyLocation::File { path } => {
                 let key = self.file_key(&path, row)?;
-                self.order_steps(
-                    row,
-                    &JobKey::File {
-                        path: &path,
-                        key: Box::new(key),
-                    },
-                )
+                let key = JobKey::File {
+                    path: &path,
+                    key: Box::new(key),
+                };
+                self.order_steps(row, &key, csr)
             }
         }
     }
@@ -231,10 +245,9 @@ impl Worker<'_> {
 
     /// Builds the CSR, signed by the key and checked, and journals it.
     fn csr_step(&self, row: &mut JobRow, key: &dyn KeySigner) -> Result<Flow, PipelineError> {
-        let subject = row.spec.subject.clone();
+        let subject = row.spec.subject.to_string();
         self.run_step(row, Step::CsrBuilt, Some(&subject), |row| {
-            let subject: SubjectDn = row.spec.subject.parse()?;
-            let request = csr::build(key, &subject)?;
+            let request = csr::build(key, &row.spec.subject)?;
             let digest = spki::sha256_hex(request.der());
             row.csr_pem = Some(request.pem());
             Ok(Ended::Done(format!("CSR SHA-256 {digest}")))
@@ -242,11 +255,16 @@ impl Worker<'_> {
     }
 
     /// The steps after the CSR: the order, its issuance, the chain, the install, the record.
-    fn order_steps(&self, row: &mut JobRow, key: &JobKey<'_>) -> Result<(), PipelineError> {
+    fn order_steps(
+        &self,
+        row: &mut JobRow,
+        key: &JobKey<'_>,
+        csr: CsrOrigin,
+    ) -> Result<(), PipelineError> {
         // The order is validated once per run, when a step still needs it.
         let mut order = None;
         self.run_step(row, Step::OrderValidated, None, |row| {
-            order = Some(self.order_for(row)?);
+            order = Some(self.order_for(row, csr)?);
             Ok(Ended::Done(format!(
                 "alternative order ID {}",
                 row.alternative_order_id
@@ -267,7 +285,7 @@ impl Worker<'_> {
             |row| {
                 let order = match order.take() {
                     Some(order) => order,
-                    None => self.order_for(row)?,
+                    None => self.order_for(row, csr)?,
                 };
                 self.submit(row, &order, sent_before)
             },
@@ -277,9 +295,13 @@ impl Worker<'_> {
             return Ok(());
         }
         let mut chain = None;
+        // The leaf's facts, read once when it is downloaded in this run.
+        let mut leaf_facts = None;
         self.run_step(row, Step::ChainDownloaded, Some(""), |row| {
-            let (downloaded, ended) = self.download(row, key)?;
+            let (downloaded, facts) = self.download(row, key)?;
+            let ended = Ended::Done(format!("leaf SHA-256 {}", facts.sha256));
             chain = Some(downloaded);
+            leaf_facts = Some(facts);
             Ok(ended)
         })?;
         let chain = match chain {
@@ -296,13 +318,18 @@ impl Worker<'_> {
             Ok(Ended::Done(key.install(row, &chain)?))
         })?;
         self.run_step(row, Step::Done, Some("writing the record"), |row| {
-            self.write_record(row, key, &chain)
+            let facts = match leaf_facts.take() {
+                Some(facts) => facts,
+                None => spki::certificate_facts(&chain.leaf)?,
+            };
+            self.write_record(row, key, &facts)
         })?;
         Ok(())
     }
 
-    /// The job's order: the plan's body with the job's CSR and alternative order ID, validated.
-    fn order_for(&self, row: &JobRow) -> Result<ValidatedOrder, PipelineError> {
+    /// The job's order: the plan's body with the job's CSR and alternative order ID, validated
+    /// (the CSR inspected too when it comes from the journal).
+    fn order_for(&self, row: &JobRow, csr: CsrOrigin) -> Result<ValidatedOrder, PipelineError> {
         let csr_pem = row
             .csr_pem
             .clone()
@@ -313,10 +340,14 @@ impl Worker<'_> {
             .get_or_insert_with(CertificateDetails::default)
             .csr = Some(csr_pem);
         request.alternative_order_id = Some(row.alternative_order_id.clone());
+        let check: Option<&dyn crate::order::CsrCheck> = match csr {
+            CsrOrigin::BuiltNow => None,
+            CsrOrigin::Journaled => Some(&KeysCsrCheck),
+        };
         Ok(ValidatedOrder::new(
             self.order.product.clone(),
             request,
-            Some(&KeysCsrCheck),
+            check,
         )?)
     }
 
@@ -389,7 +420,7 @@ impl Worker<'_> {
         &self,
         row: &mut JobRow,
         key: &JobKey<'_>,
-    ) -> Result<(Chain, Ended), PipelineError> {
+    ) -> Result<(Chain, spki::CertificateFacts), PipelineError> {
         let cert = CertificateId(
             row.certificate_id
                 .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate ID"))?,
@@ -405,7 +436,7 @@ impl Worker<'_> {
             });
         }
         row.chain_pem = Some(chain.pem.clone());
-        Ok((chain, Ended::Done(format!("leaf SHA-256 {}", facts.sha256))))
+        Ok((chain, facts))
     }
 
     /// Writes the provisioning record (and its detached signature first, when records are
@@ -414,10 +445,10 @@ impl Worker<'_> {
         &self,
         row: &mut JobRow,
         key: &JobKey<'_>,
-        chain: &Chain,
+        leaf: &spki::CertificateFacts,
     ) -> Result<Ended, PipelineError> {
         let config = &self.context.config;
-        let record = self.record(row, key, &chain.leaf)?;
+        let record = self.record(row, key, leaf)?;
         let path = config.records_dir.join(format!("{}.json", row.spec.job_id));
         std::fs::create_dir_all(&config.records_dir).map_err(|cause| PipelineError::Io {
             path: config.records_dir.clone(),
@@ -448,9 +479,8 @@ impl Worker<'_> {
         &self,
         row: &JobRow,
         key: &JobKey<'_>,
-        leaf: &[u8],
+        facts: &spki::CertificateFacts,
     ) -> Result<serde_json::Value, PipelineError> {
-        let facts = spki::certificate_facts(leaf)?;
         let csr_sha256 = row
             .csr_pem
             .as_deref()

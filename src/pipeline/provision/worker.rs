@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::keys::pkcs11::TokenSession;
+use crate::keys::pkcs11::{Pkcs11Uri, TokenSession};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::journal::{JobRow, JobState, Step};
 use crate::pipeline::plan::{JobSpec, KeyLocation};
@@ -176,8 +176,9 @@ impl<'p> Worker<'p> {
 
     /// Opens this worker's session on a token of the plan, beside the run's one login, unless
     /// it is open already.
-    pub(super) fn open_session(&mut self, uri: &str) -> Result<(), PipelineError> {
-        if !self.sessions.contains_key(uri) {
+    pub(super) fn open_session(&mut self, uri: &Pkcs11Uri) -> Result<(), PipelineError> {
+        let key = uri.to_uri_string(false);
+        if !self.sessions.contains_key(&key) {
             let login = self
                 .logins
                 .of(uri)
@@ -186,15 +187,15 @@ impl<'p> Worker<'p> {
                     reason: "the token was not among the run's tokens".to_string(),
                 })?;
             let session = login.open_session()?;
-            self.sessions.insert(uri.to_string(), session);
+            self.sessions.insert(key, session);
         }
         Ok(())
     }
 
     /// This worker's open session on a token (see [`Worker::open_session`]).
-    pub(super) fn session(&self, uri: &str) -> Result<&TokenSession, PipelineError> {
+    pub(super) fn session(&self, uri: &Pkcs11Uri) -> Result<&TokenSession, PipelineError> {
         self.sessions
-            .get(uri)
+            .get(&uri.to_uri_string(false))
             .ok_or_else(|| PipelineError::NotLoggedIn {
                 token: uri.to_string(),
                 reason: "this worker has no session on it".to_string(),
@@ -284,7 +285,7 @@ mod tests {
         JobSpec {
             job_id: "job".to_string(),
             algorithm: crate::keys::KeyAlgorithm::P256,
-            subject: "CN=Example Corp,C=US".to_string(),
+            subject: "CN=Example Corp,C=US".parse().unwrap(),
             location: KeyLocation::File {
                 path: "/nonexistent/job.pem".into(),
             },

@@ -1,5 +1,6 @@
 //! The byte formats between a token and X.509: RSA public keys, EC points, ECDSA signatures.
 
+use crate::KeysError;
 use crate::policy::NamedCurve;
 
 /// DER INTEGER of an unsigned big-endian value (minimal, with a leading zero when the high bit
@@ -32,9 +33,11 @@ fn field_bytes(curve: &NamedCurve) -> Option<usize> {
 /// curve, not by trying DER first (a bare point can look like DER).
 ///
 /// # Errors
-/// A reason when the value has neither length or is not an uncompressed point.
-pub fn decode_ec_point(value: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, String> {
-    let field = field_bytes(curve).ok_or_else(|| format!("unknown curve {}", curve.name()))?;
+/// [`KeysError::TokenData`] when the value has neither length or is not an uncompressed point.
+pub fn decode_ec_point(value: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, KeysError> {
+    let bad = KeysError::TokenData;
+    let field = field_bytes(curve)
+        .ok_or_else(|| bad(format!("CKA_EC_POINT on an unknown curve {}", curve.name())))?;
     let point_len = 2 * field + 1;
     let wrapped;
     let point = if value.len() == point_len {
@@ -44,16 +47,18 @@ pub fn decode_ec_point(value: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, Stri
             .ok()
             .filter(|inner| inner.len() == point_len)
             .ok_or_else(|| {
-                format!(
+                bad(format!(
                     "CKA_EC_POINT is {} bytes; a {} point is {point_len} bytes bare, or a DER OCTET STRING of that many",
                     value.len(),
                     curve.name(),
-                )
+                ))
             })?;
         &wrapped
     };
     if point[0] != 0x04 {
-        return Err("CKA_EC_POINT is not an uncompressed point (04 || X || Y)".to_string());
+        return Err(bad(
+            "CKA_EC_POINT is not an uncompressed point (04 || X || Y)".to_string(),
+        ));
     }
     Ok(point.to_vec())
 }
@@ -61,9 +66,12 @@ pub fn decode_ec_point(value: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, Stri
 /// DER `Ecdsa-Sig-Value` from a token's fixed-width `r || s`.
 ///
 /// # Errors
-/// A reason when the length is not twice the curve's field size or r/s are out of range.
-pub fn ecdsa_raw_to_der(raw: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, String> {
-    let bad = |e: p256::ecdsa::Error| format!("the token's ECDSA signature is malformed: {e}");
+/// [`KeysError::TokenData`] when the length is not twice the curve's field size or r/s are out
+/// of range.
+pub fn ecdsa_raw_to_der(raw: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, KeysError> {
+    let bad = |e: p256::ecdsa::Error| {
+        KeysError::TokenData(format!("the token's ECDSA signature is malformed: {e}"))
+    };
     match curve {
         NamedCurve::P256 => Ok(p256::ecdsa::Signature::from_slice(raw)
             .map_err(bad)?
@@ -75,7 +83,10 @@ pub fn ecdsa_raw_to_der(raw: &[u8], curve: &NamedCurve) -> Result<Vec<u8>, Strin
             .to_der()
             .as_bytes()
             .to_vec()),
-        other => Err(format!("ECDSA on {} is not supported", other.name())),
+        other => Err(KeysError::TokenData(format!(
+            "ECDSA on {} is not supported",
+            other.name()
+        ))),
     }
 }
 

@@ -397,12 +397,10 @@ impl KeySigner for TokenKey<'_> {
         })?;
         match self.algorithm {
             KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => Ok(raw),
-            KeyAlgorithm::P256 => {
-                ecdsa_raw_to_der(&raw, &NamedCurve::P256).map_err(KeysError::Signing)
-            }
-            KeyAlgorithm::P384 => {
-                ecdsa_raw_to_der(&raw, &NamedCurve::P384).map_err(KeysError::Signing)
-            }
+            KeyAlgorithm::P256 => ecdsa_raw_to_der(&raw, &NamedCurve::P256)
+                .map_err(|e| KeysError::Signing(e.to_string())),
+            KeyAlgorithm::P384 => ecdsa_raw_to_der(&raw, &NamedCurve::P384)
+                .map_err(|e| KeysError::Signing(e.to_string())),
         }
     }
 }

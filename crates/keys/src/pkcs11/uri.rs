@@ -109,6 +109,27 @@ impl PartialEq for Pkcs11Uri {
 
 impl Eq for Pkcs11Uri {}
 
+/// Written as its RFC 7512 text. A URI that holds a `pin-value` is refused: a PIN is never
+/// written out (plans refuse one; use `pin-source`).
+impl serde::Serialize for Pkcs11Uri {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.pin_value.is_some() {
+            return Err(serde::ser::Error::custom(
+                "a PKCS#11 URI holding a pin-value is not written out",
+            ));
+        }
+        serializer.serialize_str(&self.to_uri_string(false))
+    }
+}
+
+/// Read from its RFC 7512 text.
+impl<'de> serde::Deserialize<'de> for Pkcs11Uri {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl Pkcs11Uri {
     /// Writes the URI in RFC 7512 syntax. With `with_pin` false, a `pin-value` is written as
     /// `<redacted>` (the form used in messages); with true, it is written out (for round trips).
