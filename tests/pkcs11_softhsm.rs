@@ -303,3 +303,66 @@ fn a_key_label_is_locked_against_a_second_creator() {
     drop(held);
     session.lock_label(locks.path(), "contested").unwrap();
 }
+
+/// The token as a key store: a creation announces the CKA_ID and holds the label; a new key
+/// dropped before it is kept leaves nothing; a kept one is found by its ID, installs its
+/// certificate once (again: "already on the token") and refuses another.
+#[test]
+fn a_token_store_makes_finds_and_installs() {
+    use codesign_kit::keys::store::{KeyName, KeyStore, TokenStore};
+    let (_, token, _) = token();
+    let session = token.login(&pin()).unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let store = TokenStore::new(&session, locks.path());
+    let name = KeyName {
+        label: "stored".to_string(),
+        id: vec![0x5a, 0x01],
+    };
+    let before = session.object_count().unwrap();
+    assert!(store.find(&name).unwrap().is_none());
+
+    let creation = store.prepare(&name, KeyAlgorithm::P256).unwrap();
+    assert_eq!(creation.note(), "5a01");
+    // The label is held: a second creation of it now is refused by name.
+    let busy = store.prepare(&name, KeyAlgorithm::P256).err().unwrap();
+    assert!(matches!(busy, KeysError::LabelBusy { .. }), "{busy}");
+    let new = creation.create().unwrap();
+    assert!(new.audit().is_some());
+    assert_eq!(session.object_count().unwrap(), before + 2);
+    drop(new);
+    assert_eq!(session.object_count().unwrap(), before, "taken back");
+
+    let kept = store
+        .prepare(&name, KeyAlgorithm::P256)
+        .unwrap()
+        .create()
+        .unwrap()
+        .keep()
+        .unwrap();
+    let found = store.find(&name).unwrap().expect("found by its CKA_ID");
+    assert!(store.made_by(found.as_ref(), None));
+    assert_eq!(
+        found.signer().subject_public_key_info(),
+        kept.signer().subject_public_key_info()
+    );
+    assert!(found.audit().unwrap().is_some());
+    assert!(
+        found.describe()["uri"]
+            .as_str()
+            .unwrap()
+            .contains("id=%5A%01")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let csr_pem = csr::build(found.signer(), &subject()).unwrap().pem();
+    let cert = openssl_sign_certificate(dir.path(), &csr_pem);
+    let said = found.install(&cert, "").unwrap();
+    assert!(said.contains("with CKA_ID 5a01"), "{said}");
+    assert_eq!(found.install(&cert, "").unwrap(), "already on the token");
+    let other_csr = csr::build(kept.signer(), &"CN=Other Corp,C=US".parse().unwrap())
+        .unwrap()
+        .pem();
+    let other = openssl_sign_certificate(dir.path(), &other_csr);
+    let err = found.install(&other, "").unwrap_err();
+    assert!(err.to_string().contains("another certificate"), "{err}");
+}

@@ -74,14 +74,13 @@ pub enum PipelineError {
         place: String,
     },
 
-    /// A key file is where the job's key would go, and this journal did not make it.
+    /// A key is where the job's key would go, and this journal did not make it.
     #[error(
-        "{} exists, but this plan's journal did not make it (another plan or a person did); refusing to use it: move it away or give the job another label",
-        shown_path(.path)
+        "{place} is where this job's key goes, but this plan's journal did not make it (another plan or a person did); refusing to use it: move it away or give the job another label"
     )]
-    ForeignKeyFile {
-        /// The key file.
-        path: PathBuf,
+    ForeignKey {
+        /// The store and the key found.
+        place: String,
     },
 
     /// The job's token could not be logged in this run; the job was not touched.
@@ -110,15 +109,6 @@ pub enum PipelineError {
     CertificateForAnotherKey {
         /// The certificate.
         certificate_id: u64,
-    },
-
-    /// The token holds another certificate beside the job's key.
-    #[error("{token} already holds another certificate with CKA_ID {key_id}")]
-    AnotherCertificateOnToken {
-        /// The token, described.
-        token: String,
-        /// The key's CKA_ID, hex.
-        key_id: String,
     },
 
     /// The order ended without a certificate.

@@ -30,6 +30,7 @@ pub mod policy;
 mod signer;
 mod software;
 pub mod spki;
+pub mod store;
 pub mod text;
 
 pub use algorithm::KeyAlgorithm;

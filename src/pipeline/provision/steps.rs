@@ -7,9 +7,9 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::KeysCsrCheck;
-use crate::keys::files::{Overwrite, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_atomically};
-use crate::keys::pkcs11::{KeyRequest, TokenKey, TokenSession};
-use crate::keys::{KeySigner, KeysError, SoftwareKey, csr, spki};
+use crate::keys::files::{Overwrite, PUBLIC_FILE_MODE, write_atomically};
+use crate::keys::store::{DirectoryStore, KeyName, KeyStore, StoredKey, TokenStore};
+use crate::keys::{KeySigner, csr, spki};
 use crate::order::model::CertificateDetails;
 use crate::order::{CertificateId, Chain, OrderId, OrderProgress, ValidatedOrder};
 use crate::pipeline::error::PipelineError;
@@ -27,80 +27,8 @@ enum CsrOrigin {
     Journaled,
 }
 
-/// A job's key where it lives: on a token (through this worker's session) or in a file.
-enum JobKey<'s> {
-    Token {
-        session: &'s TokenSession,
-        key: TokenKey<'s>,
-    },
-    File {
-        path: &'s Path,
-        key: Box<SoftwareKey>,
-    },
-}
-
-impl JobKey<'_> {
-    fn signer(&self) -> &dyn KeySigner {
-        match self {
-            JobKey::Token { key, .. } => key,
-            JobKey::File { key, .. } => key.as_ref(),
-        }
-    }
-
-    /// Puts the certificate beside the key: on the token with the key's CKA_ID and label
-    /// (nothing added when it is there already), or as `<key>.chain.pem` beside a key file.
-    fn install(&self, row: &JobRow, chain: &Chain) -> Result<String, PipelineError> {
-        match self {
-            JobKey::Token { session, key } => {
-                let token = session.token().description();
-                match session.certificate_for(key)? {
-                    Some(existing) if existing == chain.leaf => {
-                        Ok("already on the token".to_string())
-                    }
-                    Some(_) => Err(PipelineError::AnotherCertificateOnToken {
-                        token,
-                        key_id: hex(&row.key_id),
-                    }),
-                    None => {
-                        session.install_certificate(key, &chain.leaf)?;
-                        Ok(format!("on {token} with CKA_ID {}", hex(&row.key_id)))
-                    }
-                }
-            }
-            JobKey::File { path, .. } => {
-                let chain_path = path.with_extension("chain.pem");
-                write_atomically(
-                    &chain_path,
-                    chain.pem.as_bytes(),
-                    PUBLIC_FILE_MODE,
-                    Overwrite::Replace,
-                )?;
-                Ok(chain_path.display().to_string())
-            }
-        }
-    }
-
-    /// The key as the record describes it.
-    fn describe(&self, row: &JobRow) -> serde_json::Value {
-        match self {
-            JobKey::Token { session, key } => {
-                let summary = session.token().summary();
-                json!({
-                    "uri": key.uri().to_uri_string(false),
-                    "token": {
-                        "label": summary.label, "serial": summary.serial,
-                        "model": summary.model, "manufacturer": summary.manufacturer,
-                    },
-                    "audit": row.audit_json.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()),
-                })
-            }
-            JobKey::File { path, .. } => json!({ "path": path, "software_key": true }),
-        }
-    }
-}
-
 impl Worker<'_> {
-    /// Runs the job's remaining steps.
+    /// Runs the job's remaining steps, with its key in the store where the plan puts it.
     pub(super) fn advance(&mut self, row: &mut JobRow) -> Result<(), PipelineError> {
         // A CSR built (and self-checked: signature and key) in this run needs no second
         // inspection before it is ordered; one read back from the journal gets it.
@@ -113,134 +41,85 @@ impl Worker<'_> {
             KeyLocation::Token { uri } => {
                 self.open_session(&uri)?;
                 let session = self.session(&uri)?;
-                let key = self.token_key(session, row)?;
-                self.order_steps(row, &JobKey::Token { session, key }, csr)
+                let store = TokenStore::new(session, &self.context.config.lock_dir);
+                self.steps_in(&store, row, csr)
             }
             KeyLocation::File { path } => {
-                let key = self.file_key(&path, row)?;
-                let key = JobKey::File {
-                    path: &path,
-                    key: Box::new(key),
-                };
-                self.order_steps(row, &key, csr)
+                let store = DirectoryStore::new(path.parent().unwrap_or(Path::new(".")));
+                self.steps_in(&store, row, csr)
             }
         }
     }
 
-    /// The job's token key, with its CSR journaled: found by its journaled CKA_ID (it may exist
-    /// from a run that died), or generated and audited, holding the label's lock.
-    fn token_key<'s>(
+    fn steps_in(
         &self,
-        session: &'s TokenSession,
+        store: &dyn KeyStore,
         row: &mut JobRow,
-    ) -> Result<TokenKey<'s>, PipelineError> {
-        match session.find_key(Some(&row.key_id), None) {
-            Ok(key) => {
-                // Made by a run that died before journaling it: audited, then journaled.
-                self.run_step(row, Step::KeyGenerated, None, |row| {
-                    row.audit_json = Some(audit_json(&session.audit_key(&key)?)?);
-                    Ok(Ended::Done(
-                        "key found on the token after an interrupted run".to_string(),
-                    ))
-                })?;
-                self.csr_step(row, &key)?;
-                Ok(key)
-            }
-            Err(KeysError::KeyNotFound { .. }) => {
-                if row.step > Step::KeyGenerated {
-                    return Err(PipelineError::KeyGone {
-                        place: format!(
-                            "{} (CKA_ID {})",
-                            session.token().description(),
-                            hex(&row.key_id)
-                        ),
-                    });
-                }
-                // At `KeyGenerated` without a CSR, the key was destroyed when its CSR failed
-                // (a pending key removes itself): it is made again.
-                row.step = Step::Planned;
-                // Held from before the duplicate check (in generate_key_pair) until the key is
-                // journaled: another process making a key of this label on this token now is
-                // refused instead of making a second key pair.
-                let _label_lock =
-                    session.lock_label(&self.context.config.lock_dir, &row.spec.label)?;
-                let mut made = None;
-                self.run_step(row, Step::KeyGenerated, Some(&hex(&row.key_id)), |row| {
-                    let request = KeyRequest {
-                        algorithm: row.spec.algorithm,
-                        label: row.spec.label.clone(),
-                        id: Some(row.key_id.clone()),
-                    };
-                    let pending = session.generate_key_pair(&request)?;
-                    row.audit_json = Some(audit_json(pending.audit())?);
-                    made = Some(pending);
-                    Ok(Ended::Done(format!("CKA_ID {}", hex(&row.key_id))))
-                })?;
-                let pending =
-                    made.ok_or_else(|| PipelineError::missing(&row.spec.job_id, "key"))?;
-                // If the CSR fails, the pending key destroys both halves.
-                self.csr_step(row, &*pending)?;
-                Ok(pending.keep().0)
-            }
-            Err(e) => Err(e.into()),
-        }
+        csr: CsrOrigin,
+    ) -> Result<(), PipelineError> {
+        let key = self.job_key(store, row)?;
+        self.order_steps(row, key.as_ref(), csr)
     }
 
-    /// The job's software key, with its CSR journaled: read from its file, or generated, named in
-    /// the journal by its fingerprint, then written. A file this journal did not name is refused.
-    fn file_key(&self, path: &Path, row: &mut JobRow) -> Result<SoftwareKey, PipelineError> {
+    /// The job's key, with its CSR journaled: found in the store (it may exist from a run that
+    /// died before journaling it: then it must be the one this journal announced), or made in
+    /// two halves around the journal's begin, so that the key is recorded before it can outlive
+    /// a crash.
+    fn job_key<'s>(
+        &self,
+        store: &'s dyn KeyStore,
+        row: &mut JobRow,
+    ) -> Result<Box<dyn StoredKey + 's>, PipelineError> {
         let journal = &self.context.journal;
-        let fingerprint = |key: &SoftwareKey| {
-            format!(
-                "public key SHA-256 {}",
-                spki::sha256_hex(&key.subject_public_key_info())
-            )
+        let name = KeyName {
+            label: row.spec.label.clone(),
+            id: row.key_id.clone(),
         };
-        let key = if path.exists() {
-            let key = SoftwareKey::read_pem_file(path, None)?;
+        if let Some(key) = store.find(&name)? {
             if row.step < Step::KeyGenerated {
-                // Not yet recorded as this job's key: it is ours only if this journal's begin
-                // of the key named this very key (a run that died between writing the file and
-                // recording it). Anything else was made by someone else (another plan, a
-                // person): ordering a certificate for it could buy a second one for one key.
-                let begun = journal.begun_detail(&row.spec.job_id, Step::KeyGenerated)?;
-                if !begun.is_some_and(|detail| detail.ends_with(&fingerprint(&key))) {
-                    return Err(PipelineError::ForeignKeyFile {
-                        path: path.to_path_buf(),
+                let announced = journal.begun_detail(&row.spec.job_id, Step::KeyGenerated)?;
+                if !store.made_by(key.as_ref(), announced.as_deref()) {
+                    return Err(PipelineError::ForeignKey {
+                        place: format!("{}: {}", store.describe(), key.describe()),
                     });
                 }
             }
-            key
-        } else {
-            if row.step > Step::KeyGenerated {
-                return Err(PipelineError::KeyGone {
-                    place: path.display().to_string(),
-                });
-            }
-            let key = SoftwareKey::generate(row.spec.algorithm)?;
-            // On disk before the file exists, naming the key, so a resumed run knows the file
-            // for its own.
-            journal.begin(
-                &row.spec.job_id,
-                Step::KeyGenerated,
-                &format!("{}; {}", path.display(), fingerprint(&key)),
-            )?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|cause| PipelineError::Io {
-                    path: dir.to_path_buf(),
-                    action: "cannot make the key directory",
-                    cause,
-                })?;
-            }
-            let pem = key.to_pkcs8_pem(None)?;
-            write_atomically(path, pem.as_bytes(), PRIVATE_FILE_MODE, Overwrite::Refuse)?;
-            key
-        };
-        self.run_step(row, Step::KeyGenerated, None, |_| {
-            Ok(Ended::Done(path.display().to_string()))
+            self.run_step(row, Step::KeyGenerated, None, |row| {
+                row.audit_json = key.audit()?.as_ref().map(audit_json).transpose()?;
+                Ok(Ended::Done(format!(
+                    "key found in {} after an interrupted run",
+                    store.describe()
+                )))
+            })?;
+            self.csr_step(row, key.signer())?;
+            return Ok(key);
+        }
+        if row.step > Step::KeyGenerated {
+            return Err(PipelineError::KeyGone {
+                place: format!(
+                    "{} (label {}, ID {})",
+                    store.describe(),
+                    row.spec.label,
+                    hex(&row.key_id)
+                ),
+            });
+        }
+        // At `KeyGenerated` without a CSR, the key was destroyed when its CSR failed (a new key
+        // takes itself back when dropped): it is made again.
+        row.step = Step::Planned;
+        let creation = store.prepare(&name, row.spec.algorithm)?;
+        let note = creation.note();
+        let mut made = None;
+        self.run_step(row, Step::KeyGenerated, Some(&note), |row| {
+            let new = creation.create()?;
+            row.audit_json = new.audit().map(audit_json).transpose()?;
+            made = Some(new);
+            Ok(Ended::Done(note.clone()))
         })?;
-        self.csr_step(row, &key)?;
-        Ok(key)
+        let new = made.ok_or_else(|| PipelineError::missing(&row.spec.job_id, "key"))?;
+        // If the CSR fails, the new key is dropped and takes itself back.
+        self.csr_step(row, new.signer())?;
+        Ok(new.keep()?)
     }
 
     /// Builds the CSR, signed by the key and checked, and journals it.
@@ -258,7 +137,7 @@ impl Worker<'_> {
     fn order_steps(
         &self,
         row: &mut JobRow,
-        key: &JobKey<'_>,
+        key: &dyn StoredKey,
         csr: CsrOrigin,
     ) -> Result<(), PipelineError> {
         // The order is validated once per run, when a step still needs it.
@@ -314,8 +193,8 @@ impl Worker<'_> {
                 Chain::from_pem(pem.as_bytes())?
             }
         };
-        self.run_step(row, Step::CertificateInstalled, Some(""), |row| {
-            Ok(Ended::Done(key.install(row, &chain)?))
+        self.run_step(row, Step::CertificateInstalled, Some(""), |_| {
+            Ok(Ended::Done(key.install(&chain.leaf, &chain.pem)?))
         })?;
         self.run_step(row, Step::Done, Some("writing the record"), |row| {
             let facts = match leaf_facts.take() {
@@ -419,7 +298,7 @@ impl Worker<'_> {
     fn download(
         &self,
         row: &mut JobRow,
-        key: &JobKey<'_>,
+        key: &dyn StoredKey,
     ) -> Result<(Chain, spki::CertificateFacts), PipelineError> {
         let cert = CertificateId(
             row.certificate_id
@@ -444,7 +323,7 @@ impl Worker<'_> {
     fn write_record(
         &self,
         row: &mut JobRow,
-        key: &JobKey<'_>,
+        key: &dyn StoredKey,
         leaf: &spki::CertificateFacts,
     ) -> Result<Ended, PipelineError> {
         let config = &self.context.config;
@@ -478,7 +357,7 @@ impl Worker<'_> {
     fn record(
         &self,
         row: &JobRow,
-        key: &JobKey<'_>,
+        key: &dyn StoredKey,
         facts: &spki::CertificateFacts,
     ) -> Result<serde_json::Value, PipelineError> {
         let csr_sha256 = row
@@ -496,7 +375,7 @@ impl Worker<'_> {
         Ok(json!({
             "job_id": row.spec.job_id,
             "algorithm": row.spec.algorithm.cli_name(),
-            "key": key.describe(row),
+            "key": key_record(key, row),
             "csr_sha256": csr_sha256,
             "public_key_sha256": spki::sha256_hex(&facts.subject_public_key_info),
             "order": {
@@ -514,6 +393,19 @@ impl Worker<'_> {
             "written_at": time::OffsetDateTime::now_utc().unix_timestamp(),
         }))
     }
+}
+
+/// The key as the record describes it: where it is, and for a token key its attribute audit.
+fn key_record(key: &dyn StoredKey, row: &JobRow) -> serde_json::Value {
+    let mut described = key.describe();
+    if let Some(audit) = row
+        .audit_json
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+    {
+        described["audit"] = audit;
+    }
+    described
 }
 
 fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> Result<String, PipelineError> {
