@@ -3,7 +3,6 @@
 use std::fmt;
 
 use crate::response::ApiErrorItem;
-use crate::validate::ValidationErrors;
 
 /// The class of an API error, by HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,3 +193,38 @@ impl CertCentralError {
         }
     }
 }
+
+/// A rule broken at a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The JSON path (`order_validity.years`, `custom_fields[0].metadata_id`).
+    pub path: String,
+    /// The rule and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    /// The errors.
+    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all: Vec<String> = self.0.iter().map(FieldError::to_string).collect();
+        write!(f, "{}", all.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationErrors {}

@@ -36,10 +36,10 @@ pub use client::{
     ApiKey, BaseUrl, Client, ClientConfig, EU_BASE_URL, OrderProgress, PlacedOrder,
     RequestDecision, RetryPolicy, US_BASE_URL,
 };
-pub use error::{ApiErrorKind, CertCentralError};
+pub use error::{ApiErrorKind, CertCentralError, FieldError, ValidationErrors};
 pub use model::{OrderRequest, Product};
 pub use response::{CertificateId, OrderId, OrderInfo, OrderStatus, OrganizationId, RequestId};
 pub use validate::{
-    CsrCheck, FieldError, MAX_VALIDITY_DAYS, ValidatedOrder, ValidationErrors,
-    derive_alternative_order_id, generate_alternative_order_id, max_text_length,
+    CsrCheck, MAX_VALIDITY_DAYS, ValidatedOrder, derive_alternative_order_id,
+    generate_alternative_order_id, max_text_length,
 };

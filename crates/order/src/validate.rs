@@ -12,50 +12,13 @@
 //! assert!(paths.contains(&"cs_provisioning_method"));
 //! ```
 
-use std::fmt;
-
 use getrandom::rand_core::TryRng;
 use time::{Date, Month, OffsetDateTime};
 
-use crate::error::CertCentralError;
+use crate::error::{CertCentralError, FieldError, ValidationErrors};
 use crate::model::{
     OrderRequest, PaymentMethod, Product, ProvisioningMethod, ShipMethod, SignatureHash,
 };
-
-/// A rule broken at a JSON path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// The JSON path (`order_validity.years`, `custom_fields[0].metadata_id`).
-    pub path: String,
-    /// The rule and what was found.
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationErrors(pub Vec<FieldError>);
-
-impl ValidationErrors {
-    /// The errors.
-    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
-        self.0.iter()
-    }
-}
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let all: Vec<String> = self.0.iter().map(FieldError::to_string).collect();
-        write!(f, "{}", all.join("; "))
-    }
-}
-
-impl std::error::Error for ValidationErrors {}
 
 /// Checks a CSR (parse, self-signature, key policy). The order crate knows nothing of keys: the
 /// caller supplies this (the root crate wires in `codesign-keys`).
