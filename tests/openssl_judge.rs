@@ -184,7 +184,7 @@ fn a_flipped_signature_byte_fails_both_judges() {
         let bad = dir.path().join("bad.der");
         std::fs::write(&bad, &broken).unwrap();
         let said = openssl_csr_signature_ok(&bad, true).unwrap_err();
-        assert!(said.contains("verify failure"), "{name}: {said}");
+        assert!(said.0.contains("verify failure"), "{name}: {said}");
 
         let report = csr::inspect(&broken).unwrap();
         assert_eq!(report.signature, SignatureCheck::Invalid, "{name}");

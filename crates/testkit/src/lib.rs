@@ -47,11 +47,26 @@ pub(crate) fn text(output: &Output) -> String {
     )
 }
 
+/// What OpenSSL said when it did not verify a CSR's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpensslRefusal(pub String);
+
+impl std::fmt::Display for OpensslRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "openssl did not verify it: {}", self.0)
+    }
+}
+
+impl std::error::Error for OpensslRefusal {}
+
 /// OpenSSL's verdict on a CSR's self-signature, judged by its words.
 ///
 /// OpenSSL 3.0's `openssl req -verify` exits 0 even when the signature does not verify; it only
 /// prints "verify failure" instead of "verify OK". So the words decide, not the exit status.
-pub fn openssl_csr_signature_ok(csr: &Path, der: bool) -> Result<(), String> {
+///
+/// # Errors
+/// [`OpensslRefusal`] with what OpenSSL said, when it did not print "verify OK".
+pub fn openssl_csr_signature_ok(csr: &Path, der: bool) -> Result<(), OpensslRefusal> {
     let path = csr.to_str().expect("UTF-8 path");
     let mut args = vec!["req", "-in", path, "-verify", "-noout"];
     if der {
@@ -62,7 +77,7 @@ pub fn openssl_csr_signature_ok(csr: &Path, der: bool) -> Result<(), String> {
     if said.contains("verify OK") && !said.contains("verify failure") {
         Ok(())
     } else {
-        Err(said)
+        Err(OpensslRefusal(said))
     }
 }
 

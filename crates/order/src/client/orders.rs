@@ -264,17 +264,12 @@ impl Client {
         certificate_id: CertificateId,
         format: DownloadFormat,
     ) -> Result<Vec<u8>, CertCentralError> {
-        self.get_bytes(
-            &format!("downloading certificate {certificate_id}"),
-            &format!(
-                "/certificate/{certificate_id}/download/format/{}",
-                format.as_str()
-            ),
-        )
-        .await
+        self.download_from(Download::Certificate(certificate_id), format)
+            .await
     }
 
-    /// Downloads the active certificate of an order in `format`.
+    /// Downloads the active certificate of an order in `format` (not its duplicates nor earlier
+    /// reissues).
     ///
     /// # Errors
     /// As any call.
@@ -283,14 +278,27 @@ impl Client {
         order_id: OrderId,
         format: DownloadFormat,
     ) -> Result<Vec<u8>, CertCentralError> {
-        self.get_bytes(
-            &format!("downloading the certificate of order {order_id}"),
-            &format!(
-                "/certificate/download/order/{order_id}/format/{}",
-                format.as_str()
+        self.download_from(Download::ActiveOf(order_id), format)
+            .await
+    }
+
+    async fn download_from(
+        &self,
+        source: Download,
+        format: DownloadFormat,
+    ) -> Result<Vec<u8>, CertCentralError> {
+        let format = format.as_str();
+        let (operation, path) = match source {
+            Download::Certificate(id) => (
+                format!("downloading certificate {id}"),
+                format!("/certificate/{id}/download/format/{format}"),
             ),
-        )
-        .await
+            Download::ActiveOf(order) => (
+                format!("downloading the certificate of order {order}"),
+                format!("/certificate/download/order/{order}/format/{format}"),
+            ),
+        };
+        self.get_bytes(&operation, &path).await
     }
 
     /// Downloads `pem_all` and splits it: the leaf found by basicConstraints, not by position.
@@ -338,4 +346,11 @@ fn differences(order: &ValidatedOrder, info: &OrderInfo) -> Vec<String> {
         found.push("it was ordered with another CSR".to_string());
     }
     found
+}
+
+/// What a download names: a certificate, or the active certificate of an order.
+#[derive(Debug, Clone, Copy)]
+enum Download {
+    Certificate(CertificateId),
+    ActiveOf(OrderId),
 }
