@@ -22,7 +22,7 @@
 //! let key = creation.create()?.keep()?;
 //! assert!(store.made_by(key.as_ref(), Some(&note)));
 //! assert!(store.find(&name)?.is_some());
-//! # Ok::<(), codesign_keys::KeysError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};
