@@ -59,9 +59,16 @@ impl ProvisionerConfig {
     }
 
     /// The lock directory every process of this machine finds by default:
-    /// `codesign-kit-locks` in the system's temporary directory.
+    /// `codesign-kit` in `/run/lock` (the FHS place for lock files, world-writable and sticky),
+    /// else `/tmp/codesign-kit-locks`. It depends on no environment variable, so every process
+    /// and user of the machine finds the same one.
     pub fn default_lock_dir() -> PathBuf {
-        std::env::temp_dir().join("codesign-kit-locks")
+        let run_lock = std::path::Path::new("/run/lock");
+        if run_lock.is_dir() {
+            run_lock.join("codesign-kit")
+        } else {
+            PathBuf::from("/tmp/codesign-kit-locks")
+        }
     }
 }
 

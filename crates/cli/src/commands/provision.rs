@@ -56,7 +56,7 @@ pub struct ProvisionArgs {
     record_key_passphrase_env: Option<String>,
     /// The directory of the locks that keep two runs from making keys of one label on one token
     /// at once; every process that may share tokens must use the same (default:
-    /// codesign-kit-locks in the system's temporary directory).
+    /// /run/lock/codesign-kit, else /tmp/codesign-kit-locks).
     #[arg(long, value_name = "DIR")]
     lock_dir: Option<PathBuf>,
     /// Print one JSON document with every job's outcome.
