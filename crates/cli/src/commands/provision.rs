@@ -219,8 +219,11 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
         Err(e) => {
             // Refused before any job (a token missing, no PIN): a journal this run made and left
             // empty is removed.
-            if !journal_existed && let Some(journal) = provisioner.into_journal() {
-                let _ = journal.discard_if_empty();
+            if !journal_existed
+                && let Some(journal) = provisioner.into_journal()
+                && let Err(left) = journal.discard_if_empty()
+            {
+                eprintln!("warning: the empty journal of this refused run is left behind: {left}");
             }
             return Err(e.into());
         }
