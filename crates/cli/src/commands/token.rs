@@ -74,6 +74,10 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
         .or_else(|| uri.object.clone())
         .unwrap_or_else(|| format!("codesign-{}", hex(&id[..id.len().min(6)])));
     let token = find_token(&uri, args.module)?;
+    // Before the PIN is asked or the token logged in to: can it make this key at all?
+    token
+        .check_capability(algorithm)
+        .with_context(|| format!("cannot generate an {algorithm} key"))?;
     let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
     let session = token.login(&pin)?;
     let request = KeyRequest {
@@ -109,8 +113,9 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
         println!("{doc}");
     } else {
         println!(
-            "generated {algorithm} key on {}\nuri: {key_uri}\naudit: sensitive, always sensitive, never extractable, local, sign only\npublic key SHA-256: {fingerprint}",
-            token.description()
+            "generated {algorithm} key on {}\nuri: {key_uri}\naudit: {}\npublic key SHA-256: {fingerprint}",
+            token.description(),
+            audit.summary()
         );
     }
     Ok(())
@@ -163,6 +168,26 @@ pub fn doctor(args: DoctorArgs) -> Result<()> {
         flag(report.user_pin_locked),
         flag(report.protected_authentication_path)
     );
+    let limit = |n: Option<u64>| n.map_or("no limit stated".to_string(), |n| n.to_string());
+    println!(
+        "limits:  PIN length {}..{}, sessions {}, read-write sessions {}{}",
+        report.pin_length.min,
+        report.pin_length.max,
+        limit(report.max_sessions),
+        limit(report.max_rw_sessions),
+        if report.write_protected {
+            ", write-protected"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "versions: hardware {}, firmware {}; clock {}",
+        report.hardware_version, report.firmware_version, report.clock
+    );
+    if report.user_pin_to_be_changed {
+        println!("note:    the token wants its user PIN changed before it lets it work");
+    }
     println!("mechanisms:");
     for m in &report.mechanisms {
         match (m.offered, m.min_key_size, m.max_key_size) {

@@ -4,6 +4,7 @@
 use super::calls::failed;
 use super::capability::{AlgorithmVerdict, MECHANISMS, verdict};
 use super::module::{TokenRef, TokenSummary};
+use super::raw::TokenClock;
 use crate::{KeyAlgorithm, KeysError};
 
 /// One mechanism and what the token says of it.
@@ -19,6 +20,15 @@ pub struct MechanismReport {
     /// Maximum key size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_key_size: Option<usize>,
+}
+
+/// The PIN lengths a token accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PinLength {
+    /// Shortest.
+    pub min: u64,
+    /// Longest.
+    pub max: u64,
 }
 
 /// `doctor`'s findings.
@@ -40,6 +50,24 @@ pub struct TokenReport {
     pub user_pin_locked: bool,
     /// The token has a PIN pad.
     pub protected_authentication_path: bool,
+    /// The user PIN must be changed before the token lets it work (`CKF_USER_PIN_TO_BE_CHANGED`).
+    pub user_pin_to_be_changed: bool,
+    /// The token accepts no writes: no key can be made on it.
+    pub write_protected: bool,
+    /// The token needs a login for private objects.
+    pub login_required: bool,
+    /// The PIN lengths the token accepts, as it states them.
+    pub pin_length: PinLength,
+    /// At most this many sessions at once (`None`: no limit stated).
+    pub max_sessions: Option<u64>,
+    /// At most this many read-write sessions at once (`None`: no limit stated).
+    pub max_rw_sessions: Option<u64>,
+    /// Hardware version.
+    pub hardware_version: String,
+    /// Firmware version.
+    pub firmware_version: String,
+    /// The token's clock; a malformed one is reported, never fatal.
+    pub clock: TokenClock,
     /// The mechanisms that matter for code signing keys.
     pub mechanisms: Vec<MechanismReport>,
     /// One verdict per algorithm.
@@ -54,8 +82,9 @@ impl TokenRef {
     pub fn report(&self) -> Result<TokenReport, KeysError> {
         let context = self.module.context();
         let failed = |e: cryptoki::error::Error, op: &str| failed(self.description(), e, op);
-        let info = context
-            .get_token_info(self.slot)
+        let info = self
+            .module
+            .token_info(self.slot)
             .map_err(|e| failed(e, "C_GetTokenInfo"))?;
         let offered = context
             .get_mechanism_list(self.slot)
@@ -92,6 +121,18 @@ impl TokenRef {
             user_pin_final_try: info.user_pin_final_try(),
             user_pin_locked: info.user_pin_locked(),
             protected_authentication_path: info.protected_authentication_path(),
+            user_pin_to_be_changed: info.user_pin_to_be_changed(),
+            write_protected: info.write_protected(),
+            login_required: info.login_required(),
+            pin_length: PinLength {
+                min: info.min_pin_len,
+                max: info.max_pin_len,
+            },
+            max_sessions: info.max_session_count,
+            max_rw_sessions: info.max_rw_session_count,
+            hardware_version: info.hardware_version,
+            firmware_version: info.firmware_version,
+            clock: info.clock,
             mechanisms,
             verdicts,
         })

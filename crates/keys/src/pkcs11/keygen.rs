@@ -70,10 +70,45 @@ pub struct KeyAudit {
     pub modulus_bits: Option<usize>,
     /// EC curve, read back.
     pub curve: Option<String>,
+    /// The module refused the usage restrictions of the template (`CKA_DECRYPT`, `CKA_UNWRAP`,
+    /// `CKA_DERIVE` false on the private half; `CKA_ENCRYPT`, `CKA_WRAP` false on the public
+    /// half), so the key was made with the module's own usage defaults. tpm2-pkcs11 does this: a
+    /// TPM key is made for signing and decryption at once.
+    pub usage_left_to_module: bool,
 }
 
 impl KeyAudit {
-    /// Every check that failed; empty when the key is as it must be.
+    /// What the key may do beyond signing, by the module's choice: not a protection failure (the
+    /// key stays sensitive, non-extractable and on the token, and the certificate limits its use
+    /// to code signing), but said wherever the key is reported. Empty for a sign-only key.
+    pub fn wider_usage(&self) -> Vec<&'static str> {
+        [
+            ("decrypt", self.decrypt),
+            ("unwrap", self.unwrap),
+            ("derive", self.derive),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v == Some(true))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    /// The audit in words: `sensitive, always sensitive, never extractable, local, sign only`,
+    /// or what the key may do beyond signing.
+    pub fn summary(&self) -> String {
+        let wider = self.wider_usage();
+        if wider.is_empty() {
+            "sensitive, always sensitive, never extractable, local, sign only".to_string()
+        } else {
+            format!(
+                "sensitive, always sensitive, never extractable, local; signs, and may also {} (the module's choice, which it does not let a template narrow)",
+                wider.join(", ")
+            )
+        }
+    }
+
+    /// Every check that failed; empty when the key is as it must be. A key that may decrypt,
+    /// unwrap or derive besides signing is not a failure: see [`KeyAudit::wider_usage`].
     pub fn failures(&self, algorithm: KeyAlgorithm) -> Vec<String> {
         let mut failures = Vec::new();
         let mut want = |name: &str, got: Option<bool>, expected: bool| match got {
@@ -89,9 +124,6 @@ impl KeyAudit {
         want("CKA_NEVER_EXTRACTABLE", self.never_extractable, true);
         want("CKA_LOCAL", self.local, true);
         want("CKA_SIGN", self.sign, true);
-        want("CKA_DECRYPT", self.decrypt, false);
-        want("CKA_UNWRAP", self.unwrap, false);
-        want("CKA_DERIVE", self.derive, false);
         match (algorithm.rsa_bits(), algorithm.curve()) {
             (Some(bits), _) if self.modulus_bits != Some(bits) => failures.push(format!(
                 "the modulus is {} bits, must be {bits}",
@@ -109,6 +141,25 @@ impl KeyAudit {
         }
         failures
     }
+}
+
+/// Whether a failed `C_GenerateKeyPair` may be the module refusing the template's usage
+/// restrictions: the template return values, and `CKR_GENERAL_ERROR`, which tpm2-pkcs11 gives
+/// ("User specified and TPM specified attr mismatch").
+fn template_refused(error: &cryptoki::error::Error) -> bool {
+    use cryptoki::error::{Error, RvError};
+    matches!(
+        error,
+        Error::Pkcs11(
+            RvError::AttributeValueInvalid
+                | RvError::AttributeTypeInvalid
+                | RvError::TemplateInconsistent
+                | RvError::TemplateIncomplete
+                | RvError::GeneralError
+                | RvError::FunctionFailed,
+            _
+        )
+    )
 }
 
 /// A key pair just generated and audited, not yet kept. Dropped without [`PendingKey::keep`], it
@@ -189,21 +240,21 @@ impl Drop for PendingKey<'_> {
     }
 }
 
-impl TokenSession {
+impl super::module::TokenRef {
     /// Checks that the token can generate and sign with `algorithm`: the key-pair mechanism is
-    /// offered with a key-size range that covers it, and a signing mechanism exists.
+    /// offered with a key-size range that covers it, and a signing mechanism exists. Needs no
+    /// login, so a token that cannot make the key is refused before anything touches it.
     ///
     /// # Errors
     /// [`KeysError::TokenCapability`] naming the token and what it supports.
     pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
-        let report =
-            super::capability::verdict(self.token.module.context(), self.token.slot, algorithm)
-                .map_err(|e| self.error(e, "C_GetMechanismInfo"))?;
+        let report = super::capability::verdict(self.module.context(), self.slot, algorithm)
+            .map_err(|e| super::calls::failed(self.description(), e, "C_GetMechanismInfo"))?;
         if report.can_generate && report.can_sign {
             return Ok(());
         }
         Err(KeysError::TokenCapability {
-            token: self.token.description(),
+            token: self.description(),
             what: format!(
                 "{} {algorithm} keys",
                 if report.can_generate {
@@ -214,6 +265,16 @@ impl TokenSession {
             ),
             supports: report.detail,
         })
+    }
+}
+
+impl TokenSession {
+    /// [`super::TokenRef::check_capability`] for this session's token.
+    ///
+    /// # Errors
+    /// [`KeysError::TokenCapability`].
+    pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
+        self.token.check_capability(algorithm)
     }
 
     /// Generates a key pair on the token with an explicit template (both halves on the token;
@@ -282,16 +343,64 @@ impl TokenSession {
                 Mechanism::EccKeyPairGen
             }
         };
-        let (generated, generation_time) = self.serialized(|s| {
-            let start = Instant::now();
-            let generated = s.generate_key_pair(&mechanism, &public_template, &private_template);
-            (generated, start.elapsed())
-        });
-        let (public, private) = generated.map_err(|e| self.error(e, "C_GenerateKeyPair"))?;
+        let generate = |public: &[Attribute], private: &[Attribute]| {
+            self.serialized(|s| {
+                let start = Instant::now();
+                let generated = s.generate_key_pair(&mechanism, public, private);
+                (generated, start.elapsed())
+            })
+        };
+        let (mut generated, mut generation_time) = generate(&public_template, &private_template);
+        let mut usage_left_to_module = false;
+        if let Err(e) = &generated
+            && template_refused(e)
+        {
+            // Some modules cannot narrow a key's usage (a TPM key signs and decrypts): try once
+            // more without the usage restrictions, leaving them to the module; the audit then
+            // says what the key may do. Whatever the failed call left behind goes first.
+            tracing::info!(
+                "{}: C_GenerateKeyPair refused the sign-only template ({}); trying again with the module's usage defaults",
+                self.token.description(),
+                super::calls::ckr_name(e)
+            );
+            self.destroy_leftovers(&id)?;
+            let narrowing = |a: &Attribute| {
+                matches!(
+                    a,
+                    Attribute::Decrypt(false)
+                        | Attribute::Unwrap(false)
+                        | Attribute::Derive(false)
+                        | Attribute::Encrypt(false)
+                        | Attribute::Wrap(false)
+                )
+            };
+            let public: Vec<Attribute> = public_template
+                .iter()
+                .filter(|a| !narrowing(a))
+                .cloned()
+                .collect();
+            let private: Vec<Attribute> = private_template
+                .iter()
+                .filter(|a| !narrowing(a))
+                .cloned()
+                .collect();
+            (generated, generation_time) = generate(&public, &private);
+            usage_left_to_module = true;
+        }
+        let (public, private) = match generated {
+            Ok(pair) => pair,
+            Err(e) => {
+                let _ = self.destroy_leftovers(&id);
+                return Err(self.error(e, "C_GenerateKeyPair"));
+            }
+        };
 
         // From here on, every failure destroys both halves.
         let audit = match self.audit(private, public) {
-            Ok(audit) => audit,
+            Ok(mut audit) => {
+                audit.usage_left_to_module = usage_left_to_module;
+                audit
+            }
             Err(e) => {
                 let _ = self.destroy(&[private, public]);
                 return Err(e);
@@ -338,6 +447,20 @@ impl TokenSession {
         self.audit(key.private, key.public.unwrap_or(key.private))
     }
 
+    /// Destroys every object carrying `id`, the fresh ID of a key-pair call that failed: a
+    /// module may leave half a pair behind (`CKR_GENERAL_ERROR` allows a partial success).
+    fn destroy_leftovers(&self, id: &[u8]) -> Result<(), KeysError> {
+        let leftovers = self.find(&[Attribute::Id(id.to_vec())])?;
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                "{}: removing {} object(s) a failed C_GenerateKeyPair left behind",
+                self.token.description(),
+                leftovers.len()
+            );
+        }
+        self.destroy(&leftovers)
+    }
+
     fn audit(&self, private: ObjectHandle, public: ObjectHandle) -> Result<KeyAudit, KeysError> {
         let attrs = self
             .serialized(|s| {
@@ -375,6 +498,7 @@ impl TokenSession {
             derive: None,
             modulus_bits: None,
             curve: None,
+            usage_left_to_module: false,
         };
         for attr in attrs {
             match attr {

@@ -37,16 +37,18 @@ mod key;
 mod keygen;
 mod module;
 mod pin;
+mod raw;
 mod session;
 mod uri;
 
 pub use capability::AlgorithmVerdict;
-pub use doctor::{MechanismReport, TokenReport};
+pub use doctor::{MechanismReport, PinLength, TokenReport};
 pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
 pub use key::TokenKey;
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
 pub use module::{Module, TokenRef, TokenSummary};
 pub use pin::{NoPinSource, Pin, PinSource};
+pub use raw::TokenClock;
 pub use session::{LabelLock, TokenSession};
 pub use uri::{ObjectType, Pkcs11Uri};
 

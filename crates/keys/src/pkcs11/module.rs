@@ -10,6 +10,7 @@ use cryptoki::error::{Error, RvError};
 use cryptoki::slot::Slot;
 
 use super::calls::{ckr_name, failed};
+use super::raw::{RawCalls, TokenInfo};
 use super::uri::Pkcs11Uri;
 use crate::KeysError;
 
@@ -22,12 +23,15 @@ pub struct Module {
     /// SoftHSMv2 issue 573, `CKR_GENERAL_ERROR` from `C_GenerateKeyPair` while other sessions
     /// work). Every call made through a [`super::session::TokenSession`] then takes this lock.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// `C_GetInfo` and `C_GetTokenInfo`, read tolerantly (see [`super::raw`]).
+    raw: Arc<RawCalls>,
 }
 
 #[derive(Clone)]
 struct Loaded {
     context: Pkcs11,
     write_lock: Option<Arc<Mutex<()>>>,
+    raw: Arc<RawCalls>,
 }
 
 impl fmt::Debug for Module {
@@ -58,6 +62,7 @@ impl Module {
                 path: key,
                 context: known.context.clone(),
                 write_lock: known.write_lock.clone(),
+                raw: known.raw.clone(),
             });
         }
         let failed = |reason: String| KeysError::Pkcs11Module {
@@ -69,9 +74,10 @@ impl Module {
             Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(failed(format!("C_Initialize failed: {}", ckr_name(&e)))),
         }
-        let serialized = context
-            .get_library_info()
-            .map(|info| info.manufacturer_id().trim().starts_with("SoftHSM"))
+        let raw = Arc::new(RawCalls::load(&key).map_err(failed)?);
+        let serialized = raw
+            .library_info()
+            .map(|info| info.manufacturer.starts_with("SoftHSM"))
             .unwrap_or(false);
         let write_lock = serialized.then(|| Arc::new(Mutex::new(())));
         loaded.insert(
@@ -79,12 +85,14 @@ impl Module {
             Loaded {
                 context: context.clone(),
                 write_lock: write_lock.clone(),
+                raw: raw.clone(),
             },
         );
         Ok(Module {
             path: key,
             context,
             write_lock,
+            raw,
         })
     }
 
@@ -124,15 +132,18 @@ impl Module {
 
     /// The module's description: `manufacturer, description version`.
     pub fn description(&self) -> String {
-        match self.context.get_library_info() {
+        match self.raw.library_info() {
             Ok(info) => format!(
                 "{} {} {}",
-                info.manufacturer_id().trim(),
-                info.library_description().trim(),
-                info.library_version()
+                info.manufacturer, info.description, info.version
             ),
             Err(e) => format!("(C_GetInfo failed: {})", ckr_name(&e)),
         }
+    }
+
+    /// `C_GetTokenInfo` for `slot`, every field decoded tolerantly.
+    pub(crate) fn token_info(&self, slot: Slot) -> Result<TokenInfo, Error> {
+        self.raw.token_info(slot)
     }
 
     /// Every token present, with its slot.
@@ -149,8 +160,7 @@ impl Module {
         let mut tokens = Vec::new();
         for slot in slots {
             let info = self
-                .context
-                .get_token_info(slot)
+                .token_info(slot)
                 .map_err(|e| failed(e, "C_GetTokenInfo"))?;
             if !info.token_initialized() {
                 continue;
@@ -159,10 +169,10 @@ impl Module {
                 module: self.clone(),
                 slot,
                 summary: TokenSummary {
-                    label: info.label().trim_end().to_string(),
-                    serial: info.serial_number().trim_end().to_string(),
-                    model: info.model().trim_end().to_string(),
-                    manufacturer: info.manufacturer_id().trim_end().to_string(),
+                    label: info.label,
+                    serial: info.serial,
+                    model: info.model,
+                    manufacturer: info.manufacturer,
                 },
             });
         }

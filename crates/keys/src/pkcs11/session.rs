@@ -42,8 +42,9 @@ impl TokenRef {
         let token = self.description();
         let failed = |e: Error, op: &str| failed(token.clone(), e, op);
         let context = self.module.context();
-        let info = context
-            .get_token_info(self.slot)
+        let info = self
+            .module
+            .token_info(self.slot)
             .map_err(|e| failed(e, "C_GetTokenInfo"))?;
         if info.user_pin_locked() {
             return Err(KeysError::PinLocked { token });
