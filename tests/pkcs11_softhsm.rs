@@ -7,11 +7,9 @@
     reason = "a test (or benchmark) fails by panicking"
 )]
 
-use std::path::Path;
-
 use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef};
 use codesign_kit::keys::{KeyAlgorithm, KeySigner, KeysError, SubjectDn, csr};
-use codesign_testkit::{SoftHsm, USER_PIN, fixture, openssl, openssl_csr_signature_ok};
+use codesign_testkit::{SoftHsm, USER_PIN, openssl_csr_signature_ok};
 use secrecy::SecretString;
 
 fn subject() -> SubjectDn {
@@ -111,54 +109,6 @@ fn duplicate_ids_and_labels_are_refused_before_anything_is_made() {
     assert_eq!(session.object_count().unwrap(), count);
 }
 
-fn openssl_sign_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
-    let csr_path = dir.join("leaf.csr");
-    std::fs::write(&csr_path, csr_pem).unwrap();
-    let ca_key = fixture("openssl-p384.key");
-    let ca_cert = dir.join("ca.pem");
-    let out = openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        ca_key.to_str().unwrap(),
-        "-subj",
-        "/CN=Test CA",
-        "-days",
-        "2",
-        "-out",
-        ca_cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let leaf = dir.join("leaf.der");
-    let out = openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        csr_path.to_str().unwrap(),
-        "-CA",
-        ca_cert.to_str().unwrap(),
-        "-CAkey",
-        ca_key.to_str().unwrap(),
-        "-days",
-        "1",
-        "-outform",
-        "DER",
-        "-out",
-        leaf.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(leaf).unwrap()
-}
-
 #[test]
 fn certificates_are_installed_beside_their_key_and_only_there() {
     let (hsm, token, label) = token();
@@ -168,7 +118,7 @@ fn certificates_are_installed_beside_their_key_and_only_there() {
     request.id = Some(vec![0xc5, 0x01]);
     let (key, _) = session.generate_key_pair(&request).unwrap().keep();
     let csr_pem = csr::build(&key, &subject()).unwrap().pem();
-    let cert = openssl_sign_certificate(dir.path(), &csr_pem);
+    let cert = codesign_testkit::openssl_issue_certificate(dir.path(), &csr_pem);
 
     // A certificate for another key is refused and nothing is stored.
     let other = session
@@ -355,14 +305,14 @@ fn a_token_store_makes_finds_and_installs() {
 
     let dir = tempfile::tempdir().unwrap();
     let csr_pem = csr::build(found.signer(), &subject()).unwrap().pem();
-    let cert = openssl_sign_certificate(dir.path(), &csr_pem);
+    let cert = codesign_testkit::openssl_issue_certificate(dir.path(), &csr_pem);
     let said = found.install(&cert, "").unwrap();
     assert!(said.contains("with CKA_ID 5a01"), "{said}");
     assert_eq!(found.install(&cert, "").unwrap(), "already on the token");
     let other_csr = csr::build(kept.signer(), &"CN=Other Corp,C=US".parse().unwrap())
         .unwrap()
         .pem();
-    let other = openssl_sign_certificate(dir.path(), &other_csr);
+    let other = codesign_testkit::openssl_issue_certificate(dir.path(), &other_csr);
     let err = found.install(&other, "").unwrap_err();
     assert!(err.to_string().contains("another certificate"), "{err}");
 }

@@ -122,7 +122,52 @@ pub fn der_to_pem(label: &str, der: &[u8]) -> String {
     )
 }
 
+/// A leaf certificate (DER) for `csr_pem`, issued by OpenSSL with a throwaway test CA (the P-384
+/// key of `tests/fixtures/openssl-p384.key`) made in `dir`, whose certificate is `dir/ca.pem`.
+pub fn openssl_issue_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
+    let csr_path = dir.join("leaf.csr");
+    std::fs::write(&csr_path, csr_pem).expect("write the CSR");
+    let ca_key = fixture("openssl-p384.key");
+    let ca_cert = dir.join("ca.pem");
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
+    let out = openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &path(&ca_key),
+        "-subj",
+        "/CN=Test CA",
+        "-days",
+        "2",
+        "-out",
+        &path(&ca_cert),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let leaf = dir.join("leaf.der");
+    let out = openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path(&csr_path),
+        "-CA",
+        &path(&ca_cert),
+        "-CAkey",
+        &path(&ca_key),
+        "-days",
+        "1",
+        "-outform",
+        "DER",
+        "-out",
+        &path(&leaf),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::read(leaf).expect("read the issued certificate")
+}
+
+mod modules;
 mod softhsm;
+pub use modules::{SuiteModule, SuiteToken, object_blocks};
 pub use softhsm::{PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN};
 
 #[cfg(test)]

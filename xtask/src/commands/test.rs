@@ -3,8 +3,11 @@
 //! 1. Makes sure the external tools the tests use as independent judges are installed (installing
 //!    the Debian packages when running as root, else stopping with the exact command to run).
 //! 2. `cargo fmt --check`, `cargo clippy --all-targets -D warnings`.
-//! 3. Every test: `cargo nextest run` when nextest is installed (plus the doc tests, which nextest
+//! 3. Brings up the module suite's shared tokens (opencryptoki, tpm2-pkcs11; see [`super::tokens`]),
+//!    saying by name which modules run and which do not.
+//! 4. Every test: `cargo nextest run` when nextest is installed (plus the doc tests, which nextest
 //!    does not run), else `cargo test`. All in the dev profile, so the workspace builds once.
+//! 5. Takes the shared tokens down again and repeats which modules did not run.
 
 use std::process::Command;
 
@@ -74,6 +77,37 @@ fn ensure_tools() -> Result<()> {
     )
 }
 
+/// As root, installs the packages of the module suite's shared tokens when one is missing; else
+/// leaves them to [`super::tokens::SuiteTokens::up`], which reports a missing module as not run.
+fn ensure_module_packages() {
+    if !(is_root() && have("apt-get") && have("dpkg-query")) {
+        return;
+    }
+    let missing: Vec<&str> = super::tokens::PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    if let Err(e) = run_step(
+        &install,
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    ) {
+        eprintln!("warning: {e}");
+    }
+}
+
 fn run_step(name: &str, command: &mut Command) -> Result<()> {
     eprintln!("==> {name}");
     let status = command
@@ -110,32 +144,59 @@ pub fn run(args: TestArgs) -> Result<()> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    ensure_module_packages();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask sits in the workspace")?
+        .to_path_buf();
+    let tokens = super::tokens::SuiteTokens::up(&root)?;
+    tokens.report();
+    let result = run_tests(&args, nextest, &tokens);
+    tokens.report();
+    drop(tokens);
+    result?;
+    eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn run_tests(args: &TestArgs, nextest: bool, tokens: &super::tokens::SuiteTokens) -> Result<()> {
+    let with_env = |mut command: Command| {
+        command.envs(tokens.env.iter().map(|(k, v)| (k, v)));
+        command
+    };
     if nextest {
         // Doc tests first: nextest does not run them, and its summary should close the output.
         run_step(
             "cargo test --workspace --doc --locked",
             cargo().args(["test", "--workspace", "--doc", "--locked"]),
         )?;
+        let mut command = with_env(cargo());
+        command.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]);
+        if let Some(filter) = tokens.nextest_filter() {
+            command.args(["-E", &filter]);
+        }
         run_step(
             "cargo nextest run --workspace --locked",
-            cargo()
-                .args([
-                    "nextest",
-                    "run",
-                    "--workspace",
-                    "--locked",
-                    "--no-fail-fast",
-                ])
-                .args(&args.runner_args),
-        )?;
+            command.args(&args.runner_args),
+        )
     } else {
-        run_step(
-            "cargo test --workspace --locked",
-            cargo()
-                .args(["test", "--workspace", "--locked", "--no-fail-fast"])
-                .args(&args.runner_args),
-        )?;
+        let mut command = with_env(cargo());
+        command
+            .args(["test", "--workspace", "--locked", "--no-fail-fast"])
+            .args(&args.runner_args);
+        let skips = tokens.libtest_skips();
+        if !skips.is_empty() {
+            if !args.runner_args.iter().any(|a| a == "--") {
+                command.arg("--");
+            }
+            command.args(skips);
+        }
+        run_step("cargo test --workspace --locked", &mut command)
     }
-    eprintln!("==> all checks passed");
-    Ok(())
 }
