@@ -83,6 +83,21 @@ pub enum PipelineError {
         place: String,
     },
 
+    /// A plan orders certificates for software keys from a CertCentral that is not on this
+    /// machine, without the user's explicit leave.
+    #[error(
+        "job {job_id}: its key would be in {storage}, and {url} is not a local CertCentral; {rule}. Nothing was done. Put the key on a certified HSM or eToken, or pass --allow-software-key if this CA is a private test CA",
+        rule = crate::keys::storage::HARDWARE_KEY_RULE
+    )]
+    SoftwareKey {
+        /// The first job with a software key.
+        job_id: String,
+        /// Where its key would be.
+        storage: String,
+        /// The CertCentral.
+        url: String,
+    },
+
     /// The job's token could not be logged in this run; the job was not touched.
     #[error("not run: {token} could not be logged in ({reason})")]
     NotLoggedIn {

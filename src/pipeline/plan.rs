@@ -11,6 +11,7 @@
 //! token = "pkcs11:token=A?module-path=/usr/lib/softhsm/libsofthsm2.so"
 //! label = "cs-{n:03}"             # cs-001 .. cs-040
 //! subject = "CN=Example Corp,O=Example Corp,C=US"
+//! # digicert_token = "5110-fips"  # the token is this DigiCert eToken: its algorithms are checked
 //!
 //! [[keys]]
 //! algorithm = "p256"
@@ -92,6 +93,10 @@ struct KeyGroup {
     token: Option<String>,
     #[serde(default)]
     directory: Option<PathBuf>,
+    /// The token is this DigiCert-supported SafeNet eToken (`5110-cc`, `5110-fips`,
+    /// `5110plus-fips`): an algorithm DigiCert does not take on it makes the plan unusable.
+    #[serde(default)]
+    digicert_token: Option<String>,
 }
 
 /// The most jobs one `[[keys]]` group may hold.
@@ -359,6 +364,22 @@ impl Plan {
                     None
                 }
             };
+            match (&g.digicert_token, &g.token, algorithm) {
+                (Some(_), None, _) => problems.push(format!(
+                    "{at}.digicert_token names a token model, but the group's keys are not on a token"
+                )),
+                (Some(model), Some(_), algorithm) => {
+                    match model.parse::<crate::keys::storage::DigicertToken>() {
+                        Ok(model) => {
+                            if let Some(Err(why)) = algorithm.map(|a| model.check(a)) {
+                                problems.push(format!("{at}.algorithm: {why}"));
+                            }
+                        }
+                        Err(e) => problems.push(format!("{at}.digicert_token: {e}")),
+                    }
+                }
+                _ => {}
+            }
             let subject = match g.subject.parse::<SubjectDn>() {
                 Ok(subject) => Some(subject),
                 Err(e) => {

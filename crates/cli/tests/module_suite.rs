@@ -387,6 +387,35 @@ fn a_wrong_pin_is_tried_exactly_once(module: SuiteModule) {
     assert_eq!(calls_named(&log, "C_GenerateKeyPair"), 0);
     // pkcs11-tool logs in with the right PIN here, which also resets the token's counter.
     assert_eq!(token.object_count(), before);
+
+    // A PIN longer than the token takes (as it states) costs no try at all.
+    let max = doctor(&token)["pin_length"]["max"].as_u64().unwrap();
+    let long = "7".repeat(usize::try_from(max).unwrap() + 1);
+    let log = token.dir().join("spy-long.log");
+    let (uri, env) = spy_env(&token, &log);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = cli_with(
+        &token,
+        &[
+            "keygen",
+            "--alg",
+            &alg,
+            "--pkcs11",
+            &uri,
+            "--label",
+            "never-made",
+        ],
+        &long,
+        &env,
+    );
+    assert_exit(&token, &out, 1);
+    assert!(
+        stderr(&out).contains("no login was attempted"),
+        "{}",
+        stderr(&out)
+    );
+    let log = std::fs::read_to_string(&log).expect("the spy wrote its log");
+    assert_eq!(calls_named(&log, "C_Login"), 0, "{log}");
 }
 
 fn refusals_leave_no_objects(module: SuiteModule) {

@@ -206,6 +206,22 @@ pub enum KeysError {
         token: String,
     },
 
+    /// The PIN given is not of a length the token takes, so no login is attempted (a try of the
+    /// token's counter would be spent on a PIN that cannot be right).
+    #[error(
+        "{token}: the PIN given is {length} characters and the token takes {min} to {max}; no login was attempted"
+    )]
+    PinLength {
+        /// The token, described.
+        token: String,
+        /// The PIN's length in bytes.
+        length: usize,
+        /// The shortest PIN the token takes.
+        min: u64,
+        /// The longest.
+        max: u64,
+    },
+
     /// The user PIN has expired.
     #[error(
         "{token}: the user PIN has expired (CKR_PIN_EXPIRED); set a new one with the token vendor's tool before use"

@@ -8,6 +8,8 @@
 //! - [`KeySigner`]: the one signing abstraction; software and token keys implement it.
 //! - [`SubjectDn`]: CSR subjects written as `CN=..,O=..,C=..` strings.
 //! - [`csr`]: building a CSR with any signer, and inspecting CSRs from anywhere.
+//! - [`storage`]: where a key is kept as the CA's key-storage rule sees it, and DigiCert's
+//!   supported tokens.
 //!
 //! ```
 //! use codesign_keys::{csr, KeyAlgorithm, SoftwareKey, SubjectDn};
@@ -30,6 +32,7 @@ pub mod policy;
 mod signer;
 mod software;
 pub mod spki;
+pub mod storage;
 pub mod store;
 pub mod text;
 

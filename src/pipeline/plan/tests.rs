@@ -224,3 +224,24 @@ fn a_plan_expands_lazily_and_refuses_every_problem_at_once() {
     }
     assert!(!text.contains("1234"));
 }
+
+#[test]
+fn a_named_digicert_token_takes_only_its_algorithms() {
+    let group = |algorithm: &str, model: &str, place: &str| {
+        format!(
+            "[[keys]]\nalgorithm = \"{algorithm}\"\n{place}\nlabel = \"k{{n}}\"\nsubject = \"CN=Example Corp,C=US\"\ndigicert_token = \"{model}\"\n"
+        )
+    };
+    let token = "token = \"pkcs11:token=e?module-path=/usr/lib/x.so\"";
+    assert!(parse_keys(&group("p384", "5110-fips", token)).is_ok());
+    assert!(parse_keys(&group("rsa4096", "5110-cc", token)).is_ok());
+    let err = parse_keys(&group("rsa3072", "5110-cc", token)).unwrap_err();
+    assert!(
+        err.contains("keys[0].algorithm: DigiCert issues code signing certificates on a SafeNet eToken 5110 CC for RSA-4096 and ECC P-256 only, not RSA-3072"),
+        "{err}"
+    );
+    let err = parse_keys(&group("p256", "5110", token)).unwrap_err();
+    assert!(err.contains("keys[0].digicert_token"), "{err}");
+    let err = parse_keys(&group("p256", "5110-cc", "directory = \"keys\"")).unwrap_err();
+    assert!(err.contains("not on a token"), "{err}");
+}

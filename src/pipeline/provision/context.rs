@@ -28,6 +28,10 @@ pub struct ProvisionerConfig {
     pub lock_dir: PathBuf,
     /// Where a token's PIN comes from when its URI names none (asked once per token and run).
     pub pin_source: Arc<dyn PinSource>,
+    /// Order certificates for software keys (key files, known software tokens) from a
+    /// CertCentral that is not on this machine: only for a private test CA, as a publicly trusted
+    /// one refuses them ([`crate::keys::storage::HARDWARE_KEY_RULE`]). Off by default.
+    pub allow_software_keys: bool,
 }
 
 impl std::fmt::Debug for ProvisionerConfig {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for ProvisionerConfig {
             .field("module", &self.module)
             .field("record_signer", &self.record_signer)
             .field("lock_dir", &self.lock_dir)
+            .field("allow_software_keys", &self.allow_software_keys)
             .finish_non_exhaustive()
     }
 }
@@ -55,6 +60,7 @@ impl ProvisionerConfig {
             record_signer: None,
             lock_dir: ProvisionerConfig::default_lock_dir(),
             pin_source: Arc::new(NoPinSource),
+            allow_software_keys: false,
         }
     }
 

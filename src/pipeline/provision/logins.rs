@@ -1,12 +1,11 @@
 //! One login per token per run: made before any job, whatever the number of jobs and workers, so
 //! that a wrong PIN costs one try of the token's counter, not one per job.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::keys::KeyAlgorithm;
-use crate::keys::pkcs11::{Module, Pin, PinSource, Pkcs11Uri, TokenRef, TokenSession};
+use crate::keys::pkcs11::{Pin, PinSource, Pkcs11Uri, TokenRef, TokenSession};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
@@ -76,32 +75,13 @@ impl TokenLogins {
 /// observer, and the other tokens' jobs go on.
 pub(super) fn log_in<I>(
     jobs: I,
-    module_arg: Option<&std::path::Path>,
+    tokens: &HashMap<String, TokenRef>,
     pins: &dyn PinSource,
     observer: &dyn Observer,
 ) -> Result<TokenLogins, PipelineError>
 where
-    I: Iterator<Item = JobSpec> + Clone,
+    I: Iterator<Item = JobSpec>,
 {
-    // First pass, before any login: every token the plan names is found, and can make every
-    // algorithm the plan asks of it; otherwise the run stops before anything touches a token.
-    let mut tokens: HashMap<String, TokenRef> = HashMap::new();
-    let mut checked: HashSet<(String, KeyAlgorithm)> = HashSet::new();
-    for spec in jobs.clone() {
-        let KeyLocation::Token { uri } = &spec.location else {
-            continue;
-        };
-        let key = uri.to_uri_string(false);
-        if !tokens.contains_key(&key) {
-            let module = Module::resolve(uri, module_arg)?;
-            tokens.insert(key.clone(), module.find_token(uri)?);
-        }
-        if checked.insert((key.clone(), spec.algorithm))
-            && let Some(token) = tokens.get(&key)
-        {
-            token.check_capability(spec.algorithm)?;
-        }
-    }
     let mut logins = TokenLogins::default();
     let mut by_token: HashMap<(PathBuf, String, String), usize> = HashMap::new();
     for spec in jobs {

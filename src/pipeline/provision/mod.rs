@@ -4,12 +4,15 @@
 //! - this module: the [`Provisioner`];
 //! - `context`: its configuration, and what its workers share;
 //! - `report`: what a run tells (progress, outcomes, the summary);
+//! - `preflight`: before any token is touched or anything sent: tokens found, algorithms offered,
+//!   the hardware-key rule;
 //! - `logins`: one login per token per run, shared by the workers;
 //! - `worker`: a worker's jobs, and the step runner every step goes through;
 //! - `steps`: the steps themselves, each a small function.
 
 mod context;
 mod logins;
+mod preflight;
 mod report;
 mod steps;
 mod worker;
@@ -119,13 +122,26 @@ impl Provisioner {
     where
         I: Iterator<Item = JobSpec> + Clone,
     {
-        let logins = logins::log_in(
+        let tokens = preflight::check(
             jobs.clone(),
             self.context.config.module.as_deref(),
+            &preflight::OrderTarget {
+                url: self.context.client.base_url(),
+                allow_software_keys: self.context.config.allow_software_keys,
+            },
+            observer,
+        )?;
+        let logins = logins::log_in(
+            jobs.clone(),
+            &tokens,
             self.context.config.pin_source.as_ref(),
             observer,
         )?;
-        let workers = self.context.config.workers.max(1);
+        let workers = preflight::workers_within_session_limits(
+            self.context.config.workers.max(1),
+            &tokens,
+            observer,
+        )?;
         let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
         let receiver = std::sync::Mutex::new(receiver);
         let summary = std::sync::Mutex::new(RunSummary::default());

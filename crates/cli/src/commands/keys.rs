@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use codesign_kit::keys::files::{InputKind, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE};
+use codesign_kit::keys::storage::DigicertToken;
 use codesign_kit::keys::{KeyAlgorithm, KeySigner, KeysError, SoftwareKey, SubjectDn, csr};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
@@ -35,6 +36,11 @@ pub struct KeygenArgs {
     /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// Token keys: the token is this DigiCert-supported SafeNet eToken (5110-cc, 5110-fips,
+    /// 5110plus-fips); an algorithm DigiCert does not take on it is refused before the token is
+    /// touched.
+    #[arg(long, value_name = "MODEL", requires = "pkcs11")]
+    digicert_token: Option<DigicertToken>,
     /// Encrypt the key file with the passphrase held in this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with = "pkcs11")]
     passphrase_env: Option<String>,
@@ -131,6 +137,7 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
                 label: args.label.as_deref(),
                 id: args.id.as_deref(),
                 module: args.module.as_deref(),
+                digicert_token: args.digicert_token,
                 json: args.json,
             },
             algorithm,

@@ -114,6 +114,18 @@ pub struct OrderArgs {
     /// same order again finds the first one instead of buying a second certificate.
     #[arg(long, value_name = "ID")]
     alternative_order_id: Option<String>,
+    /// The key the CSR belongs to: a token key's URI (its public key is checked against the
+    /// CSR's, so the hardware-key rule can be checked before anything is sent) or a key file.
+    /// Needed to send a CSR to a CertCentral off this machine.
+    #[arg(long, value_name = "URI|KEY.pem")]
+    key: Option<String>,
+    /// The PKCS#11 module, when --key's URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH", requires = "key")]
+    module: Option<PathBuf>,
+    /// Send the CSR of a software key (a key file, a software token) to a CertCentral off this
+    /// machine: only for a private test CA; a publicly trusted CA refuses such keys.
+    #[arg(long)]
+    allow_software_key: bool,
     /// Validate and print the body that would be sent; send nothing.
     #[arg(long)]
     dry_run: bool,
@@ -240,6 +252,7 @@ pub fn order(args: OrderArgs) -> Result<()> {
     for warning in order.warnings() {
         eprintln!("warning: {warning}");
     }
+    check_key_storage(&args, &order)?;
     if args.dry_run {
         let doc = serde_json::json!({
             "product": order.product().as_str(),
@@ -283,6 +296,70 @@ pub fn order(args: OrderArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The hardware-key rule, before anything is sent: a CSR goes to a CertCentral off this machine
+/// only for a key shown (`--key`) to be on a token that is not a known software one, unless
+/// `--allow-software-key`. Orders without a CSR have DigiCert make the key on its own token.
+fn check_key_storage(args: &OrderArgs, order: &ValidatedOrder) -> Result<()> {
+    use codesign_kit::keys::storage::{HARDWARE_KEY_RULE, KeyStorage};
+    let Some(csr_pem) = order
+        .request()
+        .certificate
+        .as_ref()
+        .and_then(|c| c.csr.as_deref())
+    else {
+        return Ok(());
+    };
+    let url = args.connection.base_url()?;
+    let storage = match &args.key {
+        None => None,
+        Some(key) if key.starts_with("pkcs11:") => {
+            let spki = codesign_kit::keys::csr::inspect(csr_pem.as_bytes())
+                .context("the order's CSR")?
+                .subject_public_key_info;
+            Some(super::token::storage_of_csr_key(
+                key,
+                args.module.as_deref(),
+                &spki,
+            )?)
+        }
+        Some(_) => Some(KeyStorage::File),
+    };
+    let remote = !url.is_loopback();
+    match storage {
+        Some(KeyStorage::Token) => Ok(()),
+        Some(software) if remote && !args.allow_software_key => bail!(
+            "the CSR's key is in {software} and {} is not a local CertCentral; {HARDWARE_KEY_RULE}. Nothing was sent. Use a key on a certified HSM or eToken, or pass --allow-software-key if this CA is a private test CA",
+            url.as_str()
+        ),
+        None if remote && !args.allow_software_key => bail!(
+            "the order carries a CSR for a key this command has not seen, and {} is not a local CertCentral: name the key with --key pkcs11:... (its public key is checked against the CSR's) so the hardware-key rule can be checked ({HARDWARE_KEY_RULE}), or pass --allow-software-key if this CA is a private test CA. Nothing was sent",
+            url.as_str()
+        ),
+        Some(software) if remote => {
+            eprintln!(
+                "warning: the CSR's key is in {software}; ordering from {} as --allow-software-key says: only a private CA may issue for it",
+                url.as_str()
+            );
+            Ok(())
+        }
+        None if remote => {
+            eprintln!(
+                "warning: the CSR's key was not shown with --key; ordering from {} as --allow-software-key says",
+                url.as_str()
+            );
+            Ok(())
+        }
+        Some(software) => {
+            eprintln!(
+                "notice: the CSR's key is in {software}: fine for the local CertCentral at {}, refused by a publicly trusted CA",
+                url.as_str()
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// `status`: an order's status, requests and certificate.

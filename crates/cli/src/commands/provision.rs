@@ -59,6 +59,11 @@ pub struct ProvisionArgs {
     /// /run/lock/codesign-kit, else /tmp/codesign-kit-locks).
     #[arg(long, value_name = "DIR")]
     lock_dir: Option<PathBuf>,
+    /// Order certificates for software keys (key files, software tokens such as SoftHSM2) from a
+    /// CertCentral off this machine: only for a private test CA; a publicly trusted CA refuses
+    /// them. Without it such a plan is refused before anything is done.
+    #[arg(long)]
+    allow_software_key: bool,
     /// Print one JSON document with every job's outcome.
     #[arg(long)]
     json: bool,
@@ -209,6 +214,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(ProvisionerConfig::default_lock_dir),
         pin_source: Arc::new(super::sources::EnvOrPrompt),
+        allow_software_keys: args.allow_software_key,
         ..ProvisionerConfig::new(args.records.clone().unwrap_or_else(|| base.join("records")))
     };
     let journal = Journal::open(&journal_path)?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use codesign_kit::keys::pkcs11::{KeyRequest, Module, Pin, Pkcs11Uri, TokenRef, random_id};
+use codesign_kit::keys::storage::DigicertToken;
 use codesign_kit::keys::{KeyAlgorithm, KeySigner, SubjectDn, csr};
 
 use crate::UsageError;
@@ -18,6 +19,10 @@ pub struct DoctorArgs {
     /// The PKCS#11 module, when the URI has no module-path (else PKCS11_MODULE).
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// The token is this DigiCert-supported SafeNet eToken (5110-cc, 5110-fips, 5110plus-fips):
+    /// say which of its algorithms DigiCert takes.
+    #[arg(long, value_name = "MODEL")]
+    digicert_token: Option<DigicertToken>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -31,6 +36,36 @@ fn parse_uri(text: &str) -> Result<Pkcs11Uri> {
 fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
     let module = Module::resolve(uri, super::sources::default_module(module).as_deref())?;
     Ok(module.find_token(uri)?)
+}
+
+/// Where the key of a token URI is kept, after checking that its public key is `spki` (a CSR's):
+/// logs in to read the key, as `csr` does.
+pub fn storage_of_csr_key(
+    uri_text: &str,
+    module: Option<&Path>,
+    spki: &[u8],
+) -> Result<codesign_kit::keys::storage::KeyStorage> {
+    let uri = parse_uri(uri_text)?;
+    if uri.id.is_none() && uri.object.is_none() {
+        return Err(UsageError(format!(
+            "--key {uri}: name the key with id=... or object=... in the URI"
+        ))
+        .into());
+    }
+    let token = find_token(&uri, module)?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
+    let session = token.login(&pin)?;
+    let key = session
+        .find_key(uri.id.as_deref(), uri.object.as_deref())
+        .context("--key: cannot use the token key")?;
+    if key.subject_public_key_info() != spki {
+        bail!(
+            "--key: the CSR's public key is not the public key of {} on {}; nothing was sent",
+            key.label(),
+            token.description()
+        );
+    }
+    Ok(token.storage())
 }
 
 fn parse_hex_id(text: &str) -> Result<Vec<u8>> {
@@ -56,6 +91,8 @@ pub struct TokenKeygen<'a> {
     pub id: Option<&'a str>,
     /// `--module`.
     pub module: Option<&'a Path>,
+    /// `--digicert-token`.
+    pub digicert_token: Option<DigicertToken>,
     /// `--json`.
     pub json: bool,
 }
@@ -63,6 +100,11 @@ pub struct TokenKeygen<'a> {
 /// `keygen --pkcs11`: a key pair generated on the token, audited, reported.
 pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
     let uri = parse_uri(args.uri)?;
+    if let Some(model) = args.digicert_token {
+        model
+            .check(algorithm)
+            .map_err(|why| anyhow::anyhow!("cannot generate an {algorithm} key: {why}"))?;
+    }
     let id = match (args.id, &uri.id) {
         (Some(hex_id), _) => parse_hex_id(hex_id)?,
         (None, Some(id)) => id.clone(),
@@ -148,7 +190,7 @@ pub fn csr(
 pub fn doctor(args: DoctorArgs) -> Result<()> {
     let uri = parse_uri(&args.pkcs11)?;
     let token = find_token(&uri, args.module.as_deref())?;
-    let report = token.report()?;
+    let report = token.report(args.digicert_token)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -208,6 +250,7 @@ pub fn doctor(args: DoctorArgs) -> Result<()> {
             v.detail
         );
     }
+    println!("DigiCert code signing key: {}", report.digicert.detail);
     if report.user_pin_locked {
         bail!("{}: the user PIN is locked", token.description());
     }

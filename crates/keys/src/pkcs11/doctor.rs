@@ -5,6 +5,7 @@ use super::calls::failed;
 use super::capability::{AlgorithmVerdict, MECHANISMS, verdict};
 use super::module::{TokenRef, TokenSummary};
 use super::raw::TokenClock;
+use crate::storage::{DigicertToken, HARDWARE_KEY_RULE, KeyStorage, is_safenet_etoken};
 use crate::{KeyAlgorithm, KeysError};
 
 /// One mechanism and what the token says of it.
@@ -72,14 +73,93 @@ pub struct TokenReport {
     pub mechanisms: Vec<MechanismReport>,
     /// One verdict per algorithm.
     pub verdicts: Vec<AlgorithmVerdict>,
+    /// Whether, and with which algorithms, the token can hold a DigiCert code signing key.
+    pub digicert: DigicertVerdict,
+}
+
+/// Whether a token can hold a DigiCert code signing key, and with which algorithms.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DigicertVerdict {
+    /// `software` (a key file or known software token: never, for a publicly trusted CA),
+    /// `safenet-etoken` (the family of DigiCert's supported tokens), or `hardware` (anything
+    /// else: DigiCert takes it if it is certified, which the token does not say).
+    pub storage: &'static str,
+    /// The DigiCert token model named by the caller, if any.
+    pub model: Option<DigicertToken>,
+    /// The algorithms the token can make that DigiCert takes on it (none for software).
+    pub algorithms: Vec<KeyAlgorithm>,
+    /// Why, in words.
+    pub detail: String,
+}
+
+impl DigicertVerdict {
+    fn new(
+        token: &TokenRef,
+        model: Option<DigicertToken>,
+        verdicts: &[AlgorithmVerdict],
+    ) -> DigicertVerdict {
+        let usable = verdicts
+            .iter()
+            .filter(|v| v.can_generate && v.can_sign)
+            .map(|v| v.algorithm)
+            .filter(|a| model.is_none_or(|m| m.check(*a).is_ok()));
+        let algorithms: Vec<KeyAlgorithm> = usable.collect();
+        let names = |algs: &[KeyAlgorithm]| {
+            if algs.is_empty() {
+                "none".to_string()
+            } else {
+                algs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let summary = &token.summary;
+        if let KeyStorage::SoftwareToken(name) = token.storage() {
+            return DigicertVerdict {
+                storage: "software",
+                model,
+                algorithms: Vec::new(),
+                detail: format!(
+                    "{name} is software: no; {HARDWARE_KEY_RULE}. Its keys are for the local emulator and private CAs"
+                ),
+            };
+        }
+        let etoken = is_safenet_etoken(&summary.manufacturer, &summary.model);
+        let detail = match (model, etoken) {
+            (Some(m), _) => format!(
+                "as a {m}: {}; of those, the token offers: {}",
+                match m.algorithms() {
+                    Some(list) => format!("DigiCert takes {}", names(list)),
+                    None => "DigiCert states no key types for it".to_string(),
+                },
+                names(&algorithms)
+            ),
+            (None, true) => format!(
+                "a SafeNet eToken, the family DigiCert supports (5110 CC: RSA-4096 and ECC P-256; 5110 FIPS: ECC P-256 and P-384; 5110+ FIPS): name its model with --digicert-token to check; the token offers: {}",
+                names(&algorithms)
+            ),
+            (None, false) => format!(
+                "yes if the device is certified FIPS 140-2 Level 2+ or Common Criteria EAL 4+ (a token does not say; check the module's certificate); algorithms it can make: {}",
+                names(&algorithms)
+            ),
+        };
+        DigicertVerdict {
+            storage: if etoken { "safenet-etoken" } else { "hardware" },
+            model,
+            algorithms,
+            detail,
+        }
+    }
 }
 
 impl TokenRef {
-    /// What the token offers for code signing keys. Needs no login.
+    /// What the token offers for code signing keys. Needs no login. `model` names the DigiCert
+    /// token model the token is, when the caller knows it (a token does not say).
     ///
     /// # Errors
     /// [`KeysError::Pkcs11`] when the token cannot be queried.
-    pub fn report(&self) -> Result<TokenReport, KeysError> {
+    pub fn report(&self, model: Option<DigicertToken>) -> Result<TokenReport, KeysError> {
         let context = self.module.context();
         let failed = |e: cryptoki::error::Error, op: &str| failed(self.description(), e, op);
         let info = self
@@ -112,6 +192,7 @@ impl TokenRef {
                 verdict(context, self.slot, alg).map_err(|e| failed(e, "C_GetMechanismInfo"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let digicert = DigicertVerdict::new(self, model, &verdicts);
         Ok(TokenReport {
             module_path: self.module.path().display().to_string(),
             module: self.module.description(),
@@ -135,6 +216,7 @@ impl TokenRef {
             clock: info.clock,
             mechanisms,
             verdicts,
+            digicert,
         })
     }
 }

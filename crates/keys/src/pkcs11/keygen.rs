@@ -248,6 +248,17 @@ impl super::module::TokenRef {
     /// # Errors
     /// [`KeysError::TokenCapability`] naming the token and what it supports.
     pub fn check_capability(&self, algorithm: KeyAlgorithm) -> Result<(), KeysError> {
+        let info = self
+            .module
+            .token_info(self.slot)
+            .map_err(|e| super::calls::failed(self.description(), e, "C_GetTokenInfo"))?;
+        if info.write_protected() {
+            return Err(KeysError::TokenCapability {
+                token: self.description(),
+                what: format!("hold new {algorithm} keys"),
+                supports: "no new objects: it is write-protected (CKF_WRITE_PROTECTED)".to_string(),
+            });
+        }
         let report = super::capability::verdict(self.module.context(), self.slot, algorithm)
             .map_err(|e| super::calls::failed(self.description(), e, "C_GetMechanismInfo"))?;
         if report.can_generate && report.can_sign {

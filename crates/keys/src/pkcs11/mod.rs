@@ -42,7 +42,7 @@ mod session;
 mod uri;
 
 pub use capability::AlgorithmVerdict;
-pub use doctor::{MechanismReport, PinLength, TokenReport};
+pub use doctor::{DigicertVerdict, MechanismReport, PinLength, TokenReport};
 pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
 pub use key::TokenKey;
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};

@@ -272,4 +272,25 @@ impl TokenRef {
     pub fn module(&self) -> &Module {
         &self.module
     }
+
+    /// How many read-write sessions the token allows at once, when it states a limit.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the token cannot be queried.
+    pub fn max_rw_sessions(&self) -> Result<Option<u64>, KeysError> {
+        Ok(self
+            .module
+            .token_info(self.slot)
+            .map_err(|e| failed(self.description(), e, "C_GetTokenInfo"))?
+            .max_rw_session_count)
+    }
+
+    /// Where a key on this token is kept, as the CA's key-storage rule sees it: a known software
+    /// implementation by the token's manufacturer and model, else hardware.
+    pub fn storage(&self) -> crate::storage::KeyStorage {
+        match crate::storage::software_token(&self.summary.manufacturer, &self.summary.model) {
+            Some(name) => crate::storage::KeyStorage::SoftwareToken(name),
+            None => crate::storage::KeyStorage::Token,
+        }
+    }
 }

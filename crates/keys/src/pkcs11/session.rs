@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use cryptoki::error::{Error, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
+use secrecy::ExposeSecret;
 
 use super::calls::failed;
 use super::module::TokenRef;
@@ -56,6 +57,19 @@ impl TokenRef {
             return Err(KeysError::TokenState {
                 token,
                 what: "its user PIN is not initialized; refusing to log in".to_string(),
+            });
+        }
+        let length = pin.secret().expose_secret().len();
+        let (min, max) = (info.min_pin_len, info.max_pin_len);
+        // A bound of 0 (or a maximum below the minimum) states nothing.
+        let too_short = min > 0 && (length as u64) < min;
+        let too_long = max > 0 && max >= min && (length as u64) > max;
+        if !info.protected_authentication_path() && (too_short || too_long) {
+            return Err(KeysError::PinLength {
+                token,
+                length,
+                min,
+                max,
             });
         }
         let session = self

@@ -53,14 +53,11 @@ impl BaseUrl {
             reason: reason.to_string(),
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let host = parsed.host_str().ok_or_else(|| bad("it has no host"))?;
+        parsed.host_str().ok_or_else(|| bad("it has no host"))?;
         match parsed.scheme() {
             "https" => {}
             "http" => {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                let loopback =
-                    bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
+                if !BaseUrl(url.to_string()).is_loopback() {
                     return Err(bad(
                         "plain http is allowed only to loopback addresses (127.0.0.1, ::1, localhost); use https",
                     ));
@@ -77,6 +74,18 @@ impl BaseUrl {
     /// The URL text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the URL's host is this machine (127.0.0.0/8, ::1, localhost): a local emulator or
+    /// test CA, never a publicly trusted CertCentral.
+    pub fn is_loopback(&self) -> bool {
+        reqwest::Url::parse(&self.0)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_string))
+            .is_some_and(|host| {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            })
     }
 }
 
@@ -288,6 +297,23 @@ mod tests {
         assert!(err.to_string().contains("loopback"), "{err}");
         assert!(BaseUrl::parse("ftp://example.com").is_err());
         assert!(BaseUrl::parse("not a url").is_err());
+        for local in [
+            "http://127.0.0.1:8443/services/v2",
+            "https://127.3.0.1/services/v2",
+            "http://[::1]:1/services/v2",
+            "https://localhost/services/v2",
+        ] {
+            assert!(BaseUrl::parse(local).unwrap().is_loopback(), "{local}");
+        }
+        for remote in [
+            US_BASE_URL,
+            EU_BASE_URL,
+            "https://10.0.0.5/services/v2",
+            "https://127.0.0.1.example.com/services/v2",
+            "https://[::2]/services/v2",
+        ] {
+            assert!(!BaseUrl::parse(remote).unwrap().is_loopback(), "{remote}");
+        }
         assert_eq!(
             BaseUrl::parse("http://127.0.0.1:1/services/v2/")
                 .unwrap()
