@@ -130,19 +130,15 @@ impl TokenSession {
         &self,
         private: ObjectHandle,
     ) -> Result<TokenKey<'_>, KeysError> {
-        let attrs = self
-            .serialized(|s| {
-                s.get_attributes(
-                    private,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::Label,
-                        AttributeType::KeyType,
-                        AttributeType::AlwaysAuthenticate,
-                    ],
-                )
-            })
-            .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
+        let attrs = self.attributes(
+            private,
+            &[
+                AttributeType::Id,
+                AttributeType::Label,
+                AttributeType::KeyType,
+                AttributeType::AlwaysAuthenticate,
+            ],
+        )?;
         let mut id = Vec::new();
         let mut label = String::new();
         let mut key_type = None;

@@ -473,28 +473,24 @@ impl TokenSession {
     }
 
     fn audit(&self, private: ObjectHandle, public: ObjectHandle) -> Result<KeyAudit, KeysError> {
-        let attrs = self
-            .serialized(|s| {
-                s.get_attributes(
-                    private,
-                    &[
-                        AttributeType::Token,
-                        AttributeType::Private,
-                        AttributeType::Sensitive,
-                        AttributeType::AlwaysSensitive,
-                        AttributeType::Extractable,
-                        AttributeType::NeverExtractable,
-                        AttributeType::Local,
-                        AttributeType::Sign,
-                        AttributeType::Decrypt,
-                        AttributeType::Unwrap,
-                        AttributeType::Derive,
-                        AttributeType::Modulus,
-                        AttributeType::EcParams,
-                    ],
-                )
-            })
-            .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
+        let attrs = self.attributes(
+            private,
+            &[
+                AttributeType::Token,
+                AttributeType::Private,
+                AttributeType::Sensitive,
+                AttributeType::AlwaysSensitive,
+                AttributeType::Extractable,
+                AttributeType::NeverExtractable,
+                AttributeType::Local,
+                AttributeType::Sign,
+                AttributeType::Decrypt,
+                AttributeType::Unwrap,
+                AttributeType::Derive,
+                AttributeType::Modulus,
+                AttributeType::EcParams,
+            ],
+        )?;
         let mut audit = KeyAudit {
             token: None,
             private: None,

@@ -118,17 +118,24 @@ impl TokenSession {
         let session = module
             .serialized(|| module.context().open_rw_session(self.token.slot))
             .map_err(|e| self.error(e, "C_OpenSession"))?;
-        let info = module
-            .serialized(|| session.get_session_info())
-            .map_err(|e| self.error(e, "C_GetSessionInfo"))?;
-        if info.session_state() != cryptoki::session::SessionState::RwUser {
-            return Err(KeysError::TokenState {
-                token: self.token.description(),
-                what: format!(
-                    "a new session is not logged in (state {:?}), though another session of this process is",
-                    info.session_state()
-                ),
-            });
+        match module.serialized(|| session.get_session_info()) {
+            Ok(info) if info.session_state() != cryptoki::session::SessionState::RwUser => {
+                return Err(KeysError::TokenState {
+                    token: self.token.description(),
+                    what: format!(
+                        "a new session is not logged in (state {:?}), though another session of this process is",
+                        info.session_state()
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(e @ Error::Pkcs11(..)) => return Err(self.error(e, "C_GetSessionInfo")),
+            // A state cryptoki cannot decode (a vendor value): the session's first call says
+            // CKR_USER_NOT_LOGGED_IN if it is not logged in.
+            Err(undecodable) => tracing::debug!(
+                "{}: C_GetSessionInfo gave a state cryptoki cannot decode ({undecodable})",
+                self.token.description()
+            ),
         }
         Ok(TokenSession {
             token: self.token.clone(),
@@ -194,16 +201,46 @@ impl TokenSession {
         Ok(())
     }
 
-    /// Reads one attribute that must be present.
+    /// Reads one attribute; `None` when the object has none (or the module gives one cryptoki
+    /// cannot decode).
     pub(crate) fn attribute(
         &self,
         object: ObjectHandle,
         kind: AttributeType,
     ) -> Result<Option<Attribute>, KeysError> {
-        let mut found = self
-            .serialized(|s| s.get_attributes(object, &[kind]))
-            .map_err(|e| self.error(e, "C_GetAttributeValue"))?;
-        Ok(found.pop())
+        Ok(self.attributes(object, &[kind])?.pop())
+    }
+
+    /// Reads attributes in one call. cryptoki decodes the whole answer at once and fails it all
+    /// for one value it cannot decode (a `CK_BBOOL` of the wrong size, a vendor key type); then
+    /// each attribute is read alone and the undecodable ones are left out, as if absent, so one
+    /// odd value never hides the others. Errors of the module itself are errors.
+    pub(crate) fn attributes(
+        &self,
+        object: ObjectHandle,
+        kinds: &[AttributeType],
+    ) -> Result<Vec<Attribute>, KeysError> {
+        match self.serialized(|s| s.get_attributes(object, kinds)) {
+            Ok(found) => Ok(found),
+            Err(e @ Error::Pkcs11(..)) => Err(self.error(e, "C_GetAttributeValue")),
+            Err(undecodable) => {
+                tracing::debug!(
+                    "{}: an attribute could not be decoded ({undecodable}); reading them one by one",
+                    self.token.description()
+                );
+                let mut found = Vec::new();
+                for kind in kinds {
+                    match self.serialized(|s| s.get_attributes(object, &[*kind])) {
+                        Ok(mut one) => found.append(&mut one),
+                        Err(e @ Error::Pkcs11(..)) => {
+                            return Err(self.error(e, "C_GetAttributeValue"));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Ok(found)
+            }
+        }
     }
 
     /// Destroys objects, reporting the first failure but trying them all.
