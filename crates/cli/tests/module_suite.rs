@@ -243,6 +243,8 @@ fn every_offered_algorithm_makes_keys_and_csrs(module: SuiteModule) {
             assert_eq!(doc["audit"][flag], true, "{}: {alg}: {flag}", module.name());
         }
         assert_eq!(doc["audit"]["extractable"], false, "{alg}");
+        let generation_ms = doc["generation_ms"].as_f64().unwrap();
+        assert!(generation_ms > 0.0, "{alg}: generation_ms {generation_ms}");
         let id = doc["id"].as_str().unwrap().to_string();
 
         let csr = token.dir().join(format!("{alg}.csr"));
@@ -270,6 +272,15 @@ fn every_offered_algorithm_makes_keys_and_csrs(module: SuiteModule) {
             _ => "NIST CURVE: P-384",
         };
         assert!(text.contains(size), "{alg}: {text}");
+        let signature = match alg.as_str() {
+            "rsa3072" | "rsa4096" => "sha256WithRSAEncryption",
+            "p256" => "ecdsa-with-SHA256",
+            _ => "ecdsa-with-SHA384",
+        };
+        assert!(
+            text.contains(&format!("Signature Algorithm: {signature}")),
+            "{alg}: {text}"
+        );
 
         // pkcs11-tool on the key's protection and on its public key, which must be the CSR's.
         let private = block_of(&token, "Private Key Object", &label);
@@ -278,6 +289,20 @@ fn every_offered_algorithm_makes_keys_and_csrs(module: SuiteModule) {
             "{private}"
         );
         assert!(private.contains(&format!("ID:         {id}")), "{private}");
+        let usage = private
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Usage:"))
+            .unwrap_or_else(|| panic!("no usage in {private}"));
+        assert!(usage.contains("sign"), "{private}");
+        // What the key may do besides signing is the module's choice, and said in the audit.
+        for extra in ["decrypt", "unwrap", "derive"] {
+            assert_eq!(
+                usage.contains(extra),
+                doc["audit"][extra] == true,
+                "{alg}: {extra}: {private} vs {}",
+                doc["audit"]
+            );
+        }
         let csr_spki = csr_public_key_der(&csr);
         if alg.starts_with("rsa") {
             let pub_der = token.dir().join(format!("{alg}-pub.der"));

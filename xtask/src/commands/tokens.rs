@@ -149,3 +149,37 @@ impl Drop for SuiteTokens {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_not_up_are_left_out_by_name() {
+        let tokens = SuiteTokens {
+            root: PathBuf::from("/nonexistent"),
+            up: Vec::new(),
+            not_run: vec![
+                ("opencryptoki", "needs root".to_string()),
+                ("tpm2", "swtpm is not installed".to_string()),
+            ],
+            env: Vec::new(),
+        };
+        assert_eq!(
+            tokens.nextest_filter().as_deref(),
+            Some("not (binary(module_suite) and (test(/^opencryptoki::/) or test(/^tpm2::/)))")
+        );
+        assert_eq!(
+            tokens.libtest_skips(),
+            ["--skip", "opencryptoki::", "--skip", "tpm2::"]
+        );
+        let all_up = SuiteTokens {
+            root: PathBuf::from("/nonexistent"),
+            up: Vec::new(),
+            not_run: Vec::new(),
+            env: Vec::new(),
+        };
+        assert_eq!(all_up.nextest_filter(), None);
+        assert!(all_up.libtest_skips().is_empty());
+    }
+}
