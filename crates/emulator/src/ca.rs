@@ -149,7 +149,9 @@ impl IntermediateCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         params.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(5);
-        params.not_after = not_after;
+        // Never longer than DigiCert issues, whatever the order asked or when it is issued.
+        params.not_after =
+            not_after.min(params.not_before + time::Duration::days(crate::validate::MAX_CERT_DAYS));
         params.serial_number = Some(SerialNumber::from(serial));
         params.use_authority_key_identifier_extension = true;
         let cert = params

@@ -55,8 +55,19 @@ pub struct AcceptedOrder {
     pub alternative_order_id: Option<String>,
 }
 
-/// The longest validity accepted (3 years).
-const MAX_DAYS: i64 = 3 * 365;
+/// The longest code signing certificate DigiCert issues since 2026-02-24, in days (CA/Browser
+/// Forum ballot CSC-31: 460 days from 2026-03-01; DigiCert one day less).
+pub const MAX_CERT_DAYS: i64 = 459;
+
+/// The longest validity an order may ask, in days, and the most years, on `today`: 459 days and
+/// 1 year since 2026-02-24, 3 years before.
+fn validity_cap(today: Date) -> (i64, i64) {
+    if today >= time::macros::date!(2026 - 02 - 24) {
+        (MAX_CERT_DAYS, 1)
+    } else {
+        (3 * 365, 3)
+    }
+}
 
 struct Check {
     errors: Vec<ApiError>,
@@ -482,13 +493,24 @@ fn validity(
     now: OffsetDateTime,
     c: &mut Check,
 ) -> Option<OffsetDateTime> {
-    let max = now + time::Duration::days(MAX_DAYS);
+    let (max_days, max_years) = validity_cap(now.date());
+    let cap_rule = if max_years == 1 {
+        format!(
+            "DigiCert issues no code signing certificate valid for more than {MAX_CERT_DAYS} days since 2026-02-24"
+        )
+    } else {
+        "code signing orders run at most 3 years".to_string()
+    };
     let check_date = |c: &mut Check, path: &str, date: OffsetDateTime| {
-        if date <= now {
+        let ahead = (date.date() - now.date()).whole_days();
+        if date <= now || ahead < 1 {
             c.invalid(path, "must be a date in the future");
             None
-        } else if date > max {
-            c.invalid(path, "must be at most 3 years from today");
+        } else if ahead > max_days {
+            c.invalid(
+                path,
+                format!("must be at most {max_days} days from today: {cap_rule}"),
+            );
             None
         } else {
             Some(date)
@@ -507,9 +529,23 @@ fn validity(
             }
         };
     let years = |c: &mut Check, path: &str, v: &Value| match as_int(v) {
-        Some(y @ 1..=3) => Some(now + time::Duration::days(365 * y)),
+        Some(y) if (1..=max_years).contains(&y) => Some(now + time::Duration::days(365 * y)),
+        _ if max_years == 1 => {
+            c.invalid(path, format!("must be 1: {cap_rule}; got {v}"));
+            None
+        }
         _ => {
             c.invalid(path, format!("must be 1, 2 or 3; got {v}"));
+            None
+        }
+    };
+    let days = |c: &mut Check, path: &str, v: &Value| match as_int(v) {
+        Some(d) if (1..=max_days).contains(&d) => Some(now + time::Duration::days(d)),
+        _ => {
+            c.invalid(
+                path,
+                format!("must be 1 to {max_days}: {cap_rule}; got {v}"),
+            );
             None
         }
     };
@@ -525,16 +561,7 @@ fn validity(
                     "dd MMM YYYY, e.g. \"09 JUN 2025\"",
                 )
             } else if let Some(v) = ov.get("days") {
-                match as_int(v) {
-                    Some(d @ 1..=MAX_DAYS) => Some(now + time::Duration::days(d)),
-                    _ => {
-                        c.invalid(
-                            "order_validity.days",
-                            format!("must be 1 to {MAX_DAYS}; got {v}"),
-                        );
-                        None
-                    }
-                }
+                days(c, "order_validity.days", v)
             } else if let Some(v) = ov.get("years") {
                 years(c, "order_validity.years", v)
             } else {
@@ -547,9 +574,12 @@ fn validity(
             None
         }
         None => {
-            // The deprecated fields: custom_expiration_date overrides validity_years.
+            // The deprecated fields: custom_expiration_date overrides validity_days, which
+            // overrides validity_years.
             if let Some(v) = obj.get("custom_expiration_date") {
                 date(c, "custom_expiration_date", v, parse_iso_date, "yyyy-MM-dd")
+            } else if let Some(v) = obj.get("validity_days") {
+                days(c, "validity_days", v)
             } else if let Some(v) = obj.get("validity_years") {
                 years(c, "validity_years", v)
             } else {

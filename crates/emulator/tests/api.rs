@@ -1008,3 +1008,132 @@ fn only_loopback_addresses_are_served() {
     let err = Emulator::start(EmulatorConfig::new(KEY), "0.0.0.0:0".parse().unwrap()).unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+/// The date `days` from today, written `dd MMM YYYY`.
+fn dd_mmm_yyyy_in(days: i64) -> String {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    let month = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ][usize::from(u8::from(d.month())) - 1];
+    format!("{:02} {month} {}", d.day(), d.year())
+}
+
+#[test]
+fn over_long_orders_are_refused_and_leaves_live_at_most_459_days() {
+    let emu = start(Settings {
+        polls_until_issued: 1,
+        ..Settings::default()
+    });
+    let over = [
+        (json!({"years": 2}), "order_validity.years"),
+        (json!({"years": 3}), "order_validity.years"),
+        (json!({"days": 460}), "order_validity.days"),
+        (
+            json!({"custom_expiration_date": dd_mmm_yyyy_in(460)}),
+            "order_validity.custom_expiration_date",
+        ),
+    ];
+    for (validity, path) in over {
+        let mut body = email_order("openssl-p384.csr");
+        body["order_validity"] = validity.clone();
+        let r = post(
+            &emu,
+            "/order/certificate/code_signing_ev",
+            &body.to_string(),
+        );
+        assert_eq!(r.status(), 400, "{validity}");
+        let errors = error_codes(&json_of(r));
+        assert!(
+            errors
+                .iter()
+                .any(|(_, m)| m.starts_with(path) && m.contains("459 days")),
+            "{validity}: {errors:?}"
+        );
+    }
+    for (validity, name) in [
+        (json!({"order_validity": {"days": 459}}), "days"),
+        (
+            json!({"order_validity": null, "validity_days": 459}),
+            "deprecated-days",
+        ),
+        (json!({"order_validity": {"years": 1}}), "years"),
+    ] {
+        let mut body = email_order("openssl-p384.csr");
+        for (k, v) in validity.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        body["alternative_order_id"] = json!(format!("cap{}", name.replace('-', "")));
+        let r = post(
+            &emu,
+            "/order/certificate/code_signing_ev",
+            &body.to_string(),
+        );
+        assert_eq!(r.status(), 201, "{validity}");
+        let created = json_of(r);
+        let order = wait_issued(&emu, created["id"].as_u64().unwrap());
+        let cert_id = order["certificate"]["id"].as_u64().unwrap();
+        let chain = get(
+            &emu,
+            &format!("/certificate/{cert_id}/download/format/pem_all"),
+        )
+        .text()
+        .unwrap();
+        let leaf = chain
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap()
+            .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaf.pem");
+        std::fs::write(&path, leaf).unwrap();
+        // OpenSSL's own reading of the dates: the leaf's life is at most 459 days.
+        let dates = openssl(&[
+            "x509",
+            "-in",
+            path.to_str().unwrap(),
+            "-noout",
+            "-startdate",
+            "-enddate",
+        ]);
+        assert!(dates.status.success());
+        let text = String::from_utf8_lossy(&dates.stdout).into_owned();
+        let field = |key: &str| {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {text}"));
+            let format = time::macros::format_description!(
+                "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT"
+            );
+            time::PrimitiveDateTime::parse(value, &format)
+                .unwrap_or_else(|e| panic!("{value}: {e}"))
+        };
+        let life = field("notAfter=") - field("notBefore=");
+        assert!(
+            life <= time::Duration::days(459),
+            "{name}: the leaf lives {life} ({text})"
+        );
+        assert!(life >= time::Duration::days(364), "{name}: {life}");
+        // And `openssl x509 -checkend` agrees: valid 458 days from now, not 460.
+        let checkend = |days: i64| {
+            openssl(&[
+                "x509",
+                "-in",
+                path.to_str().unwrap(),
+                "-noout",
+                "-checkend",
+                &(days * 86_400).to_string(),
+            ])
+            .status
+            .success()
+        };
+        assert!(!checkend(460), "{name}: still valid in 460 days");
+        if name != "years" {
+            assert!(checkend(458), "{name}: not valid in 458 days");
+        }
+    }
+}

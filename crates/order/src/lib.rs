@@ -40,6 +40,6 @@ pub use error::{ApiErrorKind, CertCentralError, FieldError, ValidationErrors};
 pub use model::{OrderRequest, Product};
 pub use response::{CertificateId, OrderId, OrderInfo, OrderStatus, OrganizationId, RequestId};
 pub use validate::{
-    CsrCheck, MAX_VALIDITY_DAYS, ValidatedOrder, derive_alternative_order_id,
-    generate_alternative_order_id, max_text_length,
+    CsrCheck, MAX_VALIDITY_DAYS, VALIDITY_CAP_SINCE, ValidatedOrder, ValidityCap,
+    derive_alternative_order_id, generate_alternative_order_id, max_text_length,
 };

@@ -214,7 +214,7 @@ pub struct ContainerRef {
 /// `order_validity`: one of years, days, custom expiration date (that precedence, highest last).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderValidity {
-    /// 1 to 3.
+    /// Years: 1 since DigiCert's 459-day cap (1 to 3 before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub years: Option<i64>,
     /// Days; overrides years.
@@ -301,6 +301,9 @@ pub struct OrderRequest {
     /// Deprecated `validity_years`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validity_years: Option<i64>,
+    /// Deprecated `validity_days`; overrides `validity_years`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<i64>,
     /// Deprecated `custom_expiration_date` (`yyyy-MM-dd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_expiration_date: Option<String>,

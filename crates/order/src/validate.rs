@@ -40,8 +40,51 @@ pub struct ValidatedOrder {
     warnings: Vec<String>,
 }
 
-/// The longest validity accepted, in days (3 years).
-pub const MAX_VALIDITY_DAYS: i64 = 3 * 365;
+/// The longest code signing certificate DigiCert issues, in days, since [`VALIDITY_CAP_SINCE`]:
+/// CA/Browser Forum ballot CSC-31 caps publicly trusted code signing certificates at 460 days from
+/// 2026-03-01, and DigiCert takes one day less so that no time zone can push one over
+/// (<https://docs.digicert.com/en/certcentral/manage-certificates/end-of-2-and-3-year-public-code-signing-certificates.html>).
+pub const MAX_VALIDITY_DAYS: i64 = 459;
+
+/// The day DigiCert's 459-day cap took effect (2026-02-24); before it, orders of up to 3 years
+/// were taken.
+pub const VALIDITY_CAP_SINCE: Date = time::macros::date!(2026 - 02 - 24);
+
+/// The validity rule in force on a day: the longest validity in days, and the most years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidityCap {
+    /// The longest validity, in days.
+    pub max_days: i64,
+    /// The most `years` an order may ask.
+    pub max_years: i64,
+}
+
+impl ValidityCap {
+    /// The rule in force at `now`.
+    pub fn at(now: OffsetDateTime) -> ValidityCap {
+        if now.date() >= VALIDITY_CAP_SINCE {
+            ValidityCap {
+                max_days: MAX_VALIDITY_DAYS,
+                max_years: 1,
+            }
+        } else {
+            ValidityCap {
+                max_days: 3 * 365,
+                max_years: 3,
+            }
+        }
+    }
+
+    fn rule(&self) -> String {
+        if self.max_days == MAX_VALIDITY_DAYS {
+            format!(
+                "DigiCert issues no code signing certificate valid for more than {MAX_VALIDITY_DAYS} days since {VALIDITY_CAP_SINCE} (CA/Browser Forum ballot CSC-31: 460 days from 2026-03-01)"
+            )
+        } else {
+            "code signing orders ran at most 3 years before DigiCert's 459-day cap".to_string()
+        }
+    }
+}
 
 impl ValidatedOrder {
     /// Validates `request` for `product`; `csr_check` judges the CSR when one is present.
@@ -50,13 +93,28 @@ impl ValidatedOrder {
     /// [`ValidationErrors`] with every broken rule.
     pub fn new(
         product: Product,
+        request: OrderRequest,
+        csr_check: Option<&dyn CsrCheck>,
+    ) -> Result<ValidatedOrder, ValidationErrors> {
+        ValidatedOrder::new_at(product, request, csr_check, OffsetDateTime::now_utc())
+    }
+
+    /// [`ValidatedOrder::new`] as of `now`: the dates of the order (a custom expiration date must
+    /// be ahead, and within the validity cap) and the cap itself ([`ValidityCap::at`]) are
+    /// judged against it.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every broken rule.
+    pub fn new_at(
+        product: Product,
         mut request: OrderRequest,
         csr_check: Option<&dyn CsrCheck>,
+        now: OffsetDateTime,
     ) -> Result<ValidatedOrder, ValidationErrors> {
         let mut v = Validator {
             errors: Vec::new(),
             warnings: Vec::new(),
-            now: OffsetDateTime::now_utc(),
+            now,
         };
         v.check(&product, &request, csr_check);
         if !v.errors.is_empty() {
@@ -492,82 +550,116 @@ impl Validator {
     }
 
     fn validity(&mut self, r: &OrderRequest) {
-        let deprecated_given = r.validity_years.is_some() || r.custom_expiration_date.is_some();
-        match &r.order_validity {
-            Some(ov) => {
-                if deprecated_given {
-                    self.warnings.push(
-                        "validity_years / custom_expiration_date are deprecated and overridden by order_validity".to_string(),
-                    );
-                }
-                let given = [
-                    ov.years.is_some(),
-                    ov.days.is_some(),
-                    ov.custom_expiration_date.is_some(),
-                ];
-                if given.iter().filter(|g| **g).count() > 1 {
-                    self.warnings.push(
-                        "order_validity: more than one of years, days, custom_expiration_date; custom_expiration_date overrides days, which overrides years".to_string(),
-                    );
-                }
-                if let Some(date) = &ov.custom_expiration_date {
-                    match parse_dd_mmm_yyyy(date) {
-                        Some(d) => self.future_date("order_validity.custom_expiration_date", d),
-                        None => self.error(
-                            "order_validity.custom_expiration_date",
-                            format!(
-                                "must be written dd MMM YYYY, e.g. \"09 JUN 2025\"; got \"{date}\""
-                            ),
-                        ),
-                    }
-                } else if let Some(days) = ov.days {
-                    if !(1..=MAX_VALIDITY_DAYS).contains(&days) {
-                        self.error(
-                            "order_validity.days",
-                            format!("must be 1 to {MAX_VALIDITY_DAYS}; got {days}"),
-                        );
-                    }
-                } else if let Some(years) = ov.years {
-                    if !(1..=3).contains(&years) {
-                        self.error(
-                            "order_validity.years",
-                            format!("must be 1, 2 or 3; got {years}"),
-                        );
-                    }
-                } else {
-                    self.error("order_validity.years", "is required (or order_validity.days or order_validity.custom_expiration_date)");
-                }
+        let cap = ValidityCap::at(self.now);
+        let deprecated_given = r.validity_years.is_some()
+            || r.validity_days.is_some()
+            || r.custom_expiration_date.is_some();
+        // The field that decides is checked, by the API page's precedence; an overridden one
+        // only earns a warning.
+        if let Some(ov) = &r.order_validity {
+            if deprecated_given {
+                self.warnings.push(
+                    "validity_years / validity_days / custom_expiration_date are deprecated and overridden by order_validity".to_string(),
+                );
             }
-            None => {
-                if let Some(date) = &r.custom_expiration_date {
-                    if r.validity_years.is_some() {
-                        self.warnings
-                            .push("custom_expiration_date overrides validity_years".to_string());
-                    }
-                    match parse_iso_date(date) {
-                        Some(d) => self.future_date("custom_expiration_date", d),
-                        None => self.error(
-                            "custom_expiration_date",
-                            format!("must be written yyyy-MM-dd; got \"{date}\""),
-                        ),
-                    }
-                } else if let Some(years) = r.validity_years {
-                    if !(1..=3).contains(&years) {
-                        self.error("validity_years", format!("must be 1, 2 or 3; got {years}"));
-                    }
-                } else {
-                    self.error("order_validity", "is required");
-                }
+            let given = [
+                ov.years.is_some(),
+                ov.days.is_some(),
+                ov.custom_expiration_date.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() > 1 {
+                self.warnings.push(
+                    "order_validity: more than one of years, days, custom_expiration_date; custom_expiration_date overrides days, which overrides years".to_string(),
+                );
             }
+            if let Some(date) = &ov.custom_expiration_date {
+                match parse_dd_mmm_yyyy(date) {
+                    Some(d) => {
+                        self.expiration_date("order_validity.custom_expiration_date", d, &cap)
+                    }
+                    None => self.error(
+                        "order_validity.custom_expiration_date",
+                        format!(
+                            "must be written dd MMM YYYY, e.g. \"09 JUN 2025\"; got \"{date}\""
+                        ),
+                    ),
+                }
+            } else if let Some(days) = ov.days {
+                self.days("order_validity.days", days, &cap);
+            } else if let Some(years) = ov.years {
+                self.years("order_validity.years", years, &cap);
+            } else {
+                self.error(
+                    "order_validity.years",
+                    "is required (or order_validity.days or order_validity.custom_expiration_date)",
+                );
+            }
+            return;
+        }
+        if let Some(date) = &r.custom_expiration_date {
+            if r.validity_years.is_some() || r.validity_days.is_some() {
+                self.warnings.push(
+                    "custom_expiration_date overrides validity_days and validity_years".to_string(),
+                );
+            }
+            match parse_iso_date(date) {
+                Some(d) => self.expiration_date("custom_expiration_date", d, &cap),
+                None => self.error(
+                    "custom_expiration_date",
+                    format!("must be written yyyy-MM-dd; got \"{date}\""),
+                ),
+            }
+        } else if let Some(days) = r.validity_days {
+            if r.validity_years.is_some() {
+                self.warnings
+                    .push("validity_days overrides validity_years".to_string());
+            }
+            self.days("validity_days", days, &cap);
+        } else if let Some(years) = r.validity_years {
+            self.years("validity_years", years, &cap);
+        } else {
+            self.error("order_validity", "is required");
         }
     }
 
-    fn future_date(&mut self, path: &str, date: Date) {
-        let end = date.midnight().assume_utc() + time::Duration::seconds(86_399);
-        if end <= self.now {
-            self.error(path, format!("must be in the future; got {date}"));
-        } else if end > self.now + time::Duration::days(MAX_VALIDITY_DAYS) {
-            self.error(path, format!("must be at most 3 years ahead; got {date}"));
+    fn years(&mut self, path: &str, years: i64, cap: &ValidityCap) {
+        if !(1..=cap.max_years).contains(&years) {
+            let allowed = if cap.max_years == 1 {
+                "must be 1".to_string()
+            } else {
+                format!("must be 1 to {}", cap.max_years)
+            };
+            self.error(path, format!("{allowed}: {}; got {years}", cap.rule()));
+        }
+    }
+
+    fn days(&mut self, path: &str, days: i64, cap: &ValidityCap) {
+        if !(1..=cap.max_days).contains(&days) {
+            self.error(
+                path,
+                format!("must be 1 to {}: {}; got {days}", cap.max_days, cap.rule()),
+            );
+        }
+    }
+
+    fn expiration_date(&mut self, path: &str, date: Date, cap: &ValidityCap) {
+        let ahead = (date - self.now.date()).whole_days();
+        if ahead < 1 {
+            self.error(
+                path,
+                format!("must be after today ({}); got {date}", self.now.date()),
+            );
+        } else if ahead > cap.max_days {
+            self.error(
+                path,
+                format!(
+                    "must be at most {} days after today ({}), i.e. on or before {}: {}; got {date}, {ahead} days",
+                    cap.max_days,
+                    self.now.date(),
+                    self.now.date() + time::Duration::days(cap.max_days),
+                    cap.rule()
+                ),
+            );
         }
     }
 }
@@ -616,6 +708,122 @@ fn parse_iso_date(s: &str) -> Option<Date> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A code signing body with the given validity fields, judged on `today` at noon UTC.
+    fn judged(validity: serde_json::Value, today: Date) -> Result<(), String> {
+        let mut body = serde_json::json!({
+            "certificate": {"server_platform": {"id": 52}, "signature_hash": "sha256"},
+            "organization": {"id": 123456}
+        });
+        if let (Some(body), Some(fields)) = (body.as_object_mut(), validity.as_object()) {
+            body.extend(fields.clone());
+        }
+        let request = OrderRequest::from_json(&body.to_string()).map_err(|e| e.to_string())?;
+        let now = today
+            .with_hms(12, 0, 0)
+            .map_err(|e| e.to_string())?
+            .assume_utc();
+        ValidatedOrder::new_at(Product::CodeSigning, request, None, now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn dd_mmm_yyyy(date: Date) -> String {
+        let month = [
+            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+        ][usize::from(u8::from(date.month())) - 1];
+        format!("{:02} {month} {}", date.day(), date.year())
+    }
+
+    #[test]
+    fn validity_is_capped_at_459_days_in_every_form() {
+        let today = time::macros::date!(2026 - 11 - 29);
+        let in_days = |n: i64| today + time::Duration::days(n);
+        let accepted = [
+            serde_json::json!({"order_validity": {"years": 1}}),
+            serde_json::json!({"order_validity": {"days": 459}}),
+            serde_json::json!({"order_validity": {"custom_expiration_date": dd_mmm_yyyy(in_days(459))}}),
+            serde_json::json!({"order_validity": {"custom_expiration_date": dd_mmm_yyyy(in_days(1))}}),
+            serde_json::json!({"validity_years": 1}),
+            serde_json::json!({"validity_days": 459}),
+            serde_json::json!({"custom_expiration_date": in_days(459).to_string()}),
+            // An overridden field is not what is asked: days decides here.
+            serde_json::json!({"order_validity": {"years": 2, "days": 200}}),
+        ];
+        for validity in accepted {
+            assert_eq!(judged(validity.clone(), today), Ok(()), "{validity}");
+        }
+        let refused = [
+            (
+                serde_json::json!({"order_validity": {"years": 2}}),
+                "order_validity.years: must be 1",
+            ),
+            (
+                serde_json::json!({"order_validity": {"years": 3}}),
+                "order_validity.years: must be 1",
+            ),
+            (
+                serde_json::json!({"order_validity": {"days": 460}}),
+                "order_validity.days: must be 1 to 459",
+            ),
+            (
+                serde_json::json!({"order_validity": {"custom_expiration_date": dd_mmm_yyyy(in_days(460))}}),
+                "must be at most 459 days after today (2026-11-29), i.e. on or before 2028-03-02",
+            ),
+            (
+                serde_json::json!({"order_validity": {"custom_expiration_date": dd_mmm_yyyy(today)}}),
+                "must be after today",
+            ),
+            (
+                serde_json::json!({"validity_years": 2}),
+                "validity_years: must be 1",
+            ),
+            (
+                serde_json::json!({"validity_days": 460}),
+                "validity_days: must be 1 to 459",
+            ),
+            (
+                serde_json::json!({"custom_expiration_date": in_days(460).to_string()}),
+                "custom_expiration_date: must be at most 459 days",
+            ),
+        ];
+        for (validity, says) in refused {
+            let err = judged(validity.clone(), today).unwrap_err();
+            assert!(err.contains(says), "{validity}: {err}");
+            if !says.contains("after today") {
+                assert!(err.contains("CSC-31") && err.contains("459 days"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cap_is_the_rule_of_the_day() {
+        let before = time::macros::date!(2026 - 02 - 23);
+        assert_eq!(
+            judged(serde_json::json!({"order_validity": {"years": 3}}), before),
+            Ok(())
+        );
+        assert_eq!(
+            judged(
+                serde_json::json!({"order_validity": {"days": 1095}}),
+                before
+            ),
+            Ok(())
+        );
+        assert!(
+            judged(
+                serde_json::json!({"order_validity": {"days": 1096}}),
+                before
+            )
+            .is_err()
+        );
+        let since = VALIDITY_CAP_SINCE;
+        assert!(judged(serde_json::json!({"order_validity": {"years": 2}}), since).is_err());
+        assert_eq!(
+            judged(serde_json::json!({"order_validity": {"days": 459}}), since),
+            Ok(())
+        );
+    }
 
     #[test]
     fn dates_parse_strictly() {

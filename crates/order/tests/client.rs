@@ -75,6 +75,7 @@ fn full_request() -> OrderRequest {
             ..Default::default()
         }),
         validity_years: None,
+        validity_days: None,
         custom_expiration_date: None,
         cs_provisioning_method: Some(ProvisioningMethod::Email),
         ship_info: None,
@@ -168,13 +169,13 @@ async fn every_field_reaches_the_server_as_the_docs_name_it() {
     assert_eq!(seen["ship_info"]["addr2"], "Floor 74");
     let mut deprecated = full_request();
     deprecated.order_validity = None;
-    deprecated.validity_years = Some(2);
+    deprecated.validity_years = Some(1);
     deprecated.alternative_order_id = None;
     let order = validated(deprecated);
     client.place_order(&order).await.unwrap();
     assert_eq!(
         emu.last_request_body(Route::CreateOrder).unwrap()["validity_years"],
-        2
+        1
     );
 }
 
