@@ -366,3 +366,83 @@ fn injected_faults_never_duplicate_an_order_and_records_are_signed() {
     ]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
 }
+
+/// A batch against the emulator with rate limits on (windows shrunk to meet them in seconds: 20
+/// per second, 60 per 3 seconds) and the client keeping the same windows: no request is answered
+/// 429 and no job fails. The same batch with the client's limits off meets 429s, so the windows
+/// really bite.
+#[test]
+fn a_batch_within_the_rate_limits_meets_no_429() {
+    use certcentral_emulator::RateWindow as ServerWindow;
+    use codesign_kit::order::{RateLimits, RateWindow};
+    let run = |client_limits: RateLimits| {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emulator(Settings {
+            polls_until_issued: 1,
+            rate_limits: true,
+            rate_windows: vec![
+                ServerWindow {
+                    requests: 20,
+                    per_ms: 1_000,
+                },
+                ServerWindow {
+                    requests: 60,
+                    per_ms: 3_000,
+                },
+            ],
+            latency: Duration::from_millis(5),
+            latency_jitter: Duration::from_millis(10),
+            ..Settings::default()
+        });
+        let plan = write_plan(
+            dir.path(),
+            "[[keys]]\ncount = 24\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"sw-{n:03}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+        );
+        let mut config = ClientConfig::new(
+            BaseUrl::parse(&emu.api_base()).unwrap(),
+            ApiKey::new(SecretString::from(KEY)).unwrap(),
+        );
+        config.rate_limits = client_limits;
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(2),
+        };
+        let provisioner = Provisioner::new(
+            Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
+            Client::new(config).unwrap(),
+            ProvisionerConfig {
+                workers: 4,
+                wait: Duration::from_secs(30),
+                ..ProvisionerConfig::new(dir.path().join("records"))
+            },
+        )
+        .unwrap();
+        let summary = provisioner.run(&plan, &Quiet).unwrap();
+        (summary, emu.rate_limited_count())
+    };
+    let windows = RateLimits {
+        windows: vec![
+            RateWindow {
+                requests: 20,
+                per: Duration::from_secs(1),
+            },
+            RateWindow {
+                requests: 60,
+                per: Duration::from_secs(3),
+            },
+        ],
+        margin: Duration::from_millis(50),
+    };
+    let (summary, refused) = run(windows);
+    assert_eq!(refused, 0, "429 answers within the limits");
+    assert!(summary.failed.is_empty(), "{summary:?}");
+    assert_eq!(summary.done, 24, "{summary:?}");
+
+    let (_, refused) = run(RateLimits::none());
+    assert!(
+        refused > 0,
+        "the control run without limits met no 429: the windows do not bite"
+    );
+}

@@ -95,37 +95,63 @@ pub fn take(rules: &mut Vec<FaultRule>, route: Route) -> Option<Fault> {
     Some(fault)
 }
 
+/// One rolling window of the rate limits: at most `requests` in any `per_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateWindow {
+    /// Requests allowed in the window.
+    pub requests: usize,
+    /// The window's length, in milliseconds.
+    pub per_ms: u64,
+}
+
 /// CertCentral's documented limits: 100 requests per 5 seconds and 1000 per 3 minutes per key,
 /// rolling windows.
+pub fn documented_windows() -> Vec<RateWindow> {
+    vec![
+        RateWindow {
+            requests: 100,
+            per_ms: 5_000,
+        },
+        RateWindow {
+            requests: 1000,
+            per_ms: 180_000,
+        },
+    ]
+}
+
+/// The requests seen, against the rolling windows.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     seen: VecDeque<Instant>,
 }
 
-/// Short window.
-pub const SHORT_WINDOW: (usize, Duration) = (100, Duration::from_secs(5));
-/// Long window.
-pub const LONG_WINDOW: (usize, Duration) = (1000, Duration::from_secs(180));
-
 impl RateLimiter {
     /// Records a request at `now`; false when it exceeds a window (the request is then refused
     /// and not counted).
-    pub fn admit(&mut self, now: Instant) -> bool {
+    pub fn admit(&mut self, now: Instant, windows: &[RateWindow]) -> bool {
+        let longest = windows
+            .iter()
+            .map(|w| Duration::from_millis(w.per_ms))
+            .max()
+            .unwrap_or(Duration::ZERO);
         while self
             .seen
             .front()
-            .is_some_and(|t| now.duration_since(*t) > LONG_WINDOW.1)
+            .is_some_and(|t| now.duration_since(*t) > longest)
         {
             self.seen.pop_front();
         }
-        let short = self
-            .seen
-            .iter()
-            .rev()
-            .take_while(|t| now.duration_since(**t) <= SHORT_WINDOW.1)
-            .count();
-        if short >= SHORT_WINDOW.0 || self.seen.len() >= LONG_WINDOW.0 {
-            return false;
+        for window in windows {
+            let per = Duration::from_millis(window.per_ms);
+            let inside = self
+                .seen
+                .iter()
+                .rev()
+                .take_while(|t| now.duration_since(**t) <= per)
+                .count();
+            if inside >= window.requests {
+                return false;
+            }
         }
         self.seen.push_back(now);
         true
@@ -188,10 +214,10 @@ mod tests {
         let mut limiter = RateLimiter::default();
         let start = Instant::now();
         for _ in 0..100 {
-            assert!(limiter.admit(start));
+            assert!(limiter.admit(start, &documented_windows()));
         }
-        assert!(!limiter.admit(start + Duration::from_secs(1)));
-        assert!(limiter.admit(start + Duration::from_millis(5001)));
+        assert!(!limiter.admit(start + Duration::from_secs(1), &documented_windows()));
+        assert!(limiter.admit(start + Duration::from_millis(5001), &documented_windows()));
     }
 
     #[test]
@@ -201,11 +227,14 @@ mod tests {
         for i in 0..1000u64 {
             // 100 every 6 seconds stays under the short window.
             assert!(
-                limiter.admit(start + Duration::from_millis(i / 100 * 6000)),
+                limiter.admit(
+                    start + Duration::from_millis(i / 100 * 6000),
+                    &documented_windows()
+                ),
                 "{i}"
             );
         }
-        assert!(!limiter.admit(start + Duration::from_secs(61)));
-        assert!(limiter.admit(start + Duration::from_secs(181)));
+        assert!(!limiter.admit(start + Duration::from_secs(61), &documented_windows()));
+        assert!(limiter.admit(start + Duration::from_secs(181), &documented_windows()));
     }
 }

@@ -47,7 +47,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-pub use faults::{Fault, FaultRule, Route};
+pub use faults::{Fault, FaultRule, RateWindow, Route, documented_windows};
 pub use routes::API_KEY_HEADER;
 use serde::{Deserialize, Serialize};
 
@@ -105,8 +105,30 @@ pub struct Settings {
     /// Minimum time after approval before issuance.
     #[serde(with = "seconds")]
     pub issue_delay: Duration,
-    /// Enforce the documented rate limits (100 per 5 s, 1000 per 3 min).
+    /// Enforce the rate limits of `rate_windows`.
     pub rate_limits: bool,
+    /// The rolling windows of the rate limits: CertCentral's documented 100 per 5 s and 1000 per
+    /// 3 min unless changed (a test may shrink them to meet them quickly).
+    #[serde(default = "faults::documented_windows")]
+    pub rate_windows: Vec<faults::RateWindow>,
+    /// A delay before each CertCentral answer, as a request over the internet would take.
+    #[serde(default, with = "millis")]
+    pub latency: Duration,
+    /// Up to this much more delay, at random, per request.
+    #[serde(default, with = "millis")]
+    pub latency_jitter: Duration,
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
 }
 
 mod seconds {
@@ -128,6 +150,9 @@ impl Default for Settings {
             polls_until_issued: 2,
             issue_delay: Duration::ZERO,
             rate_limits: true,
+            rate_windows: faults::documented_windows(),
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
         }
     }
 }
@@ -177,6 +202,8 @@ pub(crate) struct Shared {
     last_bodies: Mutex<HashMap<Route, serde_json::Value>>,
     seen: Mutex<HashMap<Route, u64>>,
     limiter: Mutex<faults::RateLimiter>,
+    /// Requests refused by the rate limits.
+    rate_limited: std::sync::atomic::AtomicU64,
     state_file: Option<PathBuf>,
     serials: Mutex<u64>,
     /// The state's intermediate CA, parsed once at start.
@@ -273,6 +300,7 @@ impl Emulator {
             last_bodies: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             limiter: Mutex::new(faults::RateLimiter::default()),
+            rate_limited: std::sync::atomic::AtomicU64::new(0),
             state_file: config.state_file,
             serials: Mutex::new(0),
             intermediate_ca,
@@ -355,6 +383,13 @@ impl Emulator {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&route)
             .cloned()
+    }
+
+    /// How many requests were answered 429 `request_limit_exceeded` by the rate limits.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.shared
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many authenticated requests reached `route`.

@@ -986,7 +986,7 @@ async fn a_long_retry_after_is_capped_and_said() {
     let said = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         said.contains("listing organizations")
-            && said.contains("waiting 1 s before attempt 2 of 3")
+            && said.contains("every request of this client waits 1 s")
             && said.contains("Retry-After asked for 100000 s; the client waits at most 1 s"),
         "{said}"
     );

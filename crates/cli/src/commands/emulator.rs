@@ -35,6 +35,12 @@ pub struct EmulatorArgs {
     /// Do not enforce CertCentral's rate limits (100 per 5 s, 1000 per 3 min).
     #[arg(long)]
     no_rate_limits: bool,
+    /// Delay every answer this many milliseconds, as over the internet.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Add up to this many milliseconds more to each answer, at random.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    jitter_ms: u64,
 }
 
 /// `emulator`: the local CertCentral on loopback until Ctrl-C.
@@ -54,6 +60,8 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
     };
     config.settings.polls_until_issued = args.polls_until_issued;
     config.settings.rate_limits = !args.no_rate_limits;
+    config.settings.latency = std::time::Duration::from_millis(args.latency_ms);
+    config.settings.latency_jitter = std::time::Duration::from_millis(args.jitter_ms);
     config.state_file = args.state_file;
     let emulator = Emulator::start(config, args.listen).context("cannot start the emulator")?;
     println!(

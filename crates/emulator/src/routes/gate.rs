@@ -50,6 +50,22 @@ pub(super) fn unauthorized() -> Response {
     )
 }
 
+/// The answer's delay as over the internet: the fixed latency plus up to the jitter, at random.
+async fn latency(settings: &crate::Settings) {
+    if settings.latency.is_zero() && settings.latency_jitter.is_zero() {
+        return;
+    }
+    let jitter_ms = u64::try_from(settings.latency_jitter.as_millis()).unwrap_or(u64::MAX);
+    let extra = if jitter_ms == 0 {
+        0
+    } else {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes) % (jitter_ms + 1)
+    };
+    tokio::time::sleep(settings.latency + std::time::Duration::from_millis(extra)).await;
+}
+
 /// Authentication, rate limits, request capture and fault injection for the CertCentral routes.
 pub(super) async fn gate(State(shared): SharedState, request: Request, next: Next) -> Response {
     let path = request
@@ -61,13 +77,18 @@ pub(super) async fn gate(State(shared): SharedState, request: Request, next: Nex
     if !authorized(&shared, &request) {
         return unauthorized();
     }
-    let rate_limited = shared.settings().rate_limits
+    let settings = shared.settings();
+    let rate_limited = settings.rate_limits
         && !shared
             .limiter
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .admit(Instant::now());
+            .admit(Instant::now(), &settings.rate_windows);
+    latency(&settings).await;
     if rate_limited {
+        shared
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "request_limit_exceeded",

@@ -362,6 +362,15 @@ impl TokenSession {
             })
         };
         let (mut generated, mut generation_time) = generate(&public_template, &private_template);
+        // CKR_GENERAL_ERROR says nothing of why: a module that refuses the template says it
+        // again, a passing fault (SoftHSM's file store under another process) does not. Only a
+        // refusal said twice leaves the usage to the module.
+        if let Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::GeneralError, _)) =
+            &generated
+        {
+            self.destroy_leftovers(&id)?;
+            (generated, generation_time) = generate(&public_template, &private_template);
+        }
         let mut usage_left_to_module = false;
         if let Err(e) = &generated
             && template_refused(e)

@@ -7,9 +7,12 @@
 //! - `orders`: orders placed exactly once, followed, downloaded;
 //! - `organizations`: organizations created once, validated, listed.
 
+mod limits;
 mod orders;
 mod organizations;
 mod transport;
+
+pub use limits::{RateLimits, RateWindow};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -166,6 +169,9 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// The request limits every request of the client and its clones keeps to (CertCentral's
+    /// documented ones by default).
+    pub rate_limits: RateLimits,
 }
 
 impl ClientConfig {
@@ -176,6 +182,7 @@ impl ClientConfig {
             api_key,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            rate_limits: RateLimits::certcentral(),
         }
     }
 }
@@ -242,6 +249,8 @@ pub enum OrderProgress {
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
+    /// Shared by every clone: one log of requests against the windows.
+    limiter: Arc<limits::Limiter>,
 }
 
 impl Client {
@@ -274,7 +283,12 @@ impl Client {
                 operation: "setting up the HTTP client".to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Client { http, config })
+        let limiter = Arc::new(limits::Limiter::new(config.rate_limits.clone()));
+        Ok(Client {
+            http,
+            config,
+            limiter,
+        })
     }
 
     /// The base URL.

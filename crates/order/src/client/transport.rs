@@ -21,12 +21,15 @@ const MAX_ANSWER_BYTES: usize = 8 << 20;
 pub(super) struct Wait {
     duration: Duration,
     asked: Option<Duration>,
+    /// A 429: the wait is the request limits', and costs no attempt of the retry budget.
+    rate_limited: bool,
 }
 
 impl Wait {
     pub(super) const NONE: Wait = Wait {
         duration: Duration::ZERO,
         asked: None,
+        rate_limited: false,
     };
 
     /// Says that the client waits, and for how long: a warning when CertCentral asked for the
@@ -44,7 +47,11 @@ impl Wait {
             Some(_) => " (as CertCentral's Retry-After asks)".to_string(),
             None => String::new(),
         };
-        if self.asked.is_some() || self.duration >= Duration::from_secs(5) {
+        if self.rate_limited {
+            tracing::warn!(
+                "{operation}: {failure}; every request of this client waits {seconds:.0} s for the request limits' windows to make room{asked}"
+            );
+        } else if self.asked.is_some() || self.duration >= Duration::from_secs(5) {
             tracing::warn!(
                 "{operation}: {failure}; waiting {seconds:.0} s before attempt {next} of {max}{asked}"
             );
@@ -78,7 +85,14 @@ pub(super) enum Outcome {
 }
 
 impl Client {
-    pub(super) async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Outcome {
+    pub(super) async fn send(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Outcome {
+        self.limiter.acquire(operation).await;
         let url = format!("{}{path}", self.config.base_url.as_str());
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
@@ -141,11 +155,34 @@ impl Client {
             Some(asked) => Wait {
                 duration: asked.min(self.config.retry.max_retry_after),
                 asked: Some(asked),
+                rate_limited: false,
             },
             None => Wait {
                 duration: self.config.retry.backoff(attempt),
                 asked: None,
+                rate_limited: false,
             },
+        }
+    }
+
+    /// The wait after a 429, for every request of the client: what CertCentral asks for when it
+    /// sends a `Retry-After` (it documents none; capped by the retry policy), else the limiter's
+    /// pause, doubling from the shortest window to the longest while 429s keep coming.
+    fn rate_limit_wait(&self, headers: &HeaderMap) -> Wait {
+        let now = tokio::time::Instant::now();
+        let asked = self.retry_wait(1, Some(headers)).asked;
+        let duration = match asked {
+            Some(asked) => {
+                let duration = asked.min(self.config.retry.max_retry_after);
+                self.limiter.pause(now, duration);
+                duration
+            }
+            None => self.limiter.refused(now),
+        };
+        Wait {
+            duration,
+            asked,
+            rate_limited: true,
         }
     }
 
@@ -156,6 +193,11 @@ impl Client {
         attempt: u32,
         outcome: Outcome,
     ) -> Round<(StatusCode, Vec<u8>)> {
+        if let Outcome::Answer { status, .. } = &outcome
+            && *status != StatusCode::TOO_MANY_REQUESTS
+        {
+            self.limiter.answered();
+        }
         match outcome {
             Outcome::Answer { status, body, .. } if status.is_success() => {
                 Round::Done((status, body))
@@ -164,12 +206,18 @@ impl Client {
                 status,
                 headers,
                 body,
-            } if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
-                Round::Retry(
-                    self.retry_wait(attempt, Some(&headers)),
-                    Self::api_error(operation, status, &body),
-                )
-            }
+            } if status == StatusCode::TOO_MANY_REQUESTS => Round::Retry(
+                self.rate_limit_wait(&headers),
+                Self::api_error(operation, status, &body),
+            ),
+            Outcome::Answer {
+                status,
+                headers,
+                body,
+            } if status.is_server_error() => Round::Retry(
+                self.retry_wait(attempt, Some(&headers)),
+                Self::api_error(operation, status, &body),
+            ),
             Outcome::Answer { status, body, .. } => {
                 Round::Fail(Self::api_error(operation, status, &body))
             }
@@ -193,22 +241,39 @@ impl Client {
         mut round: impl AsyncFnMut(u32) -> Round<T>,
     ) -> Result<T, CertCentralError> {
         let max = self.config.retry.max_attempts.max(1);
+        // 429s cost no attempt: the request limits pause the client instead, for at most twice
+        // the longest window in all before the call gives up.
+        let rate_wait_budget = self.limiter.limits().longest() * 2;
+        let mut rate_waited = Duration::ZERO;
         let mut last = None;
-        for attempt in 1..=max {
-            match round(attempt).await {
+        let mut attempt = 1;
+        let mut rounds = 0u32;
+        while attempt <= max {
+            rounds += 1;
+            match round(rounds).await {
                 Round::Done(value) => return Ok(value),
                 Round::Fail(error) => return Err(error),
+                Round::Retry(wait, failure) if wait.rate_limited => {
+                    if rate_waited >= rate_wait_budget {
+                        last = Some(failure);
+                        break;
+                    }
+                    rate_waited += wait.duration;
+                    wait.wait(operation, &failure, attempt, max).await;
+                    last = Some(failure);
+                }
                 Round::Retry(wait, failure) => {
                     if attempt < max {
                         wait.wait(operation, &failure, attempt + 1, max).await;
                     }
                     last = Some(failure);
+                    attempt += 1;
                 }
             }
         }
         Err(CertCentralError::GaveUp {
             operation: operation.to_string(),
-            attempts: max,
+            attempts: rounds,
             last: Box::new(last.unwrap_or_else(|| CertCentralError::Transport {
                 operation: operation.to_string(),
                 reason: "no attempt was made".to_string(),
@@ -225,7 +290,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Round<(StatusCode, Vec<u8>)> {
-        let outcome = self.send(method, path, body).await;
+        let outcome = self.send(operation, method, path, body).await;
         self.classify(operation, attempt, outcome)
     }
 
