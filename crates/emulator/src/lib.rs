@@ -200,6 +200,8 @@ pub(crate) struct Shared {
     settings: Mutex<Settings>,
     faults: Mutex<Vec<FaultRule>>,
     last_bodies: Mutex<HashMap<Route, serde_json::Value>>,
+    /// The `Accept` header of the last request on each route (`None`: none sent).
+    last_accept: Mutex<HashMap<Route, Option<String>>>,
     seen: Mutex<HashMap<Route, u64>>,
     limiter: Mutex<faults::RateLimiter>,
     /// Requests refused by the rate limits.
@@ -298,6 +300,7 @@ impl Emulator {
             settings: Mutex::new(config.settings),
             faults: Mutex::new(config.faults),
             last_bodies: Mutex::new(HashMap::new()),
+            last_accept: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             limiter: Mutex::new(faults::RateLimiter::default()),
             rate_limited: std::sync::atomic::AtomicU64::new(0),
@@ -373,6 +376,16 @@ impl Emulator {
             .unwrap_or_else(PoisonError::into_inner)
             .orders
             .len()
+    }
+
+    /// The `Accept` header of the last request on `route`: `Some(None)` when it sent none.
+    pub fn last_accept(&self, route: Route) -> Option<Option<String>> {
+        self.shared
+            .last_accept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&route)
+            .cloned()
     }
 
     /// The last request body received on `route`.

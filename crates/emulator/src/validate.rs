@@ -216,17 +216,8 @@ pub fn validate(
                             );
                             None
                         }
-                        Some(o) if !o.validated_for(product.validation_type()) => {
-                            c.other(
-                                "organization_not_validated",
-                                format!(
-                                    "organization.id: organization {id} has no active {} validation, which {} orders need",
-                                    product.validation_type(),
-                                    product.name_id()
-                                ),
-                            );
-                            None
-                        }
+                        // An organization without the validation the product needs is
+                        // taken: the order waits, and is issued once the validation completes.
                         Some(_) => Some(OrgChoice::Existing(id)),
                     }
                 }

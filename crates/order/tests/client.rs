@@ -353,7 +353,7 @@ async fn a_400_with_two_error_codes_surfaces_both() {
     else {
         panic!("{err}")
     };
-    assert_eq!((*status, *kind), (400, ApiErrorKind::Refused));
+    assert_eq!((*status, *kind), (404, ApiErrorKind::NotFound));
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
     assert_eq!(codes, ["not_found|organization", "not_found|container"]);
     let text = err.to_string();
@@ -424,6 +424,18 @@ async fn orders_are_followed_to_the_certificate() {
         .unwrap();
     let chain = client.download_chain(cert).await.unwrap();
     assert_eq!(chain.cas.len(), 2);
+    // JSON calls ask for JSON; downloads ask as DigiCert's examples do, not for JSON.
+    assert_eq!(
+        emu.last_accept(Route::OrderInfo),
+        Some(Some("application/json".to_string()))
+    );
+    let download_accept = emu.last_accept(Route::Download).unwrap();
+    assert!(
+        download_accept
+            .as_deref()
+            .is_none_or(|a| !a.contains("json")),
+        "{download_accept:?}"
+    );
     let leaf_alone = client
         .download(cert, DownloadFormat::PemNoIntermediate)
         .await
@@ -465,6 +477,18 @@ async fn orders_are_followed_to_the_certificate() {
         matches!(err, CertCentralError::StillPending { .. }),
         "{err}"
     );
+    // Only a pending (approved, not yet issued) order is canceled, as the docs say.
+    let err = client
+        .cancel_order(placed.order_id, "not needed")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("needs_approval"), "{err}");
+    for comment in ["first", "second"] {
+        client
+            .update_request_status(placed.requests[0].id, RequestDecision::Approve, comment)
+            .await
+            .unwrap();
+    }
     client
         .cancel_order(placed.order_id, "not needed")
         .await

@@ -101,6 +101,15 @@ pub(super) async fn gate(State(shared): SharedState, request: Request, next: Nex
         .unwrap_or_else(PoisonError::into_inner)
         .entry(route)
         .or_default() += 1;
+    let accept = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    shared
+        .last_accept
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(route, accept);
     let killer = request.extensions().get::<ConnectionKiller>().cloned();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {

@@ -39,6 +39,11 @@ pub(super) async fn create_order(
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let accepted = match validate::validate(product, &body, &state, OffsetDateTime::now_utc()) {
         Ok(a) => a,
+        // A body that names what the account does not have (organization, container, custom
+        // field) is answered 404, as CertCentral answers every `not_found|*`.
+        Err(e) if e.iter().all(|e| e.code.starts_with("not_found|")) => {
+            return errors(StatusCode::NOT_FOUND, e);
+        }
         Err(e) => return errors(StatusCode::BAD_REQUEST, e),
     };
     let mut new_org_id = None;
@@ -188,6 +193,29 @@ pub(super) fn record_issuance(state: &mut crate::state::State, certificate: Issu
     state.certificates.insert(certificate.id, certificate);
 }
 
+/// A time as CertCentral writes it: ISO 8601 in UTC, `2026-11-29T17:27:23+00:00`.
+pub(super) fn iso8601(time: OffsetDateTime) -> String {
+    let utc = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}T{:02}:{:02}:{:02}+00:00",
+        utc.date(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    )
+}
+
+/// The notBefore and notAfter of a leaf (PEM).
+fn leaf_validity(pem_text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let validity = cert.validity();
+    Some((
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    ))
+}
+
 pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
     let request_status = state
         .requests
@@ -209,6 +237,13 @@ pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
         .and_then(|id| state.certificates.get(&id))
     {
         certificate["serial_number"] = json!(cert.serial_hex);
+        if let Some((from, till)) = leaf_validity(&cert.leaf_pem) {
+            certificate["date_issued"] = json!(iso8601(from));
+            certificate["valid_from"] = json!(from.date().to_string());
+            certificate["valid_till"] = json!(till.date().to_string());
+            certificate["days_remaining"] =
+                json!((till - OffsetDateTime::now_utc()).whole_days().max(0));
+        }
     }
     let valid_till = OffsetDateTime::from_unix_timestamp(order.not_after_unix)
         .map(|t| t.date().to_string())
@@ -216,7 +251,7 @@ pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
     let mut doc = json!({
         "id": order.id,
         "status": order.status,
-        "date_created": OffsetDateTime::from_unix_timestamp(order.created_unix).map(|t| t.to_string()).unwrap_or_default(),
+        "date_created": OffsetDateTime::from_unix_timestamp(order.created_unix).map(iso8601).unwrap_or_default(),
         "product": { "name_id": order.product.name_id(), "name": order.product.display_name() },
         "organization": { "id": order.organization_id, "name": org.map(|o| o.name.clone()) },
         "certificate": certificate,
@@ -413,12 +448,12 @@ pub(super) async fn update_order_status(
     if !body
         .get("status")
         .and_then(Value::as_str)
-        .is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
+        .is_some_and(|s| s == "canceled")
     {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_value",
-            "status must be canceled",
+            "status must be canceled (lowercase; the value is case-sensitive)",
         );
     }
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -429,12 +464,13 @@ pub(super) async fn update_order_status(
             format!("no order {order_id}"),
         );
     };
-    if !["needs_approval", "pending", "waiting_pickup"].contains(&order.status.as_str()) {
+    // The documented states a cancel leaves: `pending` and `waiting_pickup`.
+    if !["pending", "waiting_pickup"].contains(&order.status.as_str()) {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_status_change",
             format!(
-                "order {order_id} is {}; only pending orders can be canceled",
+                "order {order_id} is {}; only pending or waiting_pickup orders can be canceled",
                 order.status
             ),
         );

@@ -265,10 +265,6 @@ impl Client {
             .map_err(|_| CertCentralError::ApiKey("not a valid header value".to_string()))?;
         key.set_sensitive(true);
         headers.insert("X-DC-DEVKEY", key);
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .default_headers(headers)

@@ -95,6 +95,12 @@ impl Client {
         self.limiter.acquire(operation).await;
         let url = format!("{}{path}", self.config.base_url.as_str());
         let mut request = self.http.request(method, &url);
+        // JSON answers are asked for as JSON; a certificate download is asked for as DigiCert's
+        // examples ask (no Accept: the format is in the path), since an Accept of JSON there
+        // asks for what the endpoint does not give.
+        if !path.contains("/download/") {
+            request = request.header(reqwest::header::ACCEPT, "application/json");
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
