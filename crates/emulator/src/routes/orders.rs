@@ -445,11 +445,7 @@ pub(super) async fn update_order_status(
         Ok(parsed) => parsed,
         Err(r) => return r,
     };
-    if !body
-        .get("status")
-        .and_then(Value::as_str)
-        .is_some_and(|s| s == "canceled")
-    {
+    if body.get("status").and_then(Value::as_str) != Some("canceled") {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_value",
