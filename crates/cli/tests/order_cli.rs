@@ -164,6 +164,50 @@ fn a_validation_failure_exits_1_naming_every_path_and_sends_nothing() {
 }
 
 #[test]
+fn token_orders_show_their_hardware_init_code_and_api_product_names_work() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let body = body_file(
+        dir.path(),
+        r#"{"certificate": {"server_platform": {"id": 52}, "signature_hash": "sha256"},
+            "cs_provisioning_method": "client_app", "order_validity": {"years": 1},
+            "skip_approval": true, "organization": {"id": 123456}}"#,
+    );
+    // The API's own product name; the kebab-case one stays an alias (used elsewhere).
+    let out = cli(
+        &emu,
+        Some(KEY),
+        &[
+            "order",
+            "--product",
+            "code_signing",
+            "--request",
+            &body,
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let placed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let order_id = placed["order_id"].as_u64().unwrap().to_string();
+    let out = cli(&emu, Some(KEY), &["status", &order_id, "--json"]);
+    assert_exit(&out, 0);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["cs_provisioning_method"], "client_app");
+    assert_eq!(info["product"]["name_id"], "code_signing");
+    let code = info["hardware_init_code"].as_str().unwrap().to_string();
+    assert!(!code.is_empty());
+    let out = cli(&emu, Some(KEY), &["status", &order_id]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out).0.contains(&format!(
+            "hardware init code: {code} (for DigiCert Hardware Certificate Installer)"
+        )),
+        "{}",
+        text(&out).0
+    );
+}
+
+#[test]
 fn order_status_and_download_follow_an_order_to_its_chain() {
     let emu = emulator();
     let dir = tempfile::tempdir().unwrap();
@@ -198,9 +242,25 @@ fn order_status_and_download_follow_an_order_to_its_chain() {
     assert_exit(&out, 0);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["status"], "issued");
+    // The fields as CertCentral names them: provisioning, ISO 8601 dates, validity.
+    assert_eq!(info["cs_provisioning_method"], "email");
+    let created = info["date_created"].as_str().unwrap();
+    assert!(
+        created.len() == 25 && created.as_bytes()[10] == b'T' && created.ends_with("+00:00"),
+        "{created}"
+    );
+    let days = info["certificate"]["days_remaining"].as_i64().unwrap();
+    assert!((364..=459).contains(&days), "{days}");
+    assert!(info["certificate"]["valid_till"].as_str().unwrap().len() == 10);
     let out = cli(&emu, Some(KEY), &["status", &order_id]);
     assert_exit(&out, 0);
-    assert!(text(&out).0.contains(&format!("certificate ID: {cert_id}")));
+    let shown = text(&out).0;
+    assert!(
+        shown.contains(&format!("certificate ID: {cert_id}")),
+        "{shown}"
+    );
+    assert!(shown.contains("provisioning method: email"), "{shown}");
+    assert!(shown.contains(&format!("{days} days left")), "{shown}");
 
     let chain = dir.path().join("chain.pem");
     let out = cli(

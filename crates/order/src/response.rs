@@ -202,6 +202,18 @@ pub struct OrderCertificate {
     /// The CSR the order was placed with (PEM), when CertCentral returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csr: Option<String>,
+    /// When the certificate was issued (ISO 8601, UTC); absent before issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_issued: Option<String>,
+    /// First day of validity (`yyyy-MM-dd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// Last day of validity (`yyyy-MM-dd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_till: Option<String>,
+    /// Days until the certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_remaining: Option<i64>,
 }
 
 /// `product` in order info.
@@ -234,6 +246,20 @@ pub struct OrderInfo {
     /// The alternative order ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alternative_order_id: Option<String>,
+    /// How the key is provisioned (`ship_token`, `client_app`, `email`, ...), as CertCentral
+    /// says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cs_provisioning_method: Option<String>,
+    /// The code for DigiCert Hardware Certificate Installer, for `ship_token` and `client_app`
+    /// orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_init_code: Option<String>,
+    /// When the order was placed (ISO 8601, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_created: Option<String>,
+    /// Last day of the order's validity (`yyyy-MM-dd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_valid_till: Option<String>,
 }
 
 impl OrderInfo {

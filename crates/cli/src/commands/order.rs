@@ -91,9 +91,11 @@ impl ConnectionArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ProductArg {
-    /// OV code signing.
+    /// OV code signing (the API's `code_signing`; `code-signing` also works).
+    #[value(name = "code_signing", alias = "code-signing")]
     CodeSigning,
-    /// EV code signing.
+    /// EV code signing (the API's `code_signing_ev`; `code-signing-ev` also works).
+    #[value(name = "code_signing_ev", alias = "code-signing-ev")]
     CodeSigningEv,
 }
 
@@ -370,19 +372,47 @@ pub fn status(args: StatusArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("order {}: {}", info.id, info.status);
+    // What CertCentral says is shown escaped: it is text from outside.
+    let shown = |text: &str| codesign_kit::keys::text::escape_unsafe(text, false);
+    println!("order {}: {}", info.id, shown(&info.status.to_string()));
     if let Some(product) = &info.product {
-        println!("product: {}", product.name_id);
+        println!("product: {}", shown(&product.name_id));
+    }
+    if let Some(created) = &info.date_created {
+        println!("placed: {}", shown(created));
     }
     if let Some(alt) = &info.alternative_order_id {
-        println!("alternative order ID: {alt}");
+        println!("alternative order ID: {}", shown(alt));
+    }
+    if let Some(method) = &info.cs_provisioning_method {
+        println!("provisioning method: {}", shown(method));
+    }
+    if let Some(code) = &info.hardware_init_code {
+        println!(
+            "hardware init code: {} (for DigiCert Hardware Certificate Installer)",
+            shown(code)
+        );
     }
     for r in &info.requests {
-        println!("request {}: {}", r.id, r.status);
+        println!("request {}: {}", r.id, shown(&r.status.to_string()));
     }
     match info.certificate_id() {
         Some(cert) => println!("certificate ID: {cert}"),
         None => println!("certificate ID: none yet"),
+    }
+    if let Some(cert) = &info.certificate {
+        if let (Some(from), Some(till)) = (&cert.valid_from, &cert.valid_till) {
+            let left = cert
+                .days_remaining
+                .map_or(String::new(), |d| format!(", {d} days left"));
+            println!("valid: {} to {}{left}", shown(from), shown(till));
+        }
+        if let Some(serial) = &cert.serial_number {
+            println!("serial number: {}", shown(serial));
+        }
+    }
+    if let Some(till) = &info.order_valid_till {
+        println!("order valid till: {}", shown(till));
     }
     Ok(())
 }
