@@ -38,6 +38,9 @@ pub enum Command {
     Status(commands::order::StatusArgs),
     /// Download an issued certificate (chain) by certificate ID or order ID.
     Download(commands::order::DownloadArgs),
+    /// The account's orders (list) and what expires when (expiring).
+    #[command(subcommand)]
+    Orders(commands::orders::OrdersCommand),
     /// Provision many keys through the whole pipeline from a plan; resumable.
     Provision(commands::provision::ProvisionArgs),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
@@ -62,6 +65,7 @@ impl Command {
             Command::Provision(args) => commands::provision::provision(args),
             Command::Status(args) => commands::order::status(args),
             Command::Download(args) => commands::order::download(args),
+            Command::Orders(command) => commands::orders::run(command),
             #[cfg(feature = "emulator")]
             Command::Emulator(args) => commands::emulator::run(args),
         }

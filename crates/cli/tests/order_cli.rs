@@ -325,3 +325,103 @@ fn order_status_and_download_follow_an_order_to_its_chain() {
     assert_exit(&out, 1);
     assert!(text(&out).1.contains("DIGICERT_API_KEY"));
 }
+
+#[test]
+fn orders_are_listed_and_the_expiring_report_counts_them() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let csr = fixture("openssl-rsa3072.csr");
+    let place = |days: u32, alt: &str| {
+        let body = body_file(
+            dir.path(),
+            &format!(
+                r#"{{"certificate": {{"signature_hash": "sha256"}}, "cs_provisioning_method": "email",
+                   "order_validity": {{"days": {days}}}, "skip_approval": true,
+                   "organization": {{"id": 123456}}, "alternative_order_id": "{alt}"}}"#
+            ),
+        );
+        let out = cli(
+            &emu,
+            Some(KEY),
+            &[
+                "order",
+                "--product",
+                "code_signing_ev",
+                "--request",
+                &body,
+                "--csr",
+                csr.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_exit(&out, 0);
+        let placed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = placed["order_id"].as_u64().unwrap().to_string();
+        // Followed to issuance.
+        for _ in 0..3 {
+            assert_exit(&cli(&emu, Some(KEY), &["status", &id]), 0);
+        }
+        id
+    };
+    let soon = place(20, "soon1");
+    let later = place(300, "later1");
+    let list = |args: &[&str]| {
+        let mut full = vec!["orders", "list", "--json"];
+        full.extend_from_slice(args);
+        let out = cli(&emu, Some(KEY), &full);
+        assert_exit(&out, 0);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids: Vec<String> = doc["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].to_string())
+            .collect();
+        (ids, doc)
+    };
+    let (ids, doc) = list(&[]);
+    assert_eq!(ids, [soon.clone(), later.clone()]);
+    assert_eq!(doc["total"], 2);
+    assert_eq!(doc["orders"][0]["status"], "issued");
+    assert_eq!(doc["orders"][0]["product"]["name_id"], "code_signing_ev");
+    let days = doc["orders"][0]["certificate"]["days_remaining"]
+        .as_i64()
+        .unwrap();
+    assert!((18..=20).contains(&days), "{days}");
+    let (ids, _) = list(&["--sort=-id"]);
+    assert_eq!(ids, [later.clone(), soon.clone()]);
+    let (ids, _) = list(&["--sort", "valid_till", "--limit", "1"]);
+    assert_eq!(ids, [soon.clone()]);
+    let (ids, _) = list(&["--status", "pending"]);
+    assert!(ids.is_empty());
+    let (ids, doc) = list(&["--all"]);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(doc["total"], 2);
+    let out = cli(&emu, Some(KEY), &["orders", "list", "--sort", "color"]);
+    assert_exit(&out, 1);
+    assert!(text(&out).1.contains("color"), "{}", text(&out).1);
+    let out = cli(&emu, Some(KEY), &["orders", "list"]);
+    assert_exit(&out, 0);
+    assert!(text(&out).0.contains("2 of 2 order(s)"), "{}", text(&out).0);
+
+    let out = cli(&emu, Some(KEY), &["orders", "expiring", "--json"]);
+    assert_exit(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |days: i64| {
+        report["expiring_orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["days_expiring"] == days)
+            .map(|b| b["order_count"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert_eq!((count(30), count(60), count(90), count(-7)), (1, 0, 0, 0));
+    let out = cli(&emu, Some(KEY), &["orders", "expiring"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out).0.contains("1  expire in 0-30 days"),
+        "{}",
+        text(&out).0
+    );
+}

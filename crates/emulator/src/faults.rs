@@ -27,6 +27,8 @@ pub enum Route {
     CreateOrganization,
     /// The other organization routes.
     Organizations,
+    /// `GET /report/order/expiring`.
+    Reports,
     /// Every route.
     Any,
 }

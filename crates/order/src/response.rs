@@ -380,3 +380,103 @@ mod tests {
         assert_eq!(created.organization, None);
     }
 }
+
+/// The certificate of a listed order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedCertificate {
+    /// Certificate ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<CertificateId>,
+    /// Common name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// Last day of validity (`yyyy-MM-dd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_till: Option<String>,
+    /// Days until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_remaining: Option<i64>,
+    /// Signature hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_hash: Option<String>,
+}
+
+/// One order of `GET /order/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedOrder {
+    /// Order ID.
+    pub id: OrderId,
+    /// Status.
+    pub status: OrderStatus,
+    /// When it was placed (ISO 8601).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_created: Option<String>,
+    /// The product.
+    #[serde(
+        default,
+        deserialize_with = "object_or_empty_array",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub product: Option<ProductRef>,
+    /// The organization.
+    #[serde(
+        default,
+        deserialize_with = "object_or_empty_array",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub organization: Option<IdRef<OrganizationId>>,
+    /// The certificate.
+    #[serde(
+        default,
+        deserialize_with = "object_or_empty_array",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate: Option<ListedCertificate>,
+    /// Whether it was renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_renewed: Option<bool>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Items in all pages.
+    #[serde(default)]
+    pub total: u64,
+    /// Items per page.
+    #[serde(default)]
+    pub limit: u64,
+    /// The first item of this page.
+    #[serde(default)]
+    pub offset: u64,
+}
+
+/// `GET /order/certificate`: one page of orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderList {
+    /// The orders of the page.
+    #[serde(default)]
+    pub orders: Vec<ListedOrder>,
+    /// Where the page is.
+    #[serde(default)]
+    pub page: Page,
+}
+
+/// One bucket of `GET /report/order/expiring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringBucket {
+    /// `90` (60 to 90 days left), `60` (30 to 60), `30` (0 to 30), `-7` (expired in the last 7
+    /// days).
+    pub days_expiring: i64,
+    /// Orders in the bucket (`count` when certificates are counted too).
+    #[serde(alias = "count")]
+    pub order_count: u64,
+}
+
+/// `GET /report/order/expiring`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringReport {
+    /// The buckets.
+    #[serde(default)]
+    pub expiring_orders: Vec<ExpiringBucket>,
+}

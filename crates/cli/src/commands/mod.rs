@@ -6,6 +6,7 @@ pub mod emulator;
 pub mod io;
 pub mod keys;
 pub mod order;
+pub mod orders;
 pub mod provision;
 pub mod sources;
 pub mod token;

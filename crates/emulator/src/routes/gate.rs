@@ -31,6 +31,7 @@ pub(super) fn route_name(method: &Method, path: &str) -> Route {
         ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,
         (_, p) if p.contains("/download/") => Route::Download,
         ("POST", "/services/v2/organization") => Route::CreateOrganization,
+        (_, p) if p.starts_with("/services/v2/report/") => Route::Reports,
         _ => Route::Organizations,
     }
 }

@@ -316,6 +316,33 @@ pub(super) fn page(query: &HashMap<String, String>) -> Result<(usize, usize), Re
     Ok((offset, limit))
 }
 
+/// An order's certificate as listings show it: `id`, `common_name`, `valid_till`,
+/// `days_remaining`, `signature_hash`; the dates only once issued.
+fn listed_certificate(
+    state: &crate::state::State,
+    order: &Order,
+) -> (Value, Option<OffsetDateTime>) {
+    let mut certificate = json!({ "id": order.certificate_id, "signature_hash": "sha256" });
+    if let Some(org) = state.organizations.get(&order.organization_id) {
+        certificate["common_name"] = json!(org.name);
+    }
+    let till = order
+        .certificate_id
+        .and_then(|id| state.certificates.get(&id))
+        .and_then(|cert| leaf_validity(&cert.leaf_pem))
+        .map(|(_, till)| till);
+    if let Some(till) = till {
+        certificate["valid_till"] = json!(till.date().to_string());
+        certificate["days_remaining"] =
+            json!((till - OffsetDateTime::now_utc()).whole_days().max(0));
+    }
+    (certificate, till)
+}
+
+/// `GET /order/certificate`: the account's orders, filtered (`filters[id]`, `filters[status]`,
+/// `filters[organization_id]`, `filters[product_name_id]`, `filters[certificate_id]`), sorted
+/// (`sort=id`, `date_created`, `valid_till`, `status`; `-` for descending, commas for several) and
+/// paged (`offset`, `limit` at most 1000).
 pub(super) async fn list_orders(
     State(shared): SharedState,
     Query(query): Query<HashMap<String, String>>,
@@ -324,33 +351,120 @@ pub(super) async fn list_orders(
         Ok(p) => p,
         Err(r) => return r,
     };
+    let sort: Vec<(String, bool)> = query
+        .get("sort")
+        .map(|s| {
+            s.split(',')
+                .filter(|f| !f.is_empty())
+                .map(|f| match f.strip_prefix('-') {
+                    Some(field) => (field.to_string(), true),
+                    None => (f.to_string(), false),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some((field, _)) = sort
+        .iter()
+        .find(|(f, _)| !["id", "date_created", "valid_till", "status"].contains(&f.as_str()))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!("sort: {field} is not a field orders can be sorted by"),
+        );
+    }
+    let filter = |name: &str| query.get(&format!("filters[{name}]"));
     let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-    let matching: Vec<&Order> = state
+    let mut matching: Vec<(&Order, Value, Option<OffsetDateTime>)> = state
         .orders
         .values()
-        .filter(|o| query.get("filters[status]").is_none_or(|s| *s == o.status))
+        .filter(|o| filter("id").is_none_or(|v| *v == o.id.to_string()))
+        .filter(|o| filter("status").is_none_or(|v| *v == o.status))
+        .filter(|o| filter("organization_id").is_none_or(|v| *v == o.organization_id.to_string()))
+        .filter(|o| filter("product_name_id").is_none_or(|v| v == o.product.name_id()))
         .filter(|o| {
-            query
-                .get("filters[product_name_id]")
-                .is_none_or(|p| p == o.product.name_id())
+            filter("certificate_id")
+                .is_none_or(|v| o.certificate_id.is_some_and(|c| *v == c.to_string()))
+        })
+        .map(|o| {
+            let (certificate, till) = listed_certificate(&state, o);
+            (o, certificate, till)
         })
         .collect();
+    matching.sort_by(|a, b| {
+        for (field, descending) in &sort {
+            let order = match field.as_str() {
+                "date_created" => a.0.created_unix.cmp(&b.0.created_unix),
+                "valid_till" => a.2.cmp(&b.2),
+                "status" => a.0.status.cmp(&b.0.status),
+                _ => a.0.id.cmp(&b.0.id),
+            };
+            let order = if *descending { order.reverse() } else { order };
+            if order != std::cmp::Ordering::Equal {
+                return order;
+            }
+        }
+        a.0.id.cmp(&b.0.id)
+    });
     let orders: Vec<Value> = matching
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|o| {
+        .map(|(o, certificate, _)| {
             json!({
                 "id": o.id,
                 "status": o.status,
-                "product": { "name_id": o.product.name_id() },
+                "is_renewed": false,
+                "date_created": OffsetDateTime::from_unix_timestamp(o.created_unix).map(iso8601).unwrap_or_default(),
+                "product": { "name_id": o.product.name_id(), "name": o.product.display_name() },
                 "organization": { "id": o.organization_id },
-                "certificate": { "id": o.certificate_id },
+                "certificate": certificate,
             })
         })
         .collect();
     Json(json!({ "orders": orders, "page": { "total": matching.len(), "limit": limit, "offset": offset } }))
         .into_response()
+}
+
+/// `GET /report/order/expiring`: how many issued orders expire in 60-90 days (`90`), 30-60
+/// (`60`) and 0-30 (`30`), and how many expired in the last 7 days (`-7`). With
+/// `include_expiring_certs=true` the counts are named `count` (every certificate of an order
+/// counts; here each order has one).
+pub(super) async fn expiring_report(
+    State(shared): SharedState,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let with_certs = query.get("include_expiring_certs").map(String::as_str) == Some("true");
+    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = OffsetDateTime::now_utc();
+    let mut buckets = [(90i64, 0u64), (60, 0), (30, 0), (-7, 0)];
+    for order in state.orders.values().filter(|o| o.status == "issued") {
+        let (_, till) = listed_certificate(&state, order);
+        let Some(till) = till else { continue };
+        let left = (till - now).whole_seconds() as f64 / 86_400.0;
+        let bucket = if left < -7.0 {
+            None
+        } else if left < 0.0 {
+            Some(3)
+        } else if left <= 30.0 {
+            Some(2)
+        } else if left <= 60.0 {
+            Some(1)
+        } else if left <= 90.0 {
+            Some(0)
+        } else {
+            None
+        };
+        if let Some(i) = bucket {
+            buckets[i].1 += 1;
+        }
+    }
+    let count_name = if with_certs { "count" } else { "order_count" };
+    let expiring: Vec<Value> = buckets
+        .iter()
+        .map(|(days, count)| json!({ "days_expiring": days, count_name: count }))
+        .collect();
+    Json(json!({ "expiring_orders": expiring })).into_response()
 }
 
 pub(super) async fn orders_by_alternative_id(

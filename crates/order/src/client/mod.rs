@@ -13,6 +13,7 @@ mod organizations;
 mod transport;
 
 pub use limits::{RateLimits, RateWindow};
+pub use orders::OrderQuery;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -11,8 +11,8 @@ use super::{Client, OrderProgress, PlacedOrder, RequestDecision};
 use crate::chain::{Chain, DownloadFormat};
 use crate::error::CertCentralError;
 use crate::response::{
-    AlternateOrder, AlternateOrders, CertificateId, OrderCreated, OrderId, OrderInfo, OrderStatus,
-    RequestId,
+    AlternateOrder, AlternateOrders, CertificateId, ExpiringReport, ListedOrder, OrderCreated,
+    OrderId, OrderInfo, OrderList, OrderStatus, RequestId,
 };
 use crate::validate::ValidatedOrder;
 
@@ -353,4 +353,141 @@ fn differences(order: &ValidatedOrder, info: &OrderInfo) -> Vec<String> {
 enum Download {
     Certificate(CertificateId),
     ActiveOf(OrderId),
+}
+
+/// What `GET /order/certificate` lists: filters, sort and page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// `filters[status]`: `pending`, `issued`, `rejected`, `revoked`, `waiting_pickup`,
+    /// `reissue_pending`, `canceled` (`issued` also matches expired orders).
+    pub status: Option<String>,
+    /// `filters[product_name_id]`, e.g. `code_signing_ev`.
+    pub product: Option<String>,
+    /// `filters[organization_id]`.
+    pub organization_id: Option<u64>,
+    /// `filters[certificate_id]`.
+    pub certificate_id: Option<u64>,
+    /// `sort`: fields, `-` first for descending, commas between.
+    pub sort: Option<String>,
+    /// `offset`.
+    pub offset: u64,
+    /// `limit` (CertCentral's maximum and default: 1000).
+    pub limit: Option<u64>,
+}
+
+impl OrderQuery {
+    fn path(&self) -> String {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut add = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((name.to_string(), value));
+            }
+        };
+        add("filters[status]", self.status.clone());
+        add("filters[product_name_id]", self.product.clone());
+        add(
+            "filters[organization_id]",
+            self.organization_id.map(|v| v.to_string()),
+        );
+        add(
+            "filters[certificate_id]",
+            self.certificate_id.map(|v| v.to_string()),
+        );
+        add("sort", self.sort.clone());
+        add("offset", (self.offset > 0).then(|| self.offset.to_string()));
+        add("limit", self.limit.map(|v| v.to_string()));
+        if pairs.is_empty() {
+            return "/order/certificate".to_string();
+        }
+        let query: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        format!("/order/certificate?{query}")
+    }
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters stay).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// One page of the account's orders (`GET /order/certificate`).
+    ///
+    /// # Errors
+    /// As any call.
+    pub async fn list_orders(&self, query: &OrderQuery) -> Result<OrderList, CertCentralError> {
+        self.get_json("listing orders", &query.path()).await
+    }
+
+    /// Every order the query matches, page after page (at most `limit` per page, 1000 by
+    /// default), stopping at the total CertCentral states or an empty page.
+    ///
+    /// # Errors
+    /// As any call.
+    pub async fn list_all_orders(
+        &self,
+        query: &OrderQuery,
+    ) -> Result<Vec<ListedOrder>, CertCentralError> {
+        let mut query = query.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_orders(&query).await?;
+            let got = page.orders.len() as u64;
+            all.extend(page.orders);
+            if got == 0 || query.offset + got >= page.page.total {
+                return Ok(all);
+            }
+            query.offset += got;
+        }
+    }
+
+    /// The expiring-orders report (`GET /report/order/expiring`): orders expiring in 60-90,
+    /// 30-60 and 0-30 days, and expired in the last 7.
+    ///
+    /// # Errors
+    /// As any call.
+    pub async fn expiring_orders(
+        &self,
+        include_certificates: bool,
+    ) -> Result<ExpiringReport, CertCentralError> {
+        let path = if include_certificates {
+            "/report/order/expiring?include_expiring_certs=true"
+        } else {
+            "/report/order/expiring"
+        };
+        self.get_json("reading the expiring-orders report", path)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(OrderQuery::default().path(), "/order/certificate");
+        let q = OrderQuery {
+            status: Some("issued".into()),
+            product: Some("code_signing_ev".into()),
+            sort: Some("-date_created,id".into()),
+            offset: 2000,
+            limit: Some(1000),
+            ..OrderQuery::default()
+        };
+        assert_eq!(
+            q.path(),
+            "/order/certificate?filters%5Bstatus%5D=issued&filters%5Bproduct_name_id%5D=code_signing_ev&sort=-date_created%2Cid&offset=2000&limit=1000"
+        );
+    }
 }
