@@ -39,6 +39,10 @@ pub struct ConnectionArgs {
     /// The CertCentral instance.
     #[arg(long, value_enum, global = true)]
     region: Option<Region>,
+    /// Keep no request limits of the client's own: only for a CertCentral on this machine that
+    /// enforces none (the emulator with --no-rate-limits); refused for any other.
+    #[arg(long, global = true)]
+    no_request_limits: bool,
 }
 
 impl ConnectionArgs {
@@ -82,10 +86,19 @@ impl ConnectionArgs {
     }
 
     pub(crate) fn client(&self) -> Result<Client> {
-        Ok(Client::new(ClientConfig::new(
-            self.base_url()?,
-            self.api_key()?,
-        ))?)
+        let base_url = self.base_url()?;
+        let mut config = ClientConfig::new(base_url.clone(), self.api_key()?);
+        if self.no_request_limits {
+            if !base_url.is_loopback() {
+                return Err(UsageError(format!(
+                    "--no-request-limits is only for a CertCentral on this machine; {} is not (CertCentral answers 429 beyond 1000 requests per 3 minutes and 100 per 5 seconds)",
+                    base_url.as_str()
+                ))
+                .into());
+            }
+            config.rate_limits = codesign_kit::order::RateLimits::none();
+        }
+        Ok(Client::new(config)?)
     }
 }
 

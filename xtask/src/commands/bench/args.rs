@@ -30,6 +30,9 @@ pub struct BenchArgs {
         default_value = "100,10000"
     )]
     pub(super) memory_jobs: Vec<usize>,
+    /// Jobs of the limits section (P-256 software keys; 1000 take about 7 minutes).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(super) limit_jobs: usize,
     /// Only these algorithms in the software and token sections (default: all four).
     #[arg(long, value_delimiter = ',', value_name = "ALG")]
     pub(super) algorithms: Vec<String>,
@@ -47,11 +50,17 @@ pub(super) enum Section {
     Token,
     /// Batch throughput and peak memory of `provision`.
     Batch,
+    /// A batch against CertCentral's request limits (emulator limits on, ~150 ms answers); not
+    /// in the default set: it takes minutes by design.
+    Limits,
 }
 
 impl BenchArgs {
     pub(super) fn runs(&self, section: Section) -> bool {
-        self.only.is_empty() || self.only.contains(&section)
+        if self.only.is_empty() {
+            return section != Section::Limits;
+        }
+        self.only.contains(&section)
     }
 
     pub(super) fn algorithms(&self) -> Result<Vec<KeyAlgorithm>> {

@@ -137,10 +137,13 @@ pub(super) fn batch(args: &BenchArgs) -> Result<Batch> {
         let name = format!("r{round}w{workers}");
         let plan_path = plan_for(&name, args.batch_jobs)?;
         let plan = Plan::load(&plan_path)?;
-        let client = Client::new(ClientConfig::new(
+        // The emulator enforces no limits here, and this measures the tool: no client limits.
+        let mut client_config = ClientConfig::new(
             BaseUrl::parse(&emulator.api_base())?,
             ApiKey::new(SecretString::from(key))?,
-        ))?;
+        );
+        client_config.rate_limits = codesign_kit::order::RateLimits::none();
+        let client = Client::new(client_config)?;
         let provisioner = Provisioner::new(
             Journal::open(&plan_path.with_extension("journal.sqlite"))?,
             client,
@@ -187,7 +190,7 @@ pub(super) fn batch(args: &BenchArgs) -> Result<Batch> {
         let out = command
             .args(["provision", "--plan"])
             .arg(&plan_path)
-            .args(["--workers", "2", "--json"])
+            .args(["--workers", "2", "--json", "--no-request-limits"])
             .env("DIGICERT_API_KEY", key)
             .env("CERTCENTRAL_BASE_URL", emulator.api_base())
             .output()?;

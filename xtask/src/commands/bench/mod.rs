@@ -6,6 +6,7 @@
 
 mod args;
 mod batch;
+mod limits;
 mod measure;
 mod software;
 mod token;
@@ -33,6 +34,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let api_bound = if args.runs(Section::Limits) {
+        Some(limits::api_bound(&args)?)
+    } else {
+        None
+    };
     if args.json {
         let doc: Vec<_> = rows
             .iter()
@@ -56,9 +62,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "peak_rss": b.memory.iter().map(|(j, rss, secs)| json!({"jobs": j, "max_rss_kib": rss, "seconds": secs})).collect::<Vec<_>>(),
             })
         });
+        let limits_doc = api_bound.as_ref().map(|a| {
+            json!({
+                "jobs": a.jobs, "workers": a.workers, "requests": a.requests,
+                "responses_429": a.refused, "failed_or_pending": a.failed,
+                "wall_s": a.wall.as_secs_f64(), "least_s": a.least.as_secs_f64(),
+                "ratio": a.wall.as_secs_f64() / a.least.as_secs_f64(),
+            })
+        });
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"per_key": doc, "batch": batch_doc}))?
+            serde_json::to_string_pretty(
+                &json!({"per_key": doc, "batch": batch_doc, "api_bound": limits_doc})
+            )?
         );
         return Ok(());
     }
@@ -115,6 +131,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ),
             }
         }
+    }
+    if let Some(a) = api_bound {
+        println!(
+            "\napi-bound batch ({} P-256 software-key jobs, {} workers, CertCentral's windows, ~150 ms answers)",
+            a.jobs, a.workers
+        );
+        println!(
+            "  {} requests in {:.1} s; the windows allow them in {:.1} s at best: ratio {:.3}; {} answered 429; {} job(s) not done",
+            a.requests,
+            a.wall.as_secs_f64(),
+            a.least.as_secs_f64(),
+            a.wall.as_secs_f64() / a.least.as_secs_f64(),
+            a.refused,
+            a.failed
+        );
     }
     Ok(())
 }

@@ -1,0 +1,146 @@
+//! A batch against CertCentral's request limits: the emulator with its limits on (the documented
+//! two rolling windows) and about 150 ms per answer, as over the internet. The figure that counts
+//! is the run's wall time against the least time the two windows allow for the requests the run
+//! made: the client's limiter should use the windows fully and meet no 429.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use certcentral_emulator::{Emulator, EmulatorConfig, Route};
+use secrecy::SecretString;
+
+use super::args::BenchArgs;
+use super::batch::{BODY, Quiet};
+
+/// The API-bound row.
+pub(super) struct ApiBound {
+    pub(super) jobs: usize,
+    pub(super) workers: usize,
+    pub(super) requests: u64,
+    pub(super) refused: u64,
+    pub(super) failed: usize,
+    pub(super) wall: Duration,
+    pub(super) least: Duration,
+}
+
+/// The least time in which `requests` requests can be answered under windows of
+/// `(count, length)`: request `n` goes at the earliest when every window's `count`-th request
+/// before it is a window's length old; the last answer comes one latency later.
+pub(super) fn least_time(
+    requests: u64,
+    windows: &[(u64, Duration)],
+    latency: Duration,
+) -> Duration {
+    if requests == 0 {
+        return Duration::ZERO;
+    }
+    let mut sent: Vec<Duration> = Vec::with_capacity(requests as usize);
+    for n in 0..requests as usize {
+        let mut at = Duration::ZERO;
+        for (count, length) in windows {
+            let count = *count as usize;
+            if n >= count {
+                at = at.max(sent[n - count] + *length);
+            }
+        }
+        sent.push(at);
+    }
+    sent[sent.len() - 1] + latency
+}
+
+const LATENCY: Duration = Duration::from_millis(140);
+const JITTER: Duration = Duration::from_millis(20);
+
+pub(super) fn api_bound(args: &BenchArgs) -> Result<ApiBound> {
+    use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
+    use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig};
+    let key = "bench-limits-key";
+    let mut config = EmulatorConfig::new(key);
+    config.settings.polls_until_issued = 0;
+    config.settings.rate_limits = true;
+    config.settings.latency = LATENCY;
+    config.settings.latency_jitter = JITTER;
+    let emulator = Emulator::start(config, "127.0.0.1:0".parse().expect("loopback"))?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("body.json"), BODY)?;
+    let jobs = args.limit_jobs;
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        format!(
+            "[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n[[keys]]\ncount = {jobs}\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"api-{{n}}\"\nsubject = \"CN=Example Corp,C=US\"\n"
+        ),
+    )?;
+    let plan = Plan::load(&plan_path)?;
+    // CertCentral's limits, as the client keeps them by default.
+    let client = Client::new(ClientConfig::new(
+        BaseUrl::parse(&emulator.api_base())?,
+        ApiKey::new(SecretString::from(key))?,
+    ))?;
+    let workers = 32;
+    let provisioner = Provisioner::new(
+        Journal::open(&plan_path.with_extension("journal.sqlite"))?,
+        client,
+        ProvisionerConfig {
+            workers,
+            wait: Duration::from_secs(120),
+            ..ProvisionerConfig::new(dir.path().join("records"))
+        },
+    )?;
+    eprintln!(
+        "limits: {jobs} software-key jobs, {workers} workers, CertCentral's windows, ~150 ms per answer"
+    );
+    let start = Instant::now();
+    let summary = provisioner.run(&plan, &Quiet)?;
+    let wall = start.elapsed();
+    let routes = [
+        Route::CreateOrder,
+        Route::OrderInfo,
+        Route::ListOrders,
+        Route::OrdersByAlternativeId,
+        Route::UpdateRequestStatus,
+        Route::UpdateOrderStatus,
+        Route::Download,
+        Route::CreateOrganization,
+        Route::Organizations,
+        Route::Reports,
+    ];
+    let requests: u64 = routes.iter().map(|r| emulator.requests_seen(*r)).sum();
+    let refused = emulator.rate_limited_count();
+    emulator.stop();
+    if summary.done as usize + summary.failed.len() + summary.pending.len() != jobs {
+        bail!("the limits bench lost jobs: {summary:?}");
+    }
+    let windows = [
+        (100, Duration::from_secs(5)),
+        (1000, Duration::from_secs(180)),
+    ];
+    Ok(ApiBound {
+        jobs,
+        workers,
+        requests,
+        refused,
+        failed: summary.failed.len() + summary.pending.len(),
+        wall,
+        least: least_time(requests, &windows, LATENCY + JITTER / 2),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_time_fills_both_windows() {
+        let windows = [
+            (100, Duration::from_secs(5)),
+            (1000, Duration::from_secs(180)),
+        ];
+        let none = Duration::ZERO;
+        assert_eq!(least_time(100, &windows, none), Duration::ZERO);
+        assert_eq!(least_time(101, &windows, none), Duration::from_secs(5));
+        assert_eq!(least_time(1000, &windows, none), Duration::from_secs(45));
+        assert_eq!(least_time(1001, &windows, none), Duration::from_secs(180));
+        assert_eq!(least_time(3000, &windows, none), Duration::from_secs(405));
+    }
+}
