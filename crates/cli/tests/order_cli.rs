@@ -425,3 +425,31 @@ fn orders_are_listed_and_the_expiring_report_counts_them() {
         text(&out).0
     );
 }
+
+#[test]
+fn client_limits_are_dropped_only_for_a_certcentral_on_this_machine() {
+    let emu = emulator();
+    // Not this machine (a documentation address, never contacted): refused as a usage error.
+    let out = cli(
+        &emu,
+        Some(KEY),
+        &[
+            "status",
+            "1",
+            "--no-request-limits",
+            "--base-url",
+            "https://192.0.2.10/services/v2",
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(
+        text(&out)
+            .1
+            .contains("--no-request-limits is only for a CertCentral on this machine"),
+        "{}",
+        text(&out).1
+    );
+    // The emulator on loopback: taken.
+    let out = cli(&emu, Some(KEY), &["orders", "list", "--no-request-limits"]);
+    assert_exit(&out, 0);
+}
