@@ -91,6 +91,12 @@ pub trait NewKey {
     /// The token's attributes read back after generation, for keys on a token.
     fn audit(&self) -> Option<&KeyAudit>;
 
+    /// How long the token's own key-pair generation took (the `C_GenerateKeyPair` call alone),
+    /// for keys on a token.
+    fn generation_time(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Keeps the key.
     ///
     /// # Errors
@@ -224,6 +230,10 @@ impl<'s> NewKey for TokenNewKey<'s> {
 
     fn audit(&self) -> Option<&KeyAudit> {
         Some(self.pending.audit())
+    }
+
+    fn generation_time(&self) -> Option<std::time::Duration> {
+        Some(self.pending.generation_time())
     }
 
     fn keep<'a>(self: Box<Self>) -> Result<Box<dyn StoredKey + 'a>, KeysError>

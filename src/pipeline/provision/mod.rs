@@ -92,6 +92,7 @@ impl Provisioner {
                 step,
                 order_id,
                 certificate_id: None,
+                key_generation_us: None,
                 note: Some(format!(
                     "in flight (last step {}{}) but no longer in the plan; it was not run: put it back in the plan to finish it",
                     step.as_str(),
@@ -155,6 +156,10 @@ impl Provisioner {
                         let outcome = worker.process(&spec);
                         observer.finished(&outcome);
                         let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(us) = outcome.key_generation_us {
+                            summary.token_keys_made += 1;
+                            summary.key_generation_us += us;
+                        }
                         match outcome.state {
                             JobState::Done => summary.done += 1,
                             JobState::Pending | JobState::Open => summary.pending.push(outcome),

@@ -51,6 +51,10 @@ pub struct JobOutcome {
     pub certificate_id: Option<u64>,
     /// Why pending or failed.
     pub note: Option<String>,
+    /// How long the token took to generate this job's key pair in this run, in microseconds
+    /// (the `C_GenerateKeyPair` call alone), for a key made on a token now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_generation_us: Option<u64>,
 }
 
 /// What every job orders: the product and the body (its CSR and alternative order ID are set per
@@ -72,6 +76,11 @@ pub struct RunSummary {
     pub pending: Vec<JobOutcome>,
     /// Jobs stopped on an error.
     pub failed: Vec<JobOutcome>,
+    /// Key pairs made on tokens in this run, and the tokens' own time for them (the
+    /// `C_GenerateKeyPair` calls alone, in microseconds): what the run asked of its tokens.
+    pub token_keys_made: u64,
+    /// See `token_keys_made`.
+    pub key_generation_us: u64,
 }
 
 impl RunSummary {

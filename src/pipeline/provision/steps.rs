@@ -110,12 +110,15 @@ impl Worker<'_> {
         let creation = store.prepare(&name, row.spec.algorithm)?;
         let note = creation.note();
         let mut made = None;
+        let mut generation = None;
         self.run_step(row, Step::KeyGenerated, Some(&note), |row| {
             let new = creation.create()?;
             row.audit_json = new.audit().map(audit_json).transpose()?;
+            generation = new.generation_time();
             made = Some(new);
             Ok(Ended::Done(note.clone()))
         })?;
+        self.key_generation.set(generation);
         let new = made.ok_or_else(|| PipelineError::missing(&row.spec.job_id, "key"))?;
         // If the CSR fails, the new key is dropped and takes itself back.
         self.csr_step(row, new.signer())?;

@@ -42,6 +42,8 @@ pub(super) struct Worker<'p> {
     logins: &'p TokenLogins,
     sessions: HashMap<String, TokenSession>,
     observer: &'p dyn Observer,
+    /// The token's key-generation time of the job being run, when it made a key.
+    pub(super) key_generation: std::cell::Cell<Option<std::time::Duration>>,
 }
 
 impl<'p> Worker<'p> {
@@ -57,11 +59,13 @@ impl<'p> Worker<'p> {
             logins,
             sessions: HashMap::new(),
             observer,
+            key_generation: std::cell::Cell::new(None),
         }
     }
 
     /// Runs one job from its last journaled step, and says how it ended.
     pub(super) fn process(&mut self, spec: &JobSpec) -> JobOutcome {
+        self.key_generation.set(None);
         match self.prepare(spec) {
             Ok(mut row) => {
                 if row.state != JobState::Done
@@ -76,6 +80,10 @@ impl<'p> Worker<'p> {
                     order_id: row.order_id,
                     certificate_id: row.certificate_id,
                     note: row.note.clone(),
+                    key_generation_us: self
+                        .key_generation
+                        .get()
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                 }
             }
             // Not run: the journal row (if any) is left as it was.
@@ -86,6 +94,7 @@ impl<'p> Worker<'p> {
                 order_id,
                 certificate_id: None,
                 note: Some(e.to_string()),
+                key_generation_us: None,
             },
         }
     }

@@ -30,9 +30,13 @@ pub struct BenchArgs {
         default_value = "100,10000"
     )]
     pub(super) memory_jobs: Vec<usize>,
-    /// Jobs of the limits section (P-256 software keys; 1000 take about 7 minutes).
+    /// Jobs of the limits section's API-bound row (P-256 software keys; 1000 take about 7
+    /// minutes; 0 skips the row).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub(super) limit_jobs: usize,
+    /// RSA-3072 jobs of the limits section's token-bound row (SoftHSM, 2 workers; 0 skips it).
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub(super) token_bound_jobs: usize,
     /// Only these algorithms in the software and token sections (default: all four).
     #[arg(long, value_delimiter = ',', value_name = "ALG")]
     pub(super) algorithms: Vec<String>,

@@ -144,3 +144,104 @@ mod tests {
         assert_eq!(least_time(3000, &windows, none), Duration::from_secs(405));
     }
 }
+
+/// The token-bound row.
+pub(super) struct TokenBound {
+    pub(super) jobs: usize,
+    pub(super) done: u64,
+    pub(super) requests: u64,
+    pub(super) refused: u64,
+    pub(super) wall: Duration,
+    /// The token's own key generation time, summed over the run's keys.
+    pub(super) token: Duration,
+    /// The least time the windows allow for the run's requests.
+    pub(super) api: Duration,
+}
+
+/// RSA-3072 jobs on a SoftHSM token with 2 workers, through `provision` (its own process, so
+/// that SoftHSM's configuration is its own), against the emulator with its limits on and ~150 ms
+/// answers: the run should take little more than the larger of the token's own generation time
+/// and the API's least time, since a job waiting on the API holds no other job's key generation.
+pub(super) fn token_bound(args: &BenchArgs) -> Result<Option<TokenBound>> {
+    let hsm = match codesign_testkit::SoftHsm::create() {
+        Ok(hsm) => hsm,
+        Err(why) => {
+            eprintln!("limits: no token-bound figure: {why}");
+            return Ok(None);
+        }
+    };
+    let pin = "bound-user-pin";
+    hsm.try_init_token("bound", "bound-so-pin", pin)
+        .map_err(anyhow::Error::msg)?;
+    let key = "bench-token-bound-key";
+    let mut config = EmulatorConfig::new(key);
+    config.settings.polls_until_issued = 0;
+    config.settings.rate_limits = true;
+    config.settings.latency = LATENCY;
+    config.settings.latency_jitter = JITTER;
+    let emulator = Emulator::start(config, "127.0.0.1:0".parse().expect("loopback"))?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("body.json"), BODY)?;
+    let jobs = args.token_bound_jobs;
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        format!(
+            "[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n[[keys]]\ncount = {jobs}\nalgorithm = \"rsa3072\"\ntoken = \"{}\"\nlabel = \"bound-{{n}}\"\nsubject = \"CN=Example Corp,C=US\"\n",
+            hsm.uri("bound", "")
+        ),
+    )?;
+    eprintln!(
+        "limits: {jobs} RSA-3072 jobs on SoftHSM, 2 workers, CertCentral's windows, ~150 ms per answer"
+    );
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(["provision", "--plan"])
+        .arg(&plan_path)
+        .args(["--workers", "2", "--wait", "120s", "--json", "--lock-dir"])
+        .arg(dir.path().join("locks"))
+        .env("DIGICERT_API_KEY", key)
+        .env("CERTCENTRAL_BASE_URL", emulator.api_base())
+        .env("PKCS11_PIN", pin);
+    for (k, v) in hsm.env() {
+        command.env(k, v);
+    }
+    let start = Instant::now();
+    let out = command.output()?;
+    let wall = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "the token-bound provision failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let requests: u64 = [
+        Route::CreateOrder,
+        Route::OrderInfo,
+        Route::OrdersByAlternativeId,
+        Route::Download,
+        Route::Organizations,
+    ]
+    .iter()
+    .map(|r| emulator.requests_seen(*r))
+    .sum();
+    let refused = emulator.rate_limited_count();
+    emulator.stop();
+    let windows = [
+        (100, Duration::from_secs(5)),
+        (1000, Duration::from_secs(180)),
+    ];
+    Ok(Some(TokenBound {
+        jobs,
+        done: summary["done"].as_u64().unwrap_or(0),
+        requests,
+        refused,
+        wall,
+        token: Duration::from_micros(summary["key_generation_us"].as_u64().unwrap_or(0)),
+        api: least_time(requests, &windows, LATENCY + JITTER / 2),
+    }))
+}
