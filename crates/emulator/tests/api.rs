@@ -1184,3 +1184,78 @@ fn over_long_orders_are_refused_and_leaves_live_at_most_459_days() {
         }
     }
 }
+
+/// The emulator's own endpoints take the account's API key like the API: without it (or with
+/// another) every one of them is refused, and nothing changes.
+#[test]
+fn admin_endpoints_without_the_api_key_are_refused() {
+    let emu = start(Settings::default());
+    let http = client();
+    let admin = |method: reqwest::Method, path: &str, key: Option<&str>, body: Option<Value>| {
+        let mut request = http.request(method, format!("{}/_emulator{path}", emu.url()));
+        if let Some(key) = key {
+            request = request.header("X-DC-DEVKEY", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().unwrap().status().as_u16()
+    };
+    let fault = json!({"route": "any", "kind": "status", "status": 503, "count": 1});
+    let settings = json!({"approval": "two_step", "polls_until_issued": 9, "issue_delay": 0, "rate_limits": false});
+    for key in [None, Some("another-key")] {
+        assert_eq!(admin(reqwest::Method::GET, "/settings", key, None), 401);
+        assert_eq!(
+            admin(
+                reqwest::Method::PUT,
+                "/settings",
+                key,
+                Some(settings.clone())
+            ),
+            401
+        );
+        assert_eq!(
+            admin(reqwest::Method::POST, "/faults", key, Some(fault.clone())),
+            401
+        );
+        assert_eq!(admin(reqwest::Method::GET, "/faults", key, None), 401);
+        assert_eq!(admin(reqwest::Method::DELETE, "/faults", key, None), 401);
+        assert_eq!(
+            admin(
+                reqwest::Method::GET,
+                "/inspect/last-request/create_order",
+                key,
+                None
+            ),
+            401
+        );
+        assert_eq!(
+            admin(
+                reqwest::Method::GET,
+                "/inspect/orders-by-alternative-id",
+                key,
+                None
+            ),
+            401
+        );
+    }
+    // Nothing changed: no fault armed, settings as they were; with the key, the same calls work.
+    assert_eq!(
+        admin(reqwest::Method::GET, "/settings", Some(KEY), None),
+        200
+    );
+    let order = post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &email_order("openssl-p384.csr").to_string(),
+    );
+    assert_eq!(
+        order.status(),
+        201,
+        "no fault was armed by the refused calls"
+    );
+    assert_eq!(
+        admin(reqwest::Method::POST, "/faults", Some(KEY), Some(fault)),
+        204
+    );
+}
