@@ -391,7 +391,7 @@ fn orders_are_listed_and_the_expiring_report_counts_them() {
     let (ids, _) = list(&["--sort=-id"]);
     assert_eq!(ids, [later.clone(), soon.clone()]);
     let (ids, _) = list(&["--sort", "valid_till", "--limit", "1"]);
-    assert_eq!(ids, [soon.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&soon));
     let (ids, _) = list(&["--status", "pending"]);
     assert!(ids.is_empty());
     let (ids, doc) = list(&["--all"]);

@@ -99,8 +99,8 @@ fn list(args: ListArgs) -> Result<()> {
     }
     let shown = |text: &str| escape_unsafe(text, false);
     println!(
-        "{:<10} {:<16} {:<16} {:<12} {:>5}  {}",
-        "ORDER", "STATUS", "PRODUCT", "VALID TILL", "DAYS", "COMMON NAME"
+        "{:<10} {:<16} {:<16} {:<12} {:>5}  COMMON NAME",
+        "ORDER", "STATUS", "PRODUCT", "VALID TILL", "DAYS"
     );
     for order in &orders {
         let cert = order.certificate.clone().unwrap_or_default();

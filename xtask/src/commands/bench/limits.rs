@@ -126,25 +126,6 @@ pub(super) fn api_bound(args: &BenchArgs) -> Result<ApiBound> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_least_time_fills_both_windows() {
-        let windows = [
-            (100, Duration::from_secs(5)),
-            (1000, Duration::from_secs(180)),
-        ];
-        let none = Duration::ZERO;
-        assert_eq!(least_time(100, &windows, none), Duration::ZERO);
-        assert_eq!(least_time(101, &windows, none), Duration::from_secs(5));
-        assert_eq!(least_time(1000, &windows, none), Duration::from_secs(45));
-        assert_eq!(least_time(1001, &windows, none), Duration::from_secs(180));
-        assert_eq!(least_time(3000, &windows, none), Duration::from_secs(405));
-    }
-}
-
 /// The token-bound row.
 pub(super) struct TokenBound {
     pub(super) jobs: usize,
@@ -244,4 +225,23 @@ pub(super) fn token_bound(args: &BenchArgs) -> Result<Option<TokenBound>> {
         token: Duration::from_micros(summary["key_generation_us"].as_u64().unwrap_or(0)),
         api: least_time(requests, &windows, LATENCY + JITTER / 2),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_time_fills_both_windows() {
+        let windows = [
+            (100, Duration::from_secs(5)),
+            (1000, Duration::from_secs(180)),
+        ];
+        let none = Duration::ZERO;
+        assert_eq!(least_time(100, &windows, none), Duration::ZERO);
+        assert_eq!(least_time(101, &windows, none), Duration::from_secs(5));
+        assert_eq!(least_time(1000, &windows, none), Duration::from_secs(45));
+        assert_eq!(least_time(1001, &windows, none), Duration::from_secs(180));
+        assert_eq!(least_time(3000, &windows, none), Duration::from_secs(405));
+    }
 }
