@@ -132,6 +132,63 @@ fn spy_env(token: &SuiteToken, log: &Path) -> (String, Vec<(String, String)>) {
     )
 }
 
+/// `keygen --json` of `alg` labelled `label` on the token, which must succeed; its document.
+fn keygen_json(token: &SuiteToken, alg: &str, label: &str) -> serde_json::Value {
+    let out = cli(
+        token,
+        &[
+            "keygen",
+            "--alg",
+            alg,
+            "--pkcs11",
+            &token.uri(""),
+            "--label",
+            label,
+            "--json",
+        ],
+        token.pin(),
+    );
+    assert_exit(token, &out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `keygen` through pkcs11-spy with `pin`: its output and the spy's log of every call.
+fn keygen_through_spy(
+    token: &SuiteToken,
+    alg: &str,
+    pin: &str,
+    log_name: &str,
+) -> (Output, String) {
+    let log = token.dir().join(log_name);
+    let (uri, env) = spy_env(token, &log);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = cli_with(
+        token,
+        &[
+            "keygen",
+            "--alg",
+            alg,
+            "--pkcs11",
+            &uri,
+            "--label",
+            "never-made",
+        ],
+        pin,
+        &env,
+    );
+    let log = std::fs::read_to_string(&log).expect("the spy wrote its log");
+    (out, log)
+}
+
+/// An algorithm the token can make, by `doctor`.
+fn first_usable(token: &SuiteToken) -> String {
+    usable(&doctor(token))
+        .into_iter()
+        .find(|(_, ok)| *ok)
+        .map(|(a, _)| a)
+        .expect("the module makes at least one algorithm")
+}
+
 fn calls_named(log: &str, function: &str) -> usize {
     log.lines().filter(|l| l.contains(function)).count()
 }
@@ -197,40 +254,16 @@ fn every_offered_algorithm_makes_keys_and_csrs(module: SuiteModule) {
         if !ok {
             // Refused before the token is touched: no login, no key-pair call, no object.
             let before = token.object_count();
-            let log = token.dir().join(format!("spy-{alg}.log"));
-            let (uri, env) = spy_env(&token, &log);
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let out = cli_with(
-                &token,
-                &["keygen", "--alg", &alg, "--pkcs11", &uri, "--label", &label],
-                token.pin(),
-                &env,
-            );
+            let (out, log) =
+                keygen_through_spy(&token, &alg, token.pin(), &format!("spy-{alg}.log"));
             assert_exit(&token, &out, 1);
             assert!(stderr(&out).contains("cannot generate"), "{}", stderr(&out));
-            let log = std::fs::read_to_string(&log).expect("the spy wrote its log");
             assert_eq!(calls_named(&log, "C_Login"), 0, "{alg}: logged in:\n{log}");
             assert_eq!(calls_named(&log, "C_GenerateKeyPair"), 0, "{alg}");
             assert_eq!(token.object_count(), before, "{alg}");
             continue;
         }
-        let out = cli(
-            &token,
-            &[
-                "keygen",
-                "--alg",
-                &alg,
-                "--pkcs11",
-                &token.uri(""),
-                "--label",
-                &label,
-                "--json",
-            ],
-            token.pin(),
-        );
-        assert_exit(&token, &out, 0);
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let doc = keygen_json(&token, &alg, &label);
         for flag in [
             "token",
             "private",
@@ -372,29 +405,9 @@ fn certificates_are_installed_beside_their_key(module: SuiteModule) {
 fn a_wrong_pin_is_tried_exactly_once(module: SuiteModule) {
     let token = token(module);
     let before = token.object_count();
-    let log = token.dir().join("spy.log");
-    let (uri, env) = spy_env(&token, &log);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let alg = usable(&doctor(&token))
-        .into_iter()
-        .find(|(_, ok)| *ok)
-        .map(|(a, _)| a)
-        .unwrap();
+    let alg = first_usable(&token);
     // A wrong PIN of a length every module accepts (opencryptoki: 4 to 8).
-    let out = cli_with(
-        &token,
-        &[
-            "keygen",
-            "--alg",
-            &alg,
-            "--pkcs11",
-            &uri,
-            "--label",
-            "never-made",
-        ],
-        "9157",
-        &env,
-    );
+    let (out, log) = keygen_through_spy(&token, &alg, "9157", "spy.log");
     assert_exit(&token, &out, 1);
     assert!(
         stderr(&out).contains("the PIN is incorrect"),
@@ -402,7 +415,6 @@ fn a_wrong_pin_is_tried_exactly_once(module: SuiteModule) {
         stderr(&out)
     );
     assert!(!stderr(&out).contains("9157"));
-    let log = std::fs::read_to_string(&log).expect("the spy wrote its log");
     assert_eq!(
         calls_named(&log, "C_Login"),
         1,
@@ -416,58 +428,22 @@ fn a_wrong_pin_is_tried_exactly_once(module: SuiteModule) {
     // A PIN longer than the token takes (as it states) costs no try at all.
     let max = doctor(&token)["pin_length"]["max"].as_u64().unwrap();
     let long = "7".repeat(usize::try_from(max).unwrap() + 1);
-    let log = token.dir().join("spy-long.log");
-    let (uri, env) = spy_env(&token, &log);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = cli_with(
-        &token,
-        &[
-            "keygen",
-            "--alg",
-            &alg,
-            "--pkcs11",
-            &uri,
-            "--label",
-            "never-made",
-        ],
-        &long,
-        &env,
-    );
+    let (out, log) = keygen_through_spy(&token, &alg, &long, "spy-long.log");
     assert_exit(&token, &out, 1);
     assert!(
         stderr(&out).contains("no login was attempted"),
         "{}",
         stderr(&out)
     );
-    let log = std::fs::read_to_string(&log).expect("the spy wrote its log");
     assert_eq!(calls_named(&log, "C_Login"), 0, "{log}");
 }
 
 fn refusals_leave_no_objects(module: SuiteModule) {
     let token = token(module);
-    let alg = usable(&doctor(&token))
-        .into_iter()
-        .find(|(_, ok)| *ok)
-        .map(|(a, _)| a)
-        .unwrap();
+    let alg = first_usable(&token);
     let taken = token.unique("suite-taken");
     let fresh = token.unique("suite-new");
-    let out = cli(
-        &token,
-        &[
-            "keygen",
-            "--alg",
-            &alg,
-            "--pkcs11",
-            &token.uri(""),
-            "--label",
-            &taken,
-            "--json",
-        ],
-        token.pin(),
-    );
-    assert_exit(&token, &out, 0);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = keygen_json(&token, &alg, &taken);
     let id = doc["id"].as_str().unwrap().to_string();
     let before = token.object_count();
     // The label is taken; the ID is taken; the subject is not one the rules allow.

@@ -70,8 +70,7 @@ impl SuiteModule {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
-            dir: tempfile::tempdir()
-                .map_err(|e| format!("cannot make a temporary directory: {e}"))?,
+            dir: temporary_dir()?,
             _softhsm: None,
             _turn: None,
         })
@@ -98,8 +97,7 @@ impl SuiteModule {
                         .into_iter()
                         .map(|(k, v)| (k.to_string(), v))
                         .collect(),
-                    dir: tempfile::tempdir()
-                        .map_err(|e| format!("cannot make a temporary directory: {e}"))?,
+                    dir: temporary_dir()?,
                     _softhsm: Some(hsm),
                     _turn: None,
                 })
@@ -134,14 +132,17 @@ impl SuiteModule {
                     label,
                     pin,
                     env: Vec::new(),
-                    dir: tempfile::tempdir()
-                        .map_err(|e| format!("cannot make a temporary directory: {e}"))?,
+                    dir: temporary_dir()?,
                     _softhsm: None,
                     _turn: Some(turn),
                 })
             }
         }
     }
+}
+
+fn temporary_dir() -> Result<tempfile::TempDir, String> {
+    tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))
 }
 
 /// One token of a suite module, ready for a test.

@@ -38,13 +38,16 @@ fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
     Ok(module.find_token(uri)?)
 }
 
-/// Where the key of a token URI is kept, after checking that its public key is `spki` (a CSR's):
-/// logs in to read the key, as `csr` does.
-pub fn storage_of_csr_key(
+/// A logged-in session on the token of a key URI (`--key`), which must name the key by `id=`
+/// or `object=`.
+fn key_session(
     uri_text: &str,
     module: Option<&Path>,
-    spki: &[u8],
-) -> Result<codesign_kit::keys::storage::KeyStorage> {
+) -> Result<(
+    Pkcs11Uri,
+    TokenRef,
+    codesign_kit::keys::pkcs11::TokenSession,
+)> {
     let uri = parse_uri(uri_text)?;
     if uri.id.is_none() && uri.object.is_none() {
         return Err(UsageError(format!(
@@ -55,6 +58,17 @@ pub fn storage_of_csr_key(
     let token = find_token(&uri, module)?;
     let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
     let session = token.login(&pin)?;
+    Ok((uri, token, session))
+}
+
+/// Where the key of a token URI is kept, after checking that its public key is `spki` (a CSR's):
+/// logs in to read the key, as `csr` does.
+pub fn storage_of_csr_key(
+    uri_text: &str,
+    module: Option<&Path>,
+    spki: &[u8],
+) -> Result<codesign_kit::keys::storage::KeyStorage> {
+    let (uri, token, session) = key_session(uri_text, module)?;
     let key = session
         .find_key(uri.id.as_deref(), uri.object.as_deref())
         .context("--key: cannot use the token key")?;
@@ -169,16 +183,7 @@ pub fn csr(
     module: Option<&Path>,
     subject: &SubjectDn,
 ) -> Result<(csr::Csr, KeyAlgorithm, Vec<u8>)> {
-    let uri = parse_uri(uri_text)?;
-    if uri.id.is_none() && uri.object.is_none() {
-        return Err(UsageError(format!(
-            "--key {uri}: name the key with id=... or object=... in the URI"
-        ))
-        .into());
-    }
-    let token = find_token(&uri, module)?;
-    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
-    let session = token.login(&pin)?;
+    let (uri, _token, session) = key_session(uri_text, module)?;
     let key = session
         .find_key(uri.id.as_deref(), uri.object.as_deref())
         .context("cannot use the token key")?;

@@ -51,16 +51,25 @@ pub(super) fn least_time(
 const LATENCY: Duration = Duration::from_millis(140);
 const JITTER: Duration = Duration::from_millis(20);
 
-pub(super) fn api_bound(args: &BenchArgs) -> Result<ApiBound> {
-    use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
-    use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig};
-    let key = "bench-limits-key";
+/// The emulator as CertCentral is over the internet: its rate limits on, about 150 ms per answer,
+/// orders issued at the first poll.
+fn limited_emulator(key: &str) -> Result<Emulator> {
     let mut config = EmulatorConfig::new(key);
     config.settings.polls_until_issued = 0;
     config.settings.rate_limits = true;
     config.settings.latency = LATENCY;
     config.settings.latency_jitter = JITTER;
-    let emulator = Emulator::start(config, "127.0.0.1:0".parse().expect("loopback"))?;
+    Ok(Emulator::start(
+        config,
+        "127.0.0.1:0".parse().expect("loopback"),
+    )?)
+}
+
+pub(super) fn api_bound(args: &BenchArgs) -> Result<ApiBound> {
+    use codesign_kit::order::{ApiKey, BaseUrl, Client, ClientConfig};
+    use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig};
+    let key = "bench-limits-key";
+    let emulator = limited_emulator(key)?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("body.json"), BODY)?;
     let jobs = args.limit_jobs;
@@ -155,12 +164,7 @@ pub(super) fn token_bound(args: &BenchArgs) -> Result<Option<TokenBound>> {
     hsm.try_init_token("bound", "bound-so-pin", pin)
         .map_err(anyhow::Error::msg)?;
     let key = "bench-token-bound-key";
-    let mut config = EmulatorConfig::new(key);
-    config.settings.polls_until_issued = 0;
-    config.settings.rate_limits = true;
-    config.settings.latency = LATENCY;
-    config.settings.latency_jitter = JITTER;
-    let emulator = Emulator::start(config, "127.0.0.1:0".parse().expect("loopback"))?;
+    let emulator = limited_emulator(key)?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("body.json"), BODY)?;
     let jobs = args.token_bound_jobs;
