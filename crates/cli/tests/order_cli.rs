@@ -153,6 +153,22 @@ fn a_validation_failure_exits_1_naming_every_path_and_sends_nothing() {
         "{}",
         text(&out).1
     );
+    // The server saw nothing at all from these runs of a client that validates before it sends:
+    // no order, no lookup by alternative ID, no request of any kind.
+    let every_route = [
+        Route::CreateOrder,
+        Route::OrderInfo,
+        Route::ListOrders,
+        Route::OrdersByAlternativeId,
+        Route::UpdateRequestStatus,
+        Route::UpdateOrderStatus,
+        Route::Download,
+        Route::CreateOrganization,
+        Route::Organizations,
+        Route::Reports,
+    ];
+    let seen = || -> u64 { every_route.iter().map(|r| emu.requests_seen(*r)).sum() };
+    assert_eq!(seen(), 0, "a refused order reached the server");
     assert_eq!(emu.order_count(), 0);
     // Unknown product: a usage error.
     let out = cli(
@@ -161,6 +177,25 @@ fn a_validation_failure_exits_1_naming_every_path_and_sends_nothing() {
         &["order", "--product", "ssl", "--request", &body],
     );
     assert_exit(&out, 2);
+    assert_eq!(seen(), 0);
+    // The same observation sees a valid order: its lookup and its POST.
+    let strong = fixture("openssl-p384.csr");
+    let out = cli(
+        &emu,
+        Some(KEY),
+        &[
+            "order",
+            "--product",
+            "code_signing_ev",
+            "--request",
+            &body,
+            "--csr",
+            strong.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(emu.requests_seen(Route::CreateOrder), 1);
+    assert!(seen() >= 2, "the lookup and the order");
 }
 
 #[test]
