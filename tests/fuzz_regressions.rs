@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use codesign_kit::keys::SubjectDn;
 use codesign_kit::keys::pkcs11::{Pkcs11Uri, decode_ec_point, ecdsa_raw_to_der};
 use codesign_kit::keys::policy::NamedCurve;
-use codesign_kit::order::response::{AlternateOrders, ApiErrorBody, OrderCreated, OrderInfo};
+use codesign_kit::order::response::{
+    AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
+    OrganizationValidations, Organizations,
+};
 
 fn check(target: &str, data: &[u8]) {
     match target {
@@ -44,6 +47,13 @@ fn check(target: &str, data: &[u8]) {
             let _ = serde_json::from_slice::<OrderInfo>(data);
             let _ = serde_json::from_slice::<AlternateOrders>(data);
             let _ = serde_json::from_slice::<ApiErrorBody>(data);
+            let _ = serde_json::from_slice::<Organizations>(data);
+            let _ = serde_json::from_slice::<OrganizationValidations>(data);
+            let _ = serde_json::from_slice::<OrderList>(data);
+            let _ = serde_json::from_slice::<ExpiringReport>(data);
+            if let Ok(text) = std::str::from_utf8(data) {
+                let _ = codesign_kit::order::OrderRequest::from_json(text);
+            }
         }
         "chain_split" => {
             let _ = codesign_kit::order::Chain::from_pem(data);
@@ -76,17 +86,27 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_seed_and_regression_input_passes_its_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let targets = [
-        "csr_inspect",
-        "dn_parse",
-        "pkcs11_uri",
-        "ec_point_signature",
-        "certcentral_responses",
-        "chain_split",
-        "plan_toml",
-    ];
+    for folder in ["fuzz_targets", "corpus", "regressions"] {
+        assert!(
+            root.join(folder).is_dir(),
+            "fuzz/{folder} is missing: the fuzz inputs are part of the test suite"
+        );
+    }
+    // Every target of `fuzz/fuzz_targets/` is checked here (an unknown one panics in `check`).
+    let mut targets: Vec<String> = inputs(&root.join("fuzz_targets"))
+        .iter()
+        .filter_map(|p| {
+            p.extension()
+                .is_some_and(|e| e == "rs")
+                .then(|| p.file_stem())
+                .flatten()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(targets.len(), 7, "{targets:?}");
     let mut total = 0;
-    for target in targets {
+    for target in &targets {
         let seeds = inputs(&root.join("corpus").join(target));
         assert!(!seeds.is_empty(), "{target} has no seed corpus");
         for input in seeds

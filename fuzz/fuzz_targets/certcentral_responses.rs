@@ -1,7 +1,8 @@
 //! CertCentral response and error-body parsing.
 #![no_main]
 use codesign_kit::order::response::{
-    AlternateOrders, ApiErrorBody, OrderCreated, OrderInfo, OrganizationValidations, Organizations,
+    AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
+    OrganizationValidations, Organizations,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -11,6 +12,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<ApiErrorBody>(data);
     let _ = serde_json::from_slice::<Organizations>(data);
     let _ = serde_json::from_slice::<OrganizationValidations>(data);
+    let _ = serde_json::from_slice::<OrderList>(data);
+    let _ = serde_json::from_slice::<ExpiringReport>(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = codesign_kit::order::OrderRequest::from_json(text);
     }
