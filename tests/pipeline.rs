@@ -446,3 +446,80 @@ fn a_batch_within_the_rate_limits_meets_no_429() {
         "the control run without limits met no 429: the windows do not bite"
     );
 }
+
+/// A hostile CA (or a man in the middle of the download): a bundle in another order, one without
+/// its leaf, or one whose leaf carries another key. The job stops before anything is installed
+/// (no chain file beside the key, no record), and a later run downloads a good chain and
+/// finishes it.
+#[test]
+fn hostile_chains_are_refused_before_anything_is_installed() {
+    use certcentral_emulator::HostileChain;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(Settings {
+        polls_until_issued: 1,
+        rate_limits: false,
+        ..Settings::default()
+    });
+    // One good job first, so that another order's leaf exists to be served in the wrong place.
+    let plan = write_plan(
+        dir.path(),
+        "[[keys]]\ncount = 5\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"h-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+    );
+    let provisioner = provisioner(dir.path(), &emu, 1, None);
+    let variants = [
+        (
+            HostileChain::Reordered,
+            "the leaf is not the first certificate",
+        ),
+        (
+            HostileChain::IssuersSwapped,
+            "certificate 2 is not the issuer of certificate 1",
+        ),
+        (HostileChain::NoLeaf, "no end-entity certificate"),
+        (
+            HostileChain::OtherKey,
+            "does not carry the job's public key",
+        ),
+    ];
+    // Job h-1 gets a good chain; each later job gets one hostile download (one worker, in order).
+    emu.add_fault(FaultRule {
+        route: Route::Download,
+        fault: Fault::Delay { millis: 0 },
+        count: 1,
+    });
+    for (variant, _) in variants {
+        emu.add_fault(FaultRule {
+            route: Route::Download,
+            fault: Fault::HostileChain { variant },
+            count: 1,
+        });
+    }
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 1, "{summary:?}");
+    assert_eq!(summary.failed.len(), variants.len(), "{summary:?}");
+    for ((_, says), failed) in variants.iter().zip(&summary.failed) {
+        let note = failed.note.as_deref().unwrap_or("");
+        assert!(note.contains(says), "{}: {note}", failed.job_id);
+        assert_eq!(failed.step, Step::OrderIssued, "{}", failed.job_id);
+        let key = dir
+            .path()
+            .join("keys")
+            .join(format!("{}.pem", failed.job_id));
+        assert!(key.exists(), "the key stays");
+        assert!(
+            !key.with_extension("chain.pem").exists(),
+            "{}: a hostile chain was installed",
+            failed.job_id
+        );
+        assert!(
+            !dir.path()
+                .join("records")
+                .join(format!("{}.json", failed.job_id))
+                .exists()
+        );
+    }
+    // Run again with honest downloads: every job finishes, with one order each.
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 5, "{summary:?}");
+    assert_eq!(emu.order_count(), 5);
+}

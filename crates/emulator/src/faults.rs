@@ -64,6 +64,25 @@ pub enum Fault {
     DropAfterCommit,
     /// Do the work, then answer with a body that is not valid JSON.
     MalformedJson,
+    /// A download answered with a hostile chain bundle (a CA gone wrong, or a man in the middle).
+    HostileChain {
+        /// What is wrong with it.
+        variant: HostileChain,
+    },
+}
+
+/// How a hostile chain bundle is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostileChain {
+    /// Root first, leaf last.
+    Reordered,
+    /// The leaf first, then the root before the intermediate.
+    IssuersSwapped,
+    /// The CA certificates alone.
+    NoLeaf,
+    /// Another order's leaf, which carries another key, in the leaf's place.
+    OtherKey,
 }
 
 /// A fault for the next `count` calls of a route.

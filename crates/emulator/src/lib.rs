@@ -47,7 +47,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-pub use faults::{Fault, FaultRule, RateWindow, Route, documented_windows};
+pub use faults::{Fault, FaultRule, HostileChain, RateWindow, Route, documented_windows};
 pub use routes::API_KEY_HEADER;
 use serde::{Deserialize, Serialize};
 

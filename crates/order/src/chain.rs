@@ -101,4 +101,41 @@ impl Chain {
             ))),
         }
     }
+
+    /// Checks that the bundle is a path as CertCentral sends it: the leaf first, then each
+    /// certificate's issuer (by name) right after it. A bundle in another order is not what
+    /// CertCentral sends, and what installs and signs with it (osslsigncode, Windows) takes the
+    /// order as given.
+    ///
+    /// # Errors
+    /// [`CertCentralError::Chain`] naming the first certificate out of place.
+    pub fn ensure_path_order(&self) -> Result<(), CertCentralError> {
+        let blocks = pem::parse_many(self.pem.as_bytes())
+            .map_err(|e| CertCentralError::Chain(format!("not PEM: {e}")))?;
+        let ders: Vec<Vec<u8>> = blocks.into_iter().map(pem::Pem::into_contents).collect();
+        if ders.first() != Some(&self.leaf) {
+            return Err(CertCentralError::Chain(
+                "the leaf is not the first certificate of the bundle".to_string(),
+            ));
+        }
+        let parsed = ders
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                X509Certificate::from_der(der).map(|(_, c)| c).map_err(|e| {
+                    CertCentralError::Chain(format!("certificate {} cannot be read: {e}", i + 1))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, pair) in parsed.windows(2).enumerate() {
+            if pair[0].issuer().as_raw() != pair[1].subject().as_raw() {
+                return Err(CertCentralError::Chain(format!(
+                    "certificate {} is not the issuer of certificate {}: the bundle is out of order",
+                    i + 2,
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
 }

@@ -317,6 +317,7 @@ impl Worker<'_> {
                 certificate_id: cert.0,
             });
         }
+        chain.ensure_path_order()?;
         row.chain_pem = Some(chain.pem.clone());
         Ok((chain, facts))
     }

@@ -173,6 +173,7 @@ pub(super) async fn gate(State(shared): SharedState, request: Request, next: Nex
             tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             response
         }
+        Some(Fault::HostileChain { variant }) => hostile_chain(&shared, response, variant).await,
         Some(Fault::MalformedJson) => {
             let status = response.status();
             (
@@ -184,6 +185,58 @@ pub(super) async fn gate(State(shared): SharedState, request: Request, next: Nex
         }
         _ => response,
     }
+}
+
+/// The download's PEM bundle made hostile as `variant` says.
+async fn hostile_chain(
+    shared: &Shared,
+    response: Response,
+    variant: faults::HostileChain,
+) -> Response {
+    let status = response.status();
+    let Ok(bytes) = axum::body::to_bytes(response.into_body(), 4 << 20).await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "no body",
+        );
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut blocks: Vec<String> = text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .map(str::to_string)
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .collect();
+    match variant {
+        faults::HostileChain::Reordered => blocks.reverse(),
+        faults::HostileChain::IssuersSwapped => {
+            if blocks.len() >= 3 {
+                blocks.swap(1, 2);
+            }
+        }
+        faults::HostileChain::NoLeaf => {
+            if !blocks.is_empty() {
+                blocks.remove(0);
+            }
+        }
+        faults::HostileChain::OtherKey => {
+            let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let other = state
+                .certificates
+                .values()
+                .map(|c| c.leaf_pem.clone())
+                .find(|leaf| blocks.first().is_none_or(|first| first != leaf));
+            if let (Some(other), Some(first)) = (other, blocks.first_mut()) {
+                *first = other;
+            }
+        }
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        blocks.concat(),
+    )
+        .into_response()
 }
 
 pub(super) async fn admin_gate(
