@@ -1040,3 +1040,42 @@ fn strings_of_the_body_are_bounded() {
     request.comments = Some("é".repeat(1024));
     assert!(ValidatedOrder::new(Product::CodeSigningEv, request, None).is_ok());
 }
+
+/// An answer slower than the client's timeout, from a server that commits the order and then
+/// takes its time: the client gives up on the answer, looks the order up by its alternative ID
+/// before any re-send, and finds the committed order. One order, one POST.
+#[tokio::test]
+async fn a_late_answer_to_a_committed_order_is_found_not_ordered_again() {
+    let emu = emulator(Settings::default());
+    let mut config = ClientConfig::new(
+        BaseUrl::parse(&emu.api_base()).unwrap(),
+        ApiKey::new(SecretString::from(KEY)).unwrap(),
+    );
+    config.timeout = Duration::from_millis(300);
+    config.retry = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let client = Client::new(config).unwrap();
+    // The handler runs and commits; the answer comes 2 s later, long after the client gave up.
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::DelayAfterCommit { millis: 2_000 },
+        count: 1,
+    });
+    let mut request = full_request();
+    request.alternative_order_id = Some("lateanswer1".into());
+    let placed = client.place_order(&validated(request)).await.unwrap();
+    assert!(placed.recovered, "found by its alternative ID: {placed:?}");
+    assert_eq!(emu.order_count(), 1, "no second order");
+    assert_eq!(emu.requests_seen(Route::CreateOrder), 1, "one POST");
+    // Looked up before the first send and again before any re-send.
+    assert!(emu.requests_seen(Route::OrdersByAlternativeId) >= 2);
+    assert_eq!(
+        emu.orders_with_alternative_id("lateanswer1"),
+        1,
+        "one order carries the alternative ID"
+    );
+}
