@@ -405,6 +405,16 @@ impl Emulator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many authenticated requests reached any route (refused ones, 429s, not counted).
+    pub fn requests_seen_total(&self) -> u64 {
+        self.shared
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+
     /// How many authenticated requests reached `route`.
     pub fn requests_seen(&self, route: Route) -> u64 {
         self.shared

@@ -399,25 +399,12 @@ impl OrderQuery {
         if pairs.is_empty() {
             return "/order/certificate".to_string();
         }
-        let query: String = pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let query = reqwest::Url::parse_with_params("http://query.invalid/", &pairs)
+            .ok()
+            .and_then(|url| url.query().map(str::to_string))
+            .unwrap_or_default();
         format!("/order/certificate?{query}")
     }
-}
-
-/// Percent-encodes a query component (RFC 3986 unreserved characters stay).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 impl Client {

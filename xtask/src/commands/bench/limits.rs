@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use certcentral_emulator::{Emulator, EmulatorConfig, Route};
+use certcentral_emulator::{Emulator, EmulatorConfig};
 use secrecy::SecretString;
 
 use super::args::BenchArgs;
@@ -102,19 +102,7 @@ pub(super) fn api_bound(args: &BenchArgs) -> Result<ApiBound> {
     let start = Instant::now();
     let summary = provisioner.run(&plan, &Quiet)?;
     let wall = start.elapsed();
-    let routes = [
-        Route::CreateOrder,
-        Route::OrderInfo,
-        Route::ListOrders,
-        Route::OrdersByAlternativeId,
-        Route::UpdateRequestStatus,
-        Route::UpdateOrderStatus,
-        Route::Download,
-        Route::CreateOrganization,
-        Route::Organizations,
-        Route::Reports,
-    ];
-    let requests: u64 = routes.iter().map(|r| emulator.requests_seen(*r)).sum();
+    let requests = emulator.requests_seen_total();
     let refused = emulator.rate_limited_count();
     emulator.stop();
     if summary.done as usize + summary.failed.len() + summary.pending.len() != jobs {
@@ -204,16 +192,7 @@ pub(super) fn token_bound(args: &BenchArgs) -> Result<Option<TokenBound>> {
         );
     }
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let requests: u64 = [
-        Route::CreateOrder,
-        Route::OrderInfo,
-        Route::OrdersByAlternativeId,
-        Route::Download,
-        Route::Organizations,
-    ]
-    .iter()
-    .map(|r| emulator.requests_seen(*r))
-    .sum();
+    let requests = emulator.requests_seen_total();
     let refused = emulator.rate_limited_count();
     emulator.stop();
     let windows = [
