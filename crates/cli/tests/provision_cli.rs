@@ -84,7 +84,17 @@ fn a_batch_killed_at_several_points_resumes_without_duplicates_or_orphans() {
     .unwrap();
     let plan_arg = plan.to_str().unwrap();
     let run = |resume: bool| {
-        let mut args = vec!["provision", "--plan", plan_arg, "--wait", "20s"];
+        // One API worker: each kill below finds one order or download in flight. The token
+        // worker goes on making the other jobs' keys meanwhile.
+        let mut args = vec![
+            "provision",
+            "--plan",
+            plan_arg,
+            "--wait",
+            "20s",
+            "--api-workers",
+            "1",
+        ];
         if resume {
             args.push("--resume");
         }
@@ -104,10 +114,10 @@ fn a_batch_killed_at_several_points_resumes_without_duplicates_or_orphans() {
     kill9(child);
     assert_eq!(emu.order_count(), 0);
     let listing = hsm.list_objects("crash-token");
-    assert_eq!(
-        listing.matches("Private Key Object").count(),
-        1,
-        "the key of job-1 exists: {listing}"
+    let keys = listing.matches("Private Key Object").count();
+    assert!(
+        (1..=3).contains(&keys),
+        "the key of the job being ordered exists, and perhaps the others': {listing}"
     );
 
     // 2. After CertCentral committed the order, before the answer reached the client.

@@ -66,6 +66,18 @@ pub trait KeyStore {
     /// caller recorded, if any): a key found where the caller's would be may have been made by
     /// someone else.
     fn made_by(&self, key: &dyn StoredKey, note: Option<&str>) -> bool;
+
+    /// Destroys what an interrupted creation of `name` left without its key (a public key whose
+    /// private half was never written), and says how many objects went. Only for a name whose
+    /// creation the caller announced and never saw end: the name is then the caller's alone. A
+    /// store whose keys appear whole or not at all has nothing to discard.
+    ///
+    /// # Errors
+    /// [`KeysError`] when the store cannot be read or the leftovers cannot be removed.
+    fn discard_interrupted(&self, name: &KeyName) -> Result<usize, KeysError> {
+        let _ = name;
+        Ok(0)
+    }
 }
 
 /// A key being made (see [`KeyStore::prepare`]).
@@ -190,6 +202,10 @@ impl<'s> KeyStore for TokenStore<'s> {
     /// A key found by the caller's CKA_ID is the caller's: the ID was chosen for it.
     fn made_by(&self, _key: &dyn StoredKey, _note: Option<&str>) -> bool {
         true
+    }
+
+    fn discard_interrupted(&self, name: &KeyName) -> Result<usize, KeysError> {
+        self.session.discard_incomplete_pair(&name.id)
     }
 }
 

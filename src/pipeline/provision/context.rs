@@ -13,8 +13,12 @@ use crate::pipeline::journal::Journal;
 /// How to run. [`ProvisionerConfig::new`] gives the defaults.
 #[derive(Clone)]
 pub struct ProvisionerConfig {
-    /// Jobs at a time.
+    /// Token workers: jobs making keys and CSRs, or installing certificates, at a time (one
+    /// session each on every token they use).
     pub workers: usize,
+    /// API workers: jobs ordering, waiting for issuance or downloading at a time. They hold no
+    /// token session, so a job waiting on CertCentral holds up no other job's key.
+    pub api_workers: usize,
     /// How long each job waits for issuance (polling with backoff) before it is left pending.
     pub wait: Duration,
     /// Where provisioning records go.
@@ -38,6 +42,7 @@ impl std::fmt::Debug for ProvisionerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProvisionerConfig")
             .field("workers", &self.workers)
+            .field("api_workers", &self.api_workers)
             .field("wait", &self.wait)
             .field("records_dir", &self.records_dir)
             .field("module", &self.module)
@@ -49,11 +54,16 @@ impl std::fmt::Debug for ProvisionerConfig {
 }
 
 impl ProvisionerConfig {
-    /// One worker, no waiting for issuance, records in `records_dir`, no default module, records
+    /// API workers by default: enough to keep CertCentral's short window (100 requests per
+    /// 5 s) full at 150 ms or more per answer, few enough that threads are no concern.
+    pub const DEFAULT_API_WORKERS: usize = 16;
+
+    /// One token worker, [`ProvisionerConfig::DEFAULT_API_WORKERS`] API workers, no waiting for issuance, records in `records_dir`, no default module, records
     /// unsigned, the default lock directory, and no PIN but the tokens' URIs' own.
     pub fn new(records_dir: impl Into<PathBuf>) -> ProvisionerConfig {
         ProvisionerConfig {
             workers: 1,
+            api_workers: ProvisionerConfig::DEFAULT_API_WORKERS,
             wait: Duration::ZERO,
             records_dir: records_dir.into(),
             module: None,

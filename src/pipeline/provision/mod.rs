@@ -7,18 +7,20 @@
 //! - `preflight`: before any token is touched or anything sent: tokens found, algorithms offered,
 //!   the hardware-key rule;
 //! - `logins`: one login per token per run, shared by the workers;
-//! - `worker`: a worker's jobs, and the step runner every step goes through;
+//! - `stages`: token workers and API workers, and the queues between them: a job waiting on
+//!   CertCentral holds no token worker;
+//! - `worker`: a job's stages, and the step runner every step goes through;
 //! - `steps`: the steps themselves, each a small function.
 
 mod context;
 mod logins;
 mod preflight;
 mod report;
+mod stages;
 mod steps;
 mod worker;
 
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 
 pub use context::ProvisionerConfig;
 pub use report::{JobOutcome, Observer, OrderTemplate, PrintObserver, RunSummary};
@@ -106,8 +108,9 @@ impl Provisioner {
         Ok(summary)
     }
 
-    /// Runs every job of `jobs` that is not done, `workers` at a time, from its last journaled
-    /// step. Jobs are pulled from the iterator as workers free up, so memory does not grow with
+    /// Runs every job of `jobs` that is not done, from its last journaled step: `workers` token
+    /// workers make keys and CSRs and install certificates, `api_workers` API workers order and
+    /// wait for issuance (see `stages`). Jobs are pulled from the iterator as workers free up, so memory does not grow with
     /// their number. The iterator is walked twice: first to find the tokens and ask each PIN once,
     /// before any work; then to run. Pass a [`Plan`]'s jobs, or a source of your own.
     ///
@@ -143,37 +146,56 @@ impl Provisioner {
             &tokens,
             observer,
         )?;
-        let (sender, receiver) = sync_channel::<JobSpec>(workers * 2);
-        let receiver = std::sync::Mutex::new(receiver);
+        let api_workers = self.context.config.api_workers.max(1);
+        let stages = stages::Stages::new(workers * 2, api_workers * 2);
         let summary = std::sync::Mutex::new(RunSummary::default());
+        let conclude = |outcome: JobOutcome| {
+            observer.finished(&outcome);
+            summary
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(outcome);
+        };
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
+                    let _guard = stages.panic_guard();
                     let mut worker = worker::Worker::new(&self.context, order, &logins, observer);
-                    loop {
-                        let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(spec) = next else { break };
-                        let outcome = worker.process(&spec);
-                        observer.finished(&outcome);
-                        let mut summary = summary.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(us) = outcome.key_generation_us {
-                            summary.token_keys_made += 1;
-                            summary.key_generation_us += us;
+                    while let Some(work) = stages.next_token_work() {
+                        match work {
+                            stages::TokenWork::Start(spec) => match worker.start(&spec) {
+                                worker::Next::Handoff(handoff) => stages.started(Some(handoff)),
+                                worker::Next::Ended(outcome) => {
+                                    stages.started(None);
+                                    conclude(outcome);
+                                }
+                            },
+                            stages::TokenWork::Finish(handoff) => conclude(worker.finish(handoff)),
                         }
-                        match outcome.state {
-                            JobState::Done => summary.done += 1,
-                            JobState::Pending | JobState::Open => summary.pending.push(outcome),
-                            JobState::Failed => summary.failed.push(outcome),
+                    }
+                });
+            }
+            for _ in 0..api_workers {
+                scope.spawn(|| {
+                    let _guard = stages.panic_guard();
+                    let worker = worker::Worker::new(&self.context, order, &logins, observer);
+                    while let Some(handoff) = stages.next_api_work() {
+                        match worker.order(handoff) {
+                            worker::Next::Handoff(handoff) => stages.ordered(Some(handoff)),
+                            worker::Next::Ended(outcome) => {
+                                stages.ordered(None);
+                                conclude(outcome);
+                            }
                         }
                     }
                 });
             }
             for spec in jobs {
-                if sender.send(spec).is_err() {
+                if !stages.push_new(spec) {
                     break;
                 }
             }
-            drop(sender);
+            stages.close_feed();
         });
         // Each job flushed its last write when it stopped; this covers any write still waiting.
         self.context.journal.flush()?;

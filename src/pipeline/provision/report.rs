@@ -88,4 +88,17 @@ impl RunSummary {
     pub fn total(&self) -> u64 {
         self.done + self.pending.len() as u64 + self.failed.len() as u64
     }
+
+    /// Counts a job's outcome.
+    pub(super) fn add(&mut self, outcome: JobOutcome) {
+        if let Some(us) = outcome.key_generation_us {
+            self.token_keys_made += 1;
+            self.key_generation_us += us;
+        }
+        match outcome.state {
+            JobState::Done => self.done += 1,
+            JobState::Pending | JobState::Open => self.pending.push(outcome),
+            JobState::Failed => self.failed.push(outcome),
+        }
+    }
 }

@@ -16,49 +16,48 @@ use crate::pipeline::error::PipelineError;
 use crate::pipeline::journal::{JobRow, Step};
 use crate::pipeline::plan::KeyLocation;
 
+use super::stages::CsrOrigin;
 use super::worker::{Ended, Flow, Worker};
 
-/// Where the job's CSR comes from in this run.
-#[derive(Debug, Clone, Copy)]
-enum CsrOrigin {
-    /// Built and self-checked (signature, key) in this run.
-    BuiltNow,
-    /// Read back from the journal: inspected again before it is ordered.
-    Journaled,
-}
-
 impl Worker<'_> {
-    /// Runs the job's remaining steps, with its key in the store where the plan puts it.
-    pub(super) fn advance(&mut self, row: &mut JobRow) -> Result<(), PipelineError> {
-        // A CSR built (and self-checked: signature and key) in this run needs no second
-        // inspection before it is ordered; one read back from the journal gets it.
-        let csr = if row.step < Step::CsrBuilt {
-            CsrOrigin::BuiltNow
-        } else {
-            CsrOrigin::Journaled
-        };
+    /// A job's first token work: its key (found, or made) and its CSR. Gives the key's public
+    /// key, which the leaf must carry.
+    pub(super) fn start_steps(&mut self, row: &mut JobRow) -> Result<Vec<u8>, PipelineError> {
         match row.spec.location.clone() {
             KeyLocation::Token { uri } => {
                 self.open_session(&uri)?;
                 let session = self.session(&uri)?;
                 let store = TokenStore::new(session, &self.context.config.lock_dir);
-                self.steps_in(&store, row, csr)
+                let key = self.job_key(&store, row)?;
+                Ok(key.signer().subject_public_key_info())
             }
             KeyLocation::File { path } => {
-                let store = DirectoryStore::new(path.parent().unwrap_or(Path::new(".")));
-                self.steps_in(&store, row, csr)
+                let store = DirectoryStore::new(key_directory(&path));
+                let key = self.job_key(&store, row)?;
+                Ok(key.signer().subject_public_key_info())
             }
         }
     }
 
-    fn steps_in(
-        &self,
-        store: &dyn KeyStore,
+    /// A job's last token work, once its chain is journaled: the key found again by label and ID,
+    /// the certificate installed beside it, the record written.
+    pub(super) fn finish_steps(
+        &mut self,
         row: &mut JobRow,
-        csr: CsrOrigin,
+        public_key: &[u8],
     ) -> Result<(), PipelineError> {
-        let key = self.job_key(store, row)?;
-        self.order_steps(row, key.as_ref(), csr)
+        match row.spec.location.clone() {
+            KeyLocation::Token { uri } => {
+                self.open_session(&uri)?;
+                let session = self.session(&uri)?;
+                let store = TokenStore::new(session, &self.context.config.lock_dir);
+                self.install_steps(&store, row, public_key)
+            }
+            KeyLocation::File { path } => {
+                let store = DirectoryStore::new(key_directory(&path));
+                self.install_steps(&store, row, public_key)
+            }
+        }
     }
 
     /// The job's key, with its CSR journaled: found in the store (it may exist from a run that
@@ -108,7 +107,17 @@ impl Worker<'_> {
         // takes itself back when dropped): it is made again.
         row.step = Step::Planned;
         let creation = store.prepare(&name, row.spec.algorithm)?;
-        let note = creation.note();
+        // A run killed inside the generation announced this key's ID and never saw it end: what
+        // it left under that ID (half a pair) is this job's, and goes before the key is made.
+        let mut note = creation.note();
+        if journal.has_begun(&row.spec.job_id, Step::KeyGenerated)? {
+            let discarded = store.discard_interrupted(&name)?;
+            if discarded > 0 {
+                note = format!(
+                    "{note} (after destroying {discarded} object(s) an interrupted generation left)"
+                );
+            }
+        }
         let mut made = None;
         let mut generation = None;
         self.run_step(row, Step::KeyGenerated, Some(&note), |row| {
@@ -136,13 +145,14 @@ impl Worker<'_> {
         })
     }
 
-    /// The steps after the CSR: the order, its issuance, the chain, the install, the record.
-    fn order_steps(
+    /// A job's CertCentral work, on an API worker: the order, its issuance, the chain. Says
+    /// [`Flow::Stop`] when the order is still pending and the job stops for this run.
+    pub(super) fn order_steps(
         &self,
         row: &mut JobRow,
-        key: &dyn StoredKey,
+        public_key: &[u8],
         csr: CsrOrigin,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Flow, PipelineError> {
         // The order is validated once per run, when a step still needs it.
         let mut order = None;
         self.run_step(row, Step::OrderValidated, None, |row| {
@@ -174,37 +184,48 @@ impl Worker<'_> {
         )?;
         if self.run_step(row, Step::OrderIssued, Some(""), |row| self.issuance(row))? == Flow::Stop
         {
-            return Ok(());
+            return Ok(Flow::Stop);
         }
-        let mut chain = None;
-        // The leaf's facts, read once when it is downloaded in this run.
-        let mut leaf_facts = None;
         self.run_step(row, Step::ChainDownloaded, Some(""), |row| {
-            let (downloaded, facts) = self.download(row, key)?;
-            let ended = Ended::Done(format!("leaf SHA-256 {}", facts.sha256));
-            chain = Some(downloaded);
-            leaf_facts = Some(facts);
-            Ok(ended)
-        })?;
-        let chain = match chain {
-            Some(chain) => chain,
-            None => {
-                let pem = row
-                    .chain_pem
-                    .as_deref()
-                    .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate chain"))?;
-                Chain::from_pem(pem.as_bytes())?
-            }
+            let facts = self.download(row, public_key)?;
+            Ok(Ended::Done(format!("leaf SHA-256 {}", facts.sha256)))
+        })
+    }
+
+    /// The install and the record, with the job's key found in `store` by its label and ID.
+    fn install_steps(
+        &self,
+        store: &dyn KeyStore,
+        row: &mut JobRow,
+        public_key: &[u8],
+    ) -> Result<(), PipelineError> {
+        let name = KeyName {
+            label: row.spec.label.clone(),
+            id: row.key_id.clone(),
         };
+        let gone = || PipelineError::KeyGone {
+            place: format!(
+                "{} (label {}, ID {})",
+                store.describe(),
+                row.spec.label,
+                hex(&row.key_id)
+            ),
+        };
+        let key = store.find(&name)?.ok_or_else(gone)?;
+        if key.signer().subject_public_key_info() != public_key {
+            return Err(gone());
+        }
+        let pem = row
+            .chain_pem
+            .as_deref()
+            .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate chain"))?;
+        let chain = Chain::from_pem(pem.as_bytes())?;
         self.run_step(row, Step::CertificateInstalled, Some(""), |_| {
             Ok(Ended::Done(key.install(&chain.leaf, &chain.pem)?))
         })?;
         self.run_step(row, Step::Done, Some("writing the record"), |row| {
-            let facts = match leaf_facts.take() {
-                Some(facts) => facts,
-                None => spki::certificate_facts(&chain.leaf)?,
-            };
-            self.write_record(row, key, &facts)
+            let facts = spki::certificate_facts(&chain.leaf)?;
+            self.write_record(row, key.as_ref(), &facts)
         })?;
         Ok(())
     }
@@ -301,8 +322,8 @@ impl Worker<'_> {
     fn download(
         &self,
         row: &mut JobRow,
-        key: &dyn StoredKey,
-    ) -> Result<(Chain, spki::CertificateFacts), PipelineError> {
+        public_key: &[u8],
+    ) -> Result<spki::CertificateFacts, PipelineError> {
         let cert = CertificateId(
             row.certificate_id
                 .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate ID"))?,
@@ -312,14 +333,14 @@ impl Worker<'_> {
             .runtime
             .block_on(self.context.client.download_chain(cert))?;
         let facts = spki::certificate_facts(&chain.leaf)?;
-        if facts.subject_public_key_info != key.signer().subject_public_key_info() {
+        if facts.subject_public_key_info != public_key {
             return Err(PipelineError::CertificateForAnotherKey {
                 certificate_id: cert.0,
             });
         }
         chain.ensure_path_order()?;
-        row.chain_pem = Some(chain.pem.clone());
-        Ok((chain, facts))
+        row.chain_pem = Some(chain.pem);
+        Ok(facts)
     }
 
     /// Writes the provisioning record (and its detached signature first, when records are
@@ -420,3 +441,8 @@ fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> Result<String, PipelineE
 }
 
 use crate::keys::text::hex;
+
+/// The directory of a key file.
+fn key_directory(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}

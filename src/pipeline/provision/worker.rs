@@ -1,5 +1,5 @@
-//! A worker: takes jobs one at a time, checks each against its journal row, and runs its steps
-//! through the one step runner ([`Worker::run_step`]).
+//! A worker: runs a job's stages (see `stages`), checks each job against its journal row, and
+//! runs every step through the one step runner ([`Worker::run_step`]).
 
 use std::collections::HashMap;
 
@@ -11,6 +11,7 @@ use crate::pipeline::plan::{JobSpec, KeyLocation};
 use super::context::Context;
 use super::logins::TokenLogins;
 use super::report::{JobOutcome, Observer, OrderTemplate};
+use super::stages::{CsrOrigin, Handoff};
 
 /// How a step ended.
 pub(super) enum Ended {
@@ -24,6 +25,27 @@ pub(super) enum Ended {
         /// CertCentral's status.
         status: String,
     },
+}
+
+/// Where a job goes after a stage.
+pub(super) enum Next {
+    /// On to the next stage.
+    Handoff(Handoff),
+    /// It ended for this run.
+    Ended(JobOutcome),
+}
+
+/// How a job stands, from its row.
+fn outcome(row: &JobRow, key_generation_us: Option<u64>) -> JobOutcome {
+    JobOutcome {
+        job_id: row.spec.job_id.clone(),
+        state: row.state,
+        step: row.step,
+        order_id: row.order_id,
+        certificate_id: row.certificate_id,
+        note: row.note.clone(),
+        key_generation_us,
+    }
 }
 
 /// Whether a job goes on after a step.
@@ -63,40 +85,76 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Runs one job from its last journaled step, and says how it ended.
-    pub(super) fn process(&mut self, spec: &JobSpec) -> JobOutcome {
+    /// A job's start, on a token worker: from its last journaled step up to its CSR. Gives the
+    /// job on to the API side, or says how it ended (done before, or failed).
+    pub(super) fn start(&mut self, spec: &JobSpec) -> Next {
         self.key_generation.set(None);
-        match self.prepare(spec) {
-            Ok(mut row) => {
-                if row.state != JobState::Done
-                    && let Err(e) = self.advance(&mut row)
-                {
-                    self.record_failure(&mut row, &e);
-                }
-                JobOutcome {
-                    job_id: row.spec.job_id.clone(),
-                    state: row.state,
-                    step: row.step,
-                    order_id: row.order_id,
-                    certificate_id: row.certificate_id,
-                    note: row.note.clone(),
-                    key_generation_us: self
-                        .key_generation
-                        .get()
-                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-                }
-            }
+        let mut row = match self.prepare(spec) {
+            Ok(row) => row,
             // Not run: the journal row (if any) is left as it was.
-            Err((step, order_id, e)) => JobOutcome {
-                job_id: spec.job_id.clone(),
-                state: JobState::Failed,
-                step,
-                order_id,
-                certificate_id: None,
-                note: Some(e.to_string()),
-                key_generation_us: None,
-            },
+            Err((step, order_id, e)) => {
+                return Next::Ended(JobOutcome {
+                    job_id: spec.job_id.clone(),
+                    state: JobState::Failed,
+                    step,
+                    order_id,
+                    certificate_id: None,
+                    note: Some(e.to_string()),
+                    key_generation_us: None,
+                });
+            }
+        };
+        if row.state == JobState::Done {
+            return Next::Ended(outcome(&row, None));
         }
+        // A CSR built (and self-checked: signature and key) in this run needs no second
+        // inspection before it is ordered; one read back from the journal gets it.
+        let csr = if row.step < Step::CsrBuilt {
+            CsrOrigin::BuiltNow
+        } else {
+            CsrOrigin::Journaled
+        };
+        let started = self.start_steps(&mut row);
+        let key_generation_us = self
+            .key_generation
+            .get()
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        match started {
+            Ok(public_key) => Next::Handoff(Handoff {
+                row,
+                public_key,
+                csr,
+                key_generation_us,
+            }),
+            Err(e) => {
+                self.record_failure(&mut row, &e);
+                Next::Ended(outcome(&row, key_generation_us))
+            }
+        }
+    }
+
+    /// A job's CertCentral part, on an API worker: order, issuance, chain. Gives the job back for
+    /// its install, or says how it ended (pending, or failed).
+    pub(super) fn order(&self, mut handoff: Handoff) -> Next {
+        let row = &mut handoff.row;
+        match self.order_steps(row, &handoff.public_key, handoff.csr) {
+            Ok(Flow::Next) => Next::Handoff(handoff),
+            Ok(Flow::Stop) => Next::Ended(outcome(row, handoff.key_generation_us)),
+            Err(e) => {
+                self.record_failure(row, &e);
+                Next::Ended(outcome(row, handoff.key_generation_us))
+            }
+        }
+    }
+
+    /// A job's end, on a token worker: its certificate installed beside its key, its record
+    /// written.
+    pub(super) fn finish(&mut self, mut handoff: Handoff) -> JobOutcome {
+        let row = &mut handoff.row;
+        if let Err(e) = self.finish_steps(row, &handoff.public_key) {
+            self.record_failure(row, &e);
+        }
+        outcome(row, handoff.key_generation_us)
     }
 
     /// The job's journal row, once the job may run: its token logged in, and its spec the one it

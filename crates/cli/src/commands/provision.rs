@@ -31,10 +31,15 @@ pub struct ProvisionArgs {
     /// Continue the jobs of an earlier run from their last completed step.
     #[arg(long)]
     resume: bool,
-    /// Jobs at a time (1 to 64).
+    /// Jobs at a time at the tokens: making keys and CSRs, installing certificates (1 to 64).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
     workers: u16,
+    /// Jobs at a time at CertCentral: ordering, waiting for issuance, downloading (1 to 64). A
+    /// job there holds no token worker.
+    #[arg(long, value_name = "N", default_value_t = ProvisionerConfig::DEFAULT_API_WORKERS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    api_workers: u16,
     /// How long each job waits for issuance before it is left pending (e.g. 30s, 10m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     wait: Duration,
@@ -206,6 +211,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
     };
     let config = ProvisionerConfig {
         workers: usize::from(args.workers),
+        api_workers: usize::from(args.api_workers),
         wait: args.wait,
         module: super::sources::default_module(args.module.as_deref()),
         record_signer,

@@ -255,6 +255,62 @@ impl TokenSession {
         first.map_or(Ok(()), Err)
     }
 
+    /// Destroys what a key generation killed between its writes leaves, and says how many
+    /// objects went; a whole key pair with CKA_ID `id` is left alone (0). Two kinds of leftover
+    /// are seen (SoftHSM writes an object, then its attributes one by one):
+    /// - objects with CKA_ID `id` while no private key has it (the public half was written);
+    /// - key objects with neither CKA_ID nor label and without their key's parameters (no
+    ///   `CKA_EC_PARAMS` or `CKA_MODULUS`): an object cut short before its attributes, which no
+    ///   one can use or name.
+    ///
+    /// Call it only for an `id` whose generation the caller announced and never saw end.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the objects cannot be found or destroyed.
+    pub fn discard_incomplete_pair(&self, id: &[u8]) -> Result<usize, KeysError> {
+        if !self.find_private_keys(Some(id), None)?.is_empty() {
+            return Ok(0);
+        }
+        let mut leftovers = self.find(&[Attribute::Id(id.to_vec())])?;
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            for object in self.find(&[Attribute::Class(class)])? {
+                if !leftovers.contains(&object) && self.is_cut_short(object)? {
+                    leftovers.push(object);
+                }
+            }
+        }
+        self.destroy(&leftovers)?;
+        if !leftovers.is_empty() {
+            tracing::info!(
+                "{}: destroyed {} object(s) left by an interrupted generation of the key with CKA_ID {}",
+                self.token.description(),
+                leftovers.len(),
+                hex(id)
+            );
+        }
+        Ok(leftovers.len())
+    }
+
+    /// A key object without ID, label or key parameters: nobody's, and of no use.
+    fn is_cut_short(&self, object: ObjectHandle) -> Result<bool, KeysError> {
+        let attrs = self.attributes(
+            object,
+            &[
+                AttributeType::Id,
+                AttributeType::Label,
+                AttributeType::EcParams,
+                AttributeType::Modulus,
+            ],
+        )?;
+        Ok(!attrs.iter().any(|a| match a {
+            Attribute::Id(v)
+            | Attribute::Label(v)
+            | Attribute::EcParams(v)
+            | Attribute::Modulus(v) => !v.is_empty(),
+            _ => false,
+        }))
+    }
+
     /// Private key handles matching the URI's `id` and `object` (label).
     pub(crate) fn find_private_keys(
         &self,
