@@ -14,7 +14,7 @@ use codesign_kit::keys::pkcs11::{Pkcs11Uri, decode_ec_point, ecdsa_raw_to_der};
 use codesign_kit::keys::policy::NamedCurve;
 use codesign_kit::order::response::{
     AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
-    OrganizationValidations, Organizations,
+    OrganizationValidations, Organizations, StatusChanges,
 };
 
 fn check(target: &str, data: &[u8]) {
@@ -51,6 +51,7 @@ fn check(target: &str, data: &[u8]) {
             let _ = serde_json::from_slice::<OrganizationValidations>(data);
             let _ = serde_json::from_slice::<OrderList>(data);
             let _ = serde_json::from_slice::<ExpiringReport>(data);
+            let _ = serde_json::from_slice::<StatusChanges>(data);
             if let Ok(text) = std::str::from_utf8(data) {
                 let _ = codesign_kit::order::OrderRequest::from_json(text);
             }

@@ -465,7 +465,17 @@ fn hostile_chains_are_refused_before_anything_is_installed() {
         dir.path(),
         "[[keys]]\ncount = 5\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"h-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
     );
-    let provisioner = provisioner(dir.path(), &emu, 1, None);
+    // One worker of each kind: the downloads come in the jobs' order.
+    let provisioner = Provisioner::new(
+        Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
+        client(&emu),
+        ProvisionerConfig {
+            api_workers: 1,
+            wait: Duration::from_secs(10),
+            ..ProvisionerConfig::new(dir.path().join("records"))
+        },
+    )
+    .unwrap();
     let variants = [
         (
             HostileChain::Reordered,
@@ -481,7 +491,7 @@ fn hostile_chains_are_refused_before_anything_is_installed() {
             "does not carry the job's public key",
         ),
     ];
-    // Job h-1 gets a good chain; each later job gets one hostile download (one worker, in order).
+    // Job h-1 gets a good chain; each later job gets one hostile download, in order.
     emu.add_fault(FaultRule {
         route: Route::Download,
         fault: Fault::Delay { millis: 0 },
@@ -522,4 +532,65 @@ fn hostile_chains_are_refused_before_anything_is_installed() {
     let summary = provisioner.run(&plan, &Quiet).unwrap();
     assert_eq!(summary.done, 5, "{summary:?}");
     assert_eq!(emu.order_count(), 5);
+}
+
+/// A job waiting on CertCentral holds no token worker: with one token worker, one API worker and
+/// the first job's order hanging for two seconds, the other jobs' keys and CSRs are made while it
+/// hangs (one after another, a run would build them only after it), and every job still ends
+/// with one order.
+#[test]
+fn a_job_waiting_on_certcentral_holds_no_token_worker() {
+    #[derive(Default)]
+    struct Steps(std::sync::Mutex<Vec<(String, Step)>>);
+    impl Observer for Steps {
+        fn step(&self, job_id: &str, step: Step, _: &str) {
+            self.0.lock().unwrap().push((job_id.to_string(), step));
+        }
+        fn finished(&self, _: &codesign_kit::pipeline::JobOutcome) {}
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(Settings {
+        polls_until_issued: 1,
+        rate_limits: false,
+        ..Settings::default()
+    });
+    let plan = write_plan(
+        dir.path(),
+        "[[keys]]\ncount = 3\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"w-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+    );
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::Delay { millis: 2_000 },
+        count: 1,
+    });
+    let provisioner = Provisioner::new(
+        Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
+        client(&emu),
+        ProvisionerConfig {
+            workers: 1,
+            api_workers: 1,
+            wait: Duration::from_secs(10),
+            ..ProvisionerConfig::new(dir.path().join("records"))
+        },
+    )
+    .unwrap();
+    let steps = Steps::default();
+    let summary = provisioner.run(&plan, &steps).unwrap();
+    assert_eq!(summary.done, 3, "{summary:?}");
+    assert_eq!(emu.order_count(), 3);
+    let steps = steps.0.into_inner().unwrap();
+    let at = |job: &str, step: Step| {
+        steps
+            .iter()
+            .position(|(j, s)| j == job && *s == step)
+            .unwrap_or_else(|| panic!("{job} never reached {step:?}: {steps:?}"))
+    };
+    // The one API worker took w-1 first: its order is the one that hung.
+    let hung = at("w-1", Step::OrderSubmitted);
+    for job in ["w-2", "w-3"] {
+        assert!(
+            at(job, Step::CsrBuilt) < hung,
+            "{job}'s CSR waited for w-1's order: {steps:?}"
+        );
+    }
 }

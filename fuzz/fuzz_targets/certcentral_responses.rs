@@ -2,7 +2,7 @@
 #![no_main]
 use codesign_kit::order::response::{
     AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
-    OrganizationValidations, Organizations,
+    OrganizationValidations, Organizations, StatusChanges,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -14,6 +14,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<OrganizationValidations>(data);
     let _ = serde_json::from_slice::<OrderList>(data);
     let _ = serde_json::from_slice::<ExpiringReport>(data);
+    let _ = serde_json::from_slice::<StatusChanges>(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = codesign_kit::order::OrderRequest::from_json(text);
     }

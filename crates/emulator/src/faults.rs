@@ -15,6 +15,8 @@ pub enum Route {
     OrderInfo,
     /// `GET /order/certificate`
     ListOrders,
+    /// `GET /order/certificate/status-changes`
+    StatusChanges,
     /// `GET /order/alternate/{alt_id}`
     OrdersByAlternativeId,
     /// `PUT /request/{id}/status`

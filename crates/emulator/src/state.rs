@@ -135,10 +135,23 @@ pub struct Order {
     pub certificate_id: Option<u64>,
     /// Creation time (Unix seconds).
     pub created_unix: i64,
+    /// When the status last changed (Unix seconds), for `status-changes`.
+    #[serde(default)]
+    pub status_updated_unix: i64,
     /// Code for installing on a DigiCert-supported token (token methods only).
     pub hardware_init_code: Option<String>,
     /// The request body as received.
     pub body: serde_json::Value,
+}
+
+impl Order {
+    /// Changes the status, and notes when.
+    pub fn set_status(&mut self, status: &str, now_unix: i64) {
+        if self.status != status {
+            self.status = status.to_string();
+            self.status_updated_unix = now_unix;
+        }
+    }
 }
 
 /// An issued certificate.

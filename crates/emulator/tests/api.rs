@@ -1259,3 +1259,85 @@ fn admin_endpoints_without_the_api_key_are_refused() {
         204
     );
 }
+
+/// `GET /order/certificate/status-changes`: a window is required and at most 7 days; the
+/// orders whose status changed in it are listed with their status, and a call moves pending
+/// orders towards issuance as a poll of each would.
+#[test]
+fn status_changes_list_recent_changes_within_seven_days() {
+    let emu = start(Settings {
+        approval: ApprovalMode::OneStep,
+        polls_until_issued: 1,
+        ..Settings::default()
+    });
+    let path = "/order/certificate/status-changes";
+    let missing = get(&emu, path);
+    assert_eq!(missing.status(), 400);
+    assert_eq!(error_codes(&json_of(missing))[0].0, "missing_filter");
+    for too_long in [
+        "?minutes=10081",
+        "?seconds=604801",
+        "?minutes=10080&seconds=1",
+    ] {
+        let answer = get(&emu, &format!("{path}{too_long}"));
+        assert_eq!(answer.status(), 400, "{too_long}");
+        assert_eq!(error_codes(&json_of(answer))[0].0, "time_frame_too_long");
+    }
+    assert_eq!(get(&emu, &format!("{path}?seconds=abc")).status(), 400);
+    assert_eq!(
+        json_of(get(&emu, &format!("{path}?minutes=10080"))),
+        json!({ "orders": [] })
+    );
+
+    let created = json_of(post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &email_order("openssl-p384.csr").to_string(),
+    ));
+    let order_id = created["id"].as_u64().unwrap();
+    let request_id = created["requests"][0]["id"].as_u64().unwrap();
+    let listed = |query: &str| -> Vec<Value> {
+        json_of(get(&emu, &format!("{path}{query}")))["orders"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let changes = listed("?seconds=60");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["order_id"], order_id);
+    assert_eq!(changes[0]["status"], "needs_approval");
+
+    let approve = json!({"status": "approved", "processor_comment": "ok"});
+    assert_eq!(
+        put(&emu, &format!("/request/{request_id}/status"), approve).status(),
+        204
+    );
+    // The call itself counts as a poll: the approved order is issued, and listed as such.
+    let changes = listed("?minutes=1");
+    assert_eq!(changes[0]["status"], "issued", "{changes:?}");
+    assert!(changes[0]["certificate_id"].as_u64().is_some());
+    assert_eq!(
+        json_of(get(&emu, &format!("/order/certificate/{order_id}")))["status"],
+        "issued"
+    );
+    // The day filter, in Mountain Daylight Time: today's change is found by a range around it.
+    let today = time::OffsetDateTime::now_utc().date();
+    let range = format!(
+        "?filters[status_last_updated]={}...{}",
+        today.previous_day().unwrap(),
+        today.next_day().unwrap()
+    );
+    assert_eq!(listed(&range).len(), 1);
+    assert_eq!(
+        listed("?filters[status_last_updated]=2020-01-01...2020-01-02").len(),
+        0
+    );
+    assert_eq!(
+        get(
+            &emu,
+            &format!("{path}?filters[status_last_updated]=yesterday")
+        )
+        .status(),
+        400
+    );
+}

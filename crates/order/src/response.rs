@@ -269,7 +269,7 @@ impl OrderInfo {
     }
 }
 
-/// One order found by alternative ID.
+/// One order as the alternative-ID lookup and the status-changes listing give it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlternateOrder {
     /// Order ID.
@@ -285,6 +285,14 @@ pub struct AlternateOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlternateOrders {
     /// The orders carrying the alternative ID.
+    #[serde(default)]
+    pub orders: Vec<AlternateOrder>,
+}
+
+/// `GET /order/certificate/status-changes`: the orders whose status changed in the window asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChanges {
+    /// The orders.
     #[serde(default)]
     pub orders: Vec<AlternateOrder>,
 }

@@ -1079,3 +1079,98 @@ async fn a_late_answer_to_a_committed_order_is_found_not_ordered_again() {
         "one order carries the alternative ID"
     );
 }
+
+/// Many orders waiting at once are watched through one status-changes request a round: while
+/// none changes, no order is asked about; once approved, each is asked about when the listing
+/// shows it changed. Polling each order every round (as one waiting order is) would cost some
+/// hundred order-info requests here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiting_orders_are_watched_through_status_changes() {
+    let emu = emulator(Settings {
+        approval: ApprovalMode::OneStep,
+        polls_until_issued: 1,
+        ..Settings::default()
+    });
+    let client = client_for(&emu, KEY);
+    let waiting = 12;
+    let mut placed = Vec::new();
+    for n in 0..waiting {
+        let mut request = full_request();
+        request.alternative_order_id = Some(format!("watched{n}"));
+        placed.push(client.place_order(&validated(request)).await.unwrap());
+    }
+    let waiters: Vec<_> = placed
+        .iter()
+        .map(|p| {
+            let client = client.clone();
+            let order_id = p.order_id;
+            tokio::spawn(async move {
+                client
+                    .wait_for_issuance(order_id, Duration::from_secs(30))
+                    .await
+            })
+        })
+        .collect();
+    // Two seconds of waiting with rounds of at most 100 ms: every order is asked about once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked_while_unchanged = emu.requests_seen(Route::OrderInfo);
+    assert_eq!(asked_while_unchanged, waiting as u64);
+    assert!(emu.requests_seen(Route::StatusChanges) >= 5);
+
+    for order in &placed {
+        client
+            .update_request_status(order.requests[0].id, RequestDecision::Approve, "ok")
+            .await
+            .unwrap();
+    }
+    for waiter in waiters {
+        waiter.await.unwrap().unwrap();
+    }
+    // Approved (needs_approval -> pending), then issued: at most two more asks per order.
+    let asked = emu.requests_seen(Route::OrderInfo);
+    assert!(
+        asked <= 3 * waiting as u64,
+        "{asked} order-info requests for {waiting} orders"
+    );
+    // One order waiting alone is polled as before: no listing is asked for it.
+    let listings = emu.requests_seen(Route::StatusChanges);
+    let mut alone = full_request();
+    alone.alternative_order_id = Some("alone".into());
+    let alone = client.place_order(&validated(alone)).await.unwrap();
+    client
+        .update_request_status(alone.requests[0].id, RequestDecision::Approve, "ok")
+        .await
+        .unwrap();
+    client
+        .wait_for_issuance(alone.order_id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(emu.requests_seen(Route::StatusChanges), listings);
+}
+
+/// Every call's future can be spawned onto a multi-threaded runtime (it is `Send`): a library
+/// whose calls must be driven with `block_on` would be a trap.
+#[test]
+fn every_call_can_be_spawned() {
+    fn spawnable<T: Send + 'static>(_: T) {}
+    fn sendable<T: Send>(_: &T) {}
+    let client = Client::new(ClientConfig::new(
+        BaseUrl::parse("http://127.0.0.1:9/services/v2").unwrap(),
+        ApiKey::new(SecretString::from(KEY)).unwrap(),
+    ))
+    .unwrap();
+    let order = validated(full_request());
+    let organization = json!({ "name": "Example Corp" });
+    sendable(&client.place_order(&order));
+    sendable(&client.place_new_order(&order));
+    sendable(&client.create_organization(&organization));
+    sendable(&client.wait_for_issuance(certcentral::OrderId(1), Duration::ZERO));
+    sendable(&client.download_chain(certcentral::CertificateId(1)));
+    sendable(&client.status_changes(Duration::from_secs(60)));
+    let owned = client.clone();
+    spawnable(async move {
+        owned
+            .wait_for_issuance(certcentral::OrderId(1), Duration::ZERO)
+            .await
+    });
+}

@@ -45,7 +45,7 @@ pub(super) enum TokenWork {
     /// A job from the plan: its key and CSR.
     Start(JobSpec),
     /// A job back from CertCentral: its install and record.
-    Finish(Handoff),
+    Finish(Box<Handoff>),
 }
 
 #[derive(Default)]
@@ -55,9 +55,9 @@ struct Queues {
     /// The plan may still add jobs.
     feeding: bool,
     /// Jobs with a CSR, waiting for an API worker.
-    to_api: VecDeque<Handoff>,
+    to_api: VecDeque<Box<Handoff>>,
     /// Jobs with their chain, waiting for a token worker.
-    to_finish: VecDeque<Handoff>,
+    to_finish: VecDeque<Box<Handoff>>,
     /// Token workers in a job's start.
     starting: usize,
     /// API workers with a job.
@@ -164,7 +164,7 @@ impl Stages {
     }
 
     /// A token worker ended a job's start: the job goes to the API side, or (`None`) it ended.
-    pub(super) fn started(&self, next: Option<Handoff>) {
+    pub(super) fn started(&self, next: Option<Box<Handoff>>) {
         let mut queues = self.lock();
         queues.starting -= 1;
         if let Some(handoff) = next {
@@ -175,7 +175,7 @@ impl Stages {
     }
 
     /// An API worker's next job, or `None` when no more can come.
-    pub(super) fn next_api_work(&self) -> Option<Handoff> {
+    pub(super) fn next_api_work(&self) -> Option<Box<Handoff>> {
         let mut queues = self.lock();
         loop {
             if queues.broken {
@@ -196,7 +196,7 @@ impl Stages {
 
     /// An API worker ended its part of a job: the job goes back for its install, or (`None`) it
     /// ended (failed, pending).
-    pub(super) fn ordered(&self, next: Option<Handoff>) {
+    pub(super) fn ordered(&self, next: Option<Box<Handoff>>) {
         let mut queues = self.lock();
         queues.in_api -= 1;
         if let Some(handoff) = next {
@@ -274,11 +274,13 @@ mod tests {
                                 let row = journal.ensure(&spec).unwrap();
                                 // Every third job ends at its start (as a failed key would).
                                 let n: usize = spec.job_id[4..].parse().unwrap();
-                                stages.started((n % 3 != 0).then_some(Handoff {
-                                    row,
-                                    public_key: Vec::new(),
-                                    csr: CsrOrigin::BuiltNow,
-                                    key_generation_us: None,
+                                stages.started((!n.is_multiple_of(3)).then(|| {
+                                    Box::new(Handoff {
+                                        row,
+                                        public_key: Vec::new(),
+                                        csr: CsrOrigin::BuiltNow,
+                                        key_generation_us: None,
+                                    })
                                 }));
                             }
                             TokenWork::Finish(_) => {

@@ -30,7 +30,7 @@ pub(super) enum Ended {
 /// Where a job goes after a stage.
 pub(super) enum Next {
     /// On to the next stage.
-    Handoff(Handoff),
+    Handoff(Box<Handoff>),
     /// It ended for this run.
     Ended(JobOutcome),
 }
@@ -120,12 +120,12 @@ impl<'p> Worker<'p> {
             .get()
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         match started {
-            Ok(public_key) => Next::Handoff(Handoff {
+            Ok(public_key) => Next::Handoff(Box::new(Handoff {
                 row,
                 public_key,
                 csr,
                 key_generation_us,
-            }),
+            })),
             Err(e) => {
                 self.record_failure(&mut row, &e);
                 Next::Ended(outcome(&row, key_generation_us))
@@ -135,7 +135,7 @@ impl<'p> Worker<'p> {
 
     /// A job's CertCentral part, on an API worker: order, issuance, chain. Gives the job back for
     /// its install, or says how it ended (pending, or failed).
-    pub(super) fn order(&self, mut handoff: Handoff) -> Next {
+    pub(super) fn order(&self, mut handoff: Box<Handoff>) -> Next {
         let row = &mut handoff.row;
         match self.order_steps(row, &handoff.public_key, handoff.csr) {
             Ok(Flow::Next) => Next::Handoff(handoff),
@@ -149,7 +149,7 @@ impl<'p> Worker<'p> {
 
     /// A job's end, on a token worker: its certificate installed beside its key, its record
     /// written.
-    pub(super) fn finish(&mut self, mut handoff: Handoff) -> JobOutcome {
+    pub(super) fn finish(&mut self, mut handoff: Box<Handoff>) -> JobOutcome {
         let row = &mut handoff.row;
         if let Err(e) = self.finish_steps(row, &handoff.public_key) {
             self.record_failure(row, &e);

@@ -26,6 +26,7 @@ pub(super) fn route_name(method: &Method, path: &str) -> Route {
         ("POST", "/services/v2/order/certificate/{id}") => Route::CreateOrder,
         ("GET", "/services/v2/order/certificate/{id}") => Route::OrderInfo,
         ("GET", "/services/v2/order/certificate") => Route::ListOrders,
+        ("GET", "/services/v2/order/certificate/status-changes") => Route::StatusChanges,
         ("GET", "/services/v2/order/alternate/{alt_id}") => Route::OrdersByAlternativeId,
         ("PUT", "/services/v2/request/{request_id}/status") => Route::UpdateRequestStatus,
         ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,

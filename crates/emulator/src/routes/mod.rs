@@ -20,7 +20,7 @@ pub use gate::API_KEY_HEADER;
 use gate::{admin_gate, gate};
 use orders::{
     create_order, expiring_report, list_orders, order_info, orders_by_alternative_id,
-    update_order_status, update_request_status,
+    status_changes, update_order_status, update_request_status,
 };
 use organizations::{
     create_organization, list_organizations, submit_validation, validation_status,
@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
             post(create_order).get(order_info),
         )
         .route("/order/certificate", get(list_orders))
+        .route("/order/certificate/status-changes", get(status_changes))
         .route("/report/order/expiring", get(expiring_report))
         .route("/order/alternate/{alt_id}", get(orders_by_alternative_id))
         .route("/request/{request_id}/status", put(update_request_status))

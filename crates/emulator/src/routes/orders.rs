@@ -91,6 +91,7 @@ pub(super) async fn create_order(
         approved_at_unix: approved.then(now_unix),
         certificate_id,
         created_unix: now_unix(),
+        status_updated_unix: now_unix(),
         hardware_init_code: token_method.then(|| format!("HIC{order_id:010}")),
         body,
     };
@@ -189,7 +190,7 @@ pub(super) fn record_issuance(state: &mut crate::state::State, certificate: Issu
     if order.status != "pending" || state.certificates.contains_key(&certificate.id) {
         return;
     }
-    order.status = "issued".to_string();
+    order.set_status("issued", now_unix());
     state.certificates.insert(certificate.id, certificate);
 }
 
@@ -343,6 +344,121 @@ fn listed_certificate(
 /// `filters[organization_id]`, `filters[product_name_id]`, `filters[certificate_id]`), sorted
 /// (`sort=id`, `date_created`, `valid_till`, `status`; `-` for descending, commas for several) and
 /// paged (`offset`, `limit` at most 1000).
+/// The longest window `status-changes` takes by `minutes`/`seconds`: 7 days.
+const STATUS_CHANGES_MAX_SECONDS: i64 = 604_800;
+
+/// `GET /order/certificate/status-changes`: the orders whose status changed in the last
+/// `minutes` and/or `seconds` (added together; at most 7 days), or on the days of
+/// `filters[status_last_updated]=YYYY-MM-DD...YYYY-MM-DD` (Mountain Daylight Time, as documented).
+/// At least one is required. The error code for a missing window is not documented; this one is
+/// ours. Each call counts as a poll of every pending order (see `advance`), so that clients
+/// which watch changes instead of polling each order see issuance as those that poll.
+pub(super) async fn status_changes(
+    State(shared): SharedState,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let number = |name: &str| -> Result<Option<i64>, Response> {
+        query
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_value",
+                        format!("{name}: {v:?} is not a whole number of {name}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (minutes, seconds) = match (number("minutes"), number("seconds")) {
+        (Ok(m), Ok(s)) => (m, s),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let now = now_unix();
+    let (from, till) = if minutes.is_some() || seconds.is_some() {
+        let window = minutes.unwrap_or(0).saturating_mul(60) + seconds.unwrap_or(0);
+        if window > STATUS_CHANGES_MAX_SECONDS {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "time_frame_too_long",
+                "the time frame can be at most 7 days (10080 minutes or 604800 seconds); use filters[status_last_updated] for older changes",
+            );
+        }
+        (now - window, now)
+    } else if let Some(range) = query.get("filters[status_last_updated]") {
+        match mdt_day_range(range) {
+            Some(range) => range,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_filter",
+                    format!(
+                        "filters[status_last_updated]: {range:?} is not YYYY-MM-DD...YYYY-MM-DD"
+                    ),
+                );
+            }
+        }
+    } else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing_filter",
+            "give minutes, seconds or filters[status_last_updated]",
+        );
+    };
+    let settings = shared.settings();
+    let due: Vec<DueIssuance> = {
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending: Vec<u64> = state
+            .orders
+            .values()
+            .filter(|o| o.status == "pending")
+            .map(|o| o.id)
+            .collect();
+        pending
+            .into_iter()
+            .filter_map(|id| advance(&settings, &mut state, id))
+            .collect()
+    };
+    let issued: Vec<IssuedCertificate> = due.into_iter().filter_map(|d| d.issue(&shared)).collect();
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    for certificate in issued {
+        record_issuance(&mut state, certificate);
+    }
+    shared.persist(&state);
+    let orders: Vec<Value> = state
+        .orders
+        .values()
+        .filter(|o| (from..=till).contains(&o.status_updated_unix))
+        .map(|o| {
+            let mut changed = json!({ "order_id": o.id, "status": o.status });
+            if let Some(cert) = o.certificate_id {
+                changed["certificate_id"] = json!(cert);
+            }
+            changed
+        })
+        .collect();
+    Json(json!({ "orders": orders })).into_response()
+}
+
+/// `YYYY-MM-DD...YYYY-MM-DD` as Unix seconds from the first day's start to the last day's end,
+/// in Mountain Daylight Time (UTC-6).
+fn mdt_day_range(range: &str) -> Option<(i64, i64)> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let (first, last) = range.split_once("...")?;
+    let first = time::Date::parse(first, &format).ok()?;
+    let last = time::Date::parse(last, &format).ok()?;
+    let mdt = time::UtcOffset::from_hms(-6, 0, 0).ok()?;
+    let start = first.midnight().assume_offset(mdt).unix_timestamp();
+    let end = last
+        .next_day()?
+        .midnight()
+        .assume_offset(mdt)
+        .unix_timestamp()
+        - 1;
+    (start <= end).then_some((start, end))
+}
+
 pub(super) async fn list_orders(
     State(shared): SharedState,
     Query(query): Query<HashMap<String, String>>,
@@ -538,11 +654,11 @@ pub(super) async fn update_request_status(
     if let Some(order) = state.orders.get_mut(&request.order_id) {
         match new_status {
             "approved" => {
-                order.status = "pending".to_string();
+                order.set_status("pending", now_unix());
                 order.approved_at_unix = Some(now_unix());
                 order.certificate_id = certificate_id;
             }
-            "rejected" => order.status = "rejected".to_string(),
+            "rejected" => order.set_status("rejected", now_unix()),
             _ => {}
         }
     }
@@ -585,7 +701,7 @@ pub(super) async fn update_order_status(
             ),
         );
     }
-    order.status = "canceled".to_string();
+    order.set_status("canceled", now_unix());
     let request_id = order.request_id;
     if let Some(r) = state.requests.get_mut(&request_id)
         && r.status != "approved"

@@ -5,15 +5,18 @@
 //!   [`Client`] and what its calls give;
 //! - `transport`: one request and its answer, and the one retry loop;
 //! - `orders`: orders placed exactly once, followed, downloaded;
+//! - `watch`: waiting for issuance, with one status-changes request a round for many orders;
 //! - `organizations`: organizations created once, validated, listed.
 
 mod limits;
 mod orders;
 mod organizations;
 mod transport;
+mod watch;
 
 pub use limits::{RateLimits, RateWindow};
 pub use orders::OrderQuery;
+pub use watch::INDIVIDUAL_CHECK_EVERY;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -252,6 +255,8 @@ pub struct Client {
     config: ClientConfig,
     /// Shared by every clone: one log of requests against the windows.
     limiter: Arc<limits::Limiter>,
+    /// Shared by every clone: the orders waiting for issuance.
+    watch: Arc<watch::Watch>,
 }
 
 impl Client {
@@ -285,6 +290,7 @@ impl Client {
             http,
             config,
             limiter,
+            watch: Arc::new(watch::Watch::default()),
         })
     }
 

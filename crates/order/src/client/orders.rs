@@ -60,8 +60,11 @@ impl Client {
         let operation = format!("placing order {alternative_order_id}");
         let path = format!("/order/certificate/{}", order.product().as_str());
         let body = order.request().to_json();
+        let (operation_ref, path, body, alternative_order_id) =
+            (&operation, &path, &body, &alternative_order_id);
         let placed = self
-            .retrying(&operation, async |attempt| {
+            .retrying(&operation, move |attempt| async move {
+                let operation = operation_ref;
                 if may_exist || attempt > 1 {
                     match self.recover(order).await {
                         Ok(Some(existing)) => return Round::Done(existing),
@@ -70,11 +73,11 @@ impl Client {
                     }
                 }
                 match self
-                    .attempt(&operation, attempt, Method::POST, &path, Some(&body))
+                    .attempt(operation, attempt, Method::POST, path, Some(body))
                     .await
                 {
                     Round::Done((status, body)) => {
-                        match decode::<OrderCreated>(&operation, status, &body) {
+                        match decode::<OrderCreated>(operation, status, &body) {
                             Ok(created) => Round::Done(PlacedOrder {
                                 order_id: created.id,
                                 certificate_id: created.certificate_id,
@@ -175,7 +178,10 @@ impl Client {
         })
     }
 
-    /// Polls with backoff until the order is issued or `deadline` has passed.
+    /// Waits until the order is issued or `deadline` has passed, asking with backoff. While
+    /// several orders of this client (or its clones) wait at once, one status-changes request a
+    /// round tells which to ask about (see [`INDIVIDUAL_CHECK_EVERY`](super::INDIVIDUAL_CHECK_EVERY)
+    /// for the exception): many pending orders cost about one request a round.
     ///
     /// # Errors
     /// [`CertCentralError::OrderFailed`], [`CertCentralError::StillPending`], or a call's error.
@@ -185,8 +191,10 @@ impl Client {
         deadline: Duration,
     ) -> Result<CertificateId, CertCentralError> {
         let started = Instant::now();
+        let _waiting = self.watch.wait_for(order_id);
         let mut attempt = 0;
         loop {
+            let checked = Instant::now();
             match self.check_order(order_id).await? {
                 OrderProgress::Issued(cert) => return Ok(cert),
                 OrderProgress::Failed(status) => {
@@ -195,7 +203,7 @@ impl Client {
                         status: status.to_string(),
                     });
                 }
-                OrderProgress::Pending(status) => {
+                OrderProgress::Pending(status) => loop {
                     let waited = started.elapsed();
                     if waited >= deadline {
                         return Err(CertCentralError::StillPending {
@@ -205,9 +213,18 @@ impl Client {
                         });
                     }
                     attempt += 1;
-                    let wait = self.config.retry.backoff(attempt).min(deadline - waited);
-                    tokio::time::sleep(wait).await;
-                }
+                    let pause = self.config.retry.backoff(attempt);
+                    tokio::time::sleep(pause.min(deadline - waited)).await;
+                    // The last pause ends with a check of its own.
+                    if started.elapsed() >= deadline
+                        || self
+                            .watch
+                            .should_check(self, order_id, (&status, checked), pause)
+                            .await?
+                    {
+                        break;
+                    }
+                },
             }
         }
     }

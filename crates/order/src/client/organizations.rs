@@ -41,13 +41,16 @@ impl Client {
                 .collect()
         };
         let before = same_name(self.list_organizations().await?);
-        let created_by_us = async || -> Result<Option<OrganizationId>, CertCentralError> {
-            Ok(same_name(self.list_organizations().await?)
-                .into_iter()
-                .find(|id| !before.contains(id)))
+        let (same_name, before) = (&same_name, &before);
+        let created_by_us = move || async move {
+            Ok::<_, CertCentralError>(
+                same_name(self.list_organizations().await?)
+                    .into_iter()
+                    .find(|id| !before.contains(id)),
+            )
         };
         let created = self
-            .retrying(operation, async |attempt| {
+            .retrying(operation, move |attempt| async move {
                 if attempt > 1 {
                     match created_by_us().await {
                         Ok(Some(id)) => return Round::Done(id),

@@ -241,11 +241,17 @@ impl Client {
     /// the policy's attempts are spent, waiting between rounds as each says (and saying so).
     /// Calls that are not safe to repeat look, inside their round, whether an earlier attempt
     /// took effect before they send again.
-    pub(super) async fn retrying<T>(
+    ///
+    /// `round` gives a future rather than being an async closure: the futures of async closures
+    /// cannot yet be shown `Send`, and a caller must be able to spawn a call.
+    pub(super) async fn retrying<T, F>(
         &self,
         operation: &str,
-        mut round: impl AsyncFnMut(u32) -> Round<T>,
-    ) -> Result<T, CertCentralError> {
+        mut round: impl FnMut(u32) -> F,
+    ) -> Result<T, CertCentralError>
+    where
+        F: Future<Output = Round<T>>,
+    {
         let max = self.config.retry.max_attempts.max(1);
         // 429s cost no attempt: the request limits pause the client instead, for at most twice
         // the longest window in all before the call gives up.
@@ -309,9 +315,8 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Vec<u8>), CertCentralError> {
-        self.retrying(operation, async |attempt| {
+        self.retrying(operation, |attempt| {
             self.attempt(operation, attempt, method.clone(), path, body)
-                .await
         })
         .await
     }
