@@ -594,3 +594,57 @@ fn a_job_waiting_on_certcentral_holds_no_token_worker() {
         );
     }
 }
+
+/// What a crash inside the record step leaves (the journal at "certificate installed", the record
+/// cut short, a stray temporary file) is finished on resume: the record is written whole again,
+/// nothing is ordered or made again. A SIGKILL cannot be aimed inside this step from outside (no
+/// token or network call follows the record's write), so the test builds the state it leaves.
+#[test]
+fn a_record_cut_short_by_a_crash_is_written_again_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(Settings {
+        polls_until_issued: 0,
+        rate_limits: false,
+        ..Settings::default()
+    });
+    let plan = write_plan(
+        dir.path(),
+        "[[keys]]\ncount = 3\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"r-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+    );
+    let records = dir.path().join("records");
+    {
+        let provisioner = provisioner(dir.path(), &emu, 2, None);
+        assert_eq!(provisioner.run(&plan, &Quiet).unwrap().done, 3);
+        let journal = provisioner.journal();
+        let mut row = journal.load("r-2").unwrap().unwrap();
+        row.step = Step::CertificateInstalled;
+        row.state = JobState::Open;
+        journal
+            .save(&row, "as a crash inside the record step leaves it")
+            .unwrap();
+    }
+    let whole = std::fs::read_to_string(records.join("r-2.json")).unwrap();
+    std::fs::write(records.join("r-2.json"), &whole[..whole.len() / 3]).unwrap();
+    std::fs::write(records.join(".codesign-kit-crash.tmp"), "{").unwrap();
+    let key_before = std::fs::read(dir.path().join("keys/r-2.pem")).unwrap();
+
+    let provisioner = provisioner(dir.path(), &emu, 2, None);
+    let summary = provisioner.run(&plan, &Quiet).unwrap();
+    assert_eq!(summary.done, 3, "{summary:?}");
+    assert_eq!(emu.order_count(), 3);
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(records.join("r-2.json")).unwrap())
+            .expect("the record is whole again");
+    let before: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(rewritten["certificate"], before["certificate"]);
+    assert_eq!(rewritten["order"], before["order"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("keys/r-2.pem")).unwrap(),
+        key_before,
+        "the key was not made again"
+    );
+    assert_eq!(
+        provisioner.journal().load("r-2").unwrap().unwrap().step,
+        Step::Done
+    );
+}

@@ -170,6 +170,28 @@ mod softhsm;
 pub use modules::{SuiteModule, SuiteToken, object_blocks};
 pub use softhsm::{PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN};
 
+/// The PKCS#11 shim module (`crates/p11shim`), built beside the test binaries: it forwards to a
+/// real module and crashes, forges or logs on request (see its crate documentation). Fails the
+/// test, saying how to build it, when it is missing.
+pub fn p11shim() -> PathBuf {
+    let exe =
+        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
+    // target/<profile>/deps/<test> -> target/<profile>/libcodesign_p11shim.so
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or_else(|| {
+        panic!(
+            "the test binary {} is not in target/<profile>/deps",
+            exe.display()
+        )
+    });
+    let shim = profile_dir.join("libcodesign_p11shim.so");
+    assert!(
+        shim.is_file(),
+        "{} is missing: build it with `cargo build -p codesign-p11shim` (cargo xtask test does)",
+        shim.display()
+    );
+    shim
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

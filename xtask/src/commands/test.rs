@@ -5,9 +5,10 @@
 //! 2. `cargo fmt --check`, `cargo clippy --all-targets -D warnings`.
 //! 3. Brings up the module suite's shared tokens (opencryptoki, tpm2-pkcs11; see [`super::tokens`]),
 //!    saying by name which modules run and which do not.
-//! 4. Every test: `cargo nextest run` when nextest is installed (plus the doc tests, which nextest
+//! 4. Builds the PKCS#11 shim module some tests load (`crates/p11shim`).
+//! 5. Every test: `cargo nextest run` when nextest is installed (plus the doc tests, which nextest
 //!    does not run), else `cargo test`. All in the dev profile, so the workspace builds once.
-//! 5. Takes the shared tokens down again and repeats which modules did not run.
+//! 6. Takes the shared tokens down again and repeats which modules did not run.
 
 use std::process::Command;
 
@@ -164,6 +165,12 @@ fn run_tests(args: &TestArgs, nextest: bool, tokens: &super::tokens::SuiteTokens
         command.envs(tokens.env.iter().map(|(k, v)| (k, v)));
         command
     };
+    // The shim module the crash and hostile-token tests load: a test build does not make its
+    // shared library.
+    run_step(
+        "cargo build --package codesign-p11shim --locked",
+        cargo().args(["build", "--package", "codesign-p11shim", "--locked"]),
+    )?;
     if nextest {
         // Doc tests first: nextest does not run them, and its summary should close the output.
         run_step(
