@@ -1,6 +1,8 @@
-//! Secret hygiene: with recognizable PINs, API keys and passphrases, run the CLI commands and the
-//! pipeline (with the most verbose logging asked for), and find none of them in any output, error,
-//! journal or record.
+//! Secret hygiene: with recognizable PINs, API keys and passphrases, run the CLI commands, the
+//! pipeline (its successes and its failures: a wrong PIN file, HTTP 401, 5xx, a wrong record-key
+//! passphrase), with the most verbose logging there is (`RUST_LOG=trace`), and find
+//! none of them, in any form they could leak in (as is, hex, base64, `Debug` bytes), in any
+//! output, error, journal, record or state file.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use certcentral_emulator::{Emulator, EmulatorConfig, Settings};
-use codesign_testkit::{SoftHsm, fixture};
+use certcentral_emulator::{Emulator, EmulatorConfig, Fault, FaultRule, Route, Settings};
+use codesign_testkit::{SoftHsm, find_secret, fixture};
 
 const PIN: &str = "PIN-SECRET-3f1a9c";
 const WRONG_PIN: &str = "PIN-SECRET-WRONG-77e2";
@@ -363,41 +365,171 @@ fn no_secret_appears_in_any_output_journal_or_record() {
         "all done: nothing to send"
     );
 
-    // Nothing printed holds a secret...
+    assert_no_secret_in(&run, work.path(), &SECRETS);
+}
+
+/// Nothing printed by any run, nor any file under `dir`, holds one of `secrets` in any form.
+fn assert_no_secret_in(run: &Run, dir: &Path, secrets: &[&str]) {
     for (command, output) in &run.outputs {
         for stream in [&output.stdout, &output.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            for secret in SECRETS {
-                assert!(
-                    !text.contains(secret),
-                    "`{command}` printed a secret:\n{text}"
-                );
+            for secret in secrets {
+                if let Some(form) = find_secret(stream, secret) {
+                    panic!(
+                        "`{command}` printed {secret} ({form}):\n{}",
+                        String::from_utf8_lossy(stream)
+                    );
+                }
             }
         }
     }
-    // ...nor any file written: journal, records, CSRs, chains, key files (encrypted or not).
     let mut files = Vec::new();
-    files_under(work.path(), &mut files);
+    files_under(dir, &mut files);
     assert!(
         files
             .iter()
             .any(|f| f.extension().is_some_and(|e| e == "sqlite")),
         "the journal was scanned"
     );
-    assert!(
-        files
-            .iter()
-            .any(|f| f.to_string_lossy().contains("records")),
-        "the records were scanned"
-    );
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        for secret in SECRETS {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{} holds a secret",
-                file.display()
-            );
+        for secret in secrets {
+            if let Some(form) = find_secret(&bytes, secret) {
+                panic!("{} holds {secret} ({form})", file.display());
+            }
         }
     }
+}
+
+/// The pipeline's failure paths, at the most verbose logging: a PIN file with the wrong PIN, a
+/// wrong API key (401), CertCentral failing (503 until the retries run out), a record-signing
+/// key with the wrong passphrase and then the right one. (The `emulator`, `demo` and `bench`
+/// commands are the xtask binary's: `xtask/tests/secrets.rs`.)
+#[test]
+fn no_secret_appears_on_the_pipelines_failure_paths() {
+    let hsm = SoftHsm::new();
+    hsm.init_token_with_pin("failing-token", PIN);
+    let mut config = EmulatorConfig::new(API_KEY);
+    config.settings = Settings {
+        polls_until_issued: 0,
+        rate_limits: false,
+        ..Settings::default()
+    };
+    let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let secret_files = tempfile::tempdir().unwrap();
+    let wrong_pin_file = secret_files.path().join("wrong-pin");
+    std::fs::write(&wrong_pin_file, WRONG_PIN).unwrap();
+    let pin_file = secret_files.path().join("pin");
+    std::fs::write(&pin_file, PIN).unwrap();
+    let mut run = Run {
+        outputs: Vec::new(),
+    };
+    std::fs::write(
+        work.path().join("body.json"),
+        r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+            "order_validity": {"years": 1}, "skip_approval": true, "organization": {"id": 123456}}"#,
+    )
+    .unwrap();
+    let plan = |name: &str, pin_source: &Path| {
+        let path = work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n\
+                 [[keys]]\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=failing-token?module-path={}&pin-source=file:{}\"\nlabel = \"{name}-{{n}}\"\ncount = 2\nsubject = \"CN=Example Corp,C=US\"\n",
+                hsm.module().display(),
+                pin_source.display()
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let api = [("DIGICERT_API_KEY", API_KEY)];
+    let wrong_api = [("DIGICERT_API_KEY", WRONG_API_KEY)];
+
+    // A wrong PIN in the PIN file: the token refuses the login, the jobs fail.
+    let wrong = plan("wrong-pin", &wrong_pin_file);
+    assert_eq!(
+        run.cli(&hsm, &emu, &api, &["provision", "--plan", &wrong]),
+        1
+    );
+    // A wrong API key: 401 at the first order.
+    let refused = plan("refused", &pin_file);
+    assert_eq!(
+        run.cli(
+            &hsm,
+            &emu,
+            &wrong_api,
+            &["provision", "--plan", &refused, "--json"]
+        ),
+        1
+    );
+    // CertCentral failing: 503 on every order until the retries run out.
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::Status { status: 503 },
+        count: 1_000,
+    });
+    let failing = plan("failing", &pin_file);
+    assert_eq!(
+        run.cli(&hsm, &emu, &api, &["provision", "--plan", &failing]),
+        1
+    );
+    emu.clear_faults();
+    // Signed records: a wrong passphrase for the signing key, then the right one.
+    let signer = work.path().join("signer.pem");
+    assert_eq!(
+        run.cli(
+            &hsm,
+            &emu,
+            &[("KEY_PASS", PASSPHRASE)],
+            &[
+                "keygen",
+                "--alg",
+                "p256",
+                "--out",
+                signer.to_str().unwrap(),
+                "--passphrase-env",
+                "KEY_PASS"
+            ]
+        ),
+        0
+    );
+    let signed = plan("signed", &pin_file);
+    let with_record_key = |plan: &str| {
+        vec![
+            "provision".to_string(),
+            "--plan".to_string(),
+            plan.to_string(),
+            "--record-key".to_string(),
+            signer.to_str().unwrap().to_string(),
+            "--record-key-passphrase-env".to_string(),
+            "KEY_PASS".to_string(),
+        ]
+    };
+    let args = with_record_key(&signed);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(
+        run.cli(
+            &hsm,
+            &emu,
+            &[
+                ("DIGICERT_API_KEY", API_KEY),
+                ("KEY_PASS", WRONG_PASSPHRASE)
+            ],
+            &args
+        ),
+        1
+    );
+    assert_eq!(
+        run.cli(
+            &hsm,
+            &emu,
+            &[("DIGICERT_API_KEY", API_KEY), ("KEY_PASS", PASSPHRASE)],
+            &args
+        ),
+        0
+    );
+
+    assert_no_secret_in(&run, work.path(), &SECRETS);
 }

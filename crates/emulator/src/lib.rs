@@ -435,6 +435,15 @@ impl Emulator {
             .push(rule);
     }
 
+    /// Disarms every fault.
+    pub fn clear_faults(&self) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Replaces the runtime settings.
     pub fn set_settings(&self, settings: Settings) {
         *self

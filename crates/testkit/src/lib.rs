@@ -192,6 +192,42 @@ pub fn p11shim() -> PathBuf {
     shim
 }
 
+/// The forms a secret may leak in, to look for in outputs and files: as is; in hex, lower and
+/// upper case; as Rust's `Debug` of its bytes (`80, 73, 78`, brackets left off so that it is
+/// found inside a longer array); and in base64 at each of the three alignments it can take inside
+/// a longer encoded text (the characters its own bits decide).
+pub fn secret_forms(secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let bytes = secret.as_bytes();
+    let lower_hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let debug = format!("{bytes:?}");
+    let mut forms = vec![
+        ("as is", secret.to_string()),
+        ("hex", lower_hex.clone()),
+        ("HEX", lower_hex.to_uppercase()),
+        ("Debug bytes", debug[1..debug.len() - 1].to_string()),
+    ];
+    for pad in 0..3usize {
+        let mut shifted = vec![0u8; pad];
+        shifted.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&shifted);
+        let start = (pad * 8).div_ceil(6);
+        let end = (pad + bytes.len()) * 8 / 6;
+        forms.push(("base64", encoded[start..end].to_string()));
+    }
+    forms
+}
+
+/// The form in which `secret` occurs in `haystack`, if it does (see [`secret_forms`]).
+pub fn find_secret(haystack: &[u8], secret: &str) -> Option<&'static str> {
+    secret_forms(secret).into_iter().find_map(|(name, form)| {
+        haystack
+            .windows(form.len())
+            .any(|w| w == form.as_bytes())
+            .then_some(name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +238,25 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
             assert_eq!(pem_to_der(&der_to_pem("X", &data)), data);
         }
+    }
+
+    #[test]
+    fn a_secret_is_found_in_each_form_it_can_leak_in() {
+        use base64::Engine;
+        let secret = "PIN-SECRET-3f1a9c";
+        for prefix in ["", "x", "xy", "xyz"] {
+            let wrapped = format!("{prefix}{secret}!");
+            let encoded = base64::engine::general_purpose::STANDARD.encode(wrapped.as_bytes());
+            assert_eq!(
+                find_secret(encoded.as_bytes(), secret),
+                Some("base64"),
+                "{prefix}"
+            );
+        }
+        let debug = format!("key: {:?}", [b"ab".as_slice(), secret.as_bytes()].concat());
+        assert_eq!(find_secret(debug.as_bytes(), secret), Some("Debug bytes"));
+        let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(find_secret(hex.as_bytes(), secret), Some("HEX"));
+        assert_eq!(find_secret(b"PIN-SECRET-3f1a9", secret), None);
     }
 }
