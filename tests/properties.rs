@@ -1,5 +1,6 @@
 //! Property tests across crates: the order model round-trips generated bodies, and the client's
-//! validator and the emulator (written apart) agree on every generated body.
+//! validator and the emulator (written apart) agree on every generated body: on the verdict, and
+//! on every problem reported, by its JSON path, with up to three rules broken at once.
 
 #![allow(
     clippy::unwrap_used,
@@ -190,7 +191,7 @@ fn break_rule(product: &Product, body: &mut Value, n: u8) {
     }
 }
 
-/// A valid body with random valid choices, then at most one rule broken (none in about 40%).
+/// A valid body with random valid choices, then up to three rules broken (none in about 40%).
 fn body() -> impl Strategy<Value = (Product, Value)> {
     let product = prop_oneof![Just(Product::CodeSigning), Just(Product::CodeSigningEv)];
     let method = prop_oneof![
@@ -222,7 +223,10 @@ fn body() -> impl Strategy<Value = (Product, Value)> {
         any::<bool>(),
         any::<bool>(),
     );
-    let breaking = prop_oneof![4 => Just(0u8), 6 => 1..=BREAKS];
+    let breaking = prop_oneof![
+        4 => Just(Vec::new()),
+        6 => proptest::collection::vec(1..=BREAKS, 1..=3),
+    ];
     (product, method, any::<bool>(), any::<bool>(), validity, extras, breaking).prop_map(
         |(product, method, with_csr, new_organization, validity, extras, breaking)| {
             let (ship, with_alt, payment, guest, with_fields, with_container, with_email) = extras;
@@ -268,7 +272,9 @@ fn body() -> impl Strategy<Value = (Product, Value)> {
             if with_email {
                 body["subject"] = json!({"email": "signer@example.com"});
             }
-            break_rule(&product, &mut body, breaking);
+            for rule in breaking {
+                break_rule(&product, &mut body, rule);
+            }
             (product, body)
         },
     )
@@ -301,6 +307,15 @@ proptest! {
             "{product} {body}\nclient: {:?}\nemulator: {status} {server_said}",
             client_verdict.map(|_| ()).map_err(|e| e.to_string())
         );
+        // Every problem, by its JSON path: the client reports what CertCentral would.
+        prop_assert_eq!(
+            client_paths(&client_verdict),
+            emulator_paths(status, &server_said),
+            "{} {}\nemulator: {}",
+            product,
+            body,
+            server_said
+        );
     }
 }
 
@@ -309,17 +324,60 @@ fn the_generated_bodies_hold_both_valid_and_invalid_orders() {
     // Otherwise the agreement above could hold trivially.
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let (mut valid, mut invalid) = (0, 0);
+    let (mut valid, mut invalid, mut several) = (0, 0, 0);
     for _ in 0..300 {
         let (product, body) = body().new_tree(&mut runner).unwrap().current();
         let request = OrderRequest::from_json(&body.to_string()).unwrap();
         match ValidatedOrder::new(product, request, Some(&KeysCsrCheck)) {
             Ok(_) => valid += 1,
-            Err(_) => invalid += 1,
+            Err(errors) => {
+                invalid += 1;
+                if errors.iter().count() >= 2 {
+                    several += 1;
+                }
+            }
         }
     }
+    // ...and the comparison of reported problems could hold with one problem a body.
     assert!(
-        valid >= 60 && invalid >= 60,
-        "valid {valid}, invalid {invalid}"
+        valid >= 60 && invalid >= 60 && several >= 40,
+        "valid {valid}, invalid {invalid}, with several problems {several}"
     );
+}
+
+/// The JSON paths the client's validator names, sorted.
+fn client_paths(
+    verdict: &Result<ValidatedOrder, codesign_kit::order::ValidationErrors>,
+) -> Vec<String> {
+    let mut paths: Vec<String> = match verdict {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.path.clone()).collect(),
+    };
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The JSON paths the emulator's errors name (each message starts with its path), sorted.
+fn emulator_paths(status: u16, answer: &str) -> Vec<String> {
+    if status == 201 {
+        return Vec::new();
+    }
+    let body: Value = serde_json::from_str(answer).unwrap();
+    let mut paths: Vec<String> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let message = e["message"].as_str().unwrap();
+            message
+                .split([' ', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }

@@ -108,7 +108,9 @@ pub fn validate(
         )]);
     };
 
-    // cs_provisioning_method
+    // cs_provisioning_method; a value that is none of the documented ones is reported as such,
+    // and the rules that depend on the method are not guessed at.
+    let mut provisioning_unknown = false;
     let provisioning = match obj.get("cs_provisioning_method") {
         None | Some(Value::Null) => {
             if product == Product::CodeSigningEv {
@@ -124,6 +126,7 @@ pub fn validate(
                 "cs_provisioning_method",
                 format!("must be one of ship_token, client_app, email; got {other}"),
             );
+            provisioning_unknown = true;
             None
         }
     };
@@ -158,7 +161,8 @@ pub fn validate(
                     None
                 }
             };
-            let platform_needed = matches!(provisioning.as_deref(), None | Some("client_app"));
+            let platform_needed = !provisioning_unknown
+                && matches!(provisioning.as_deref(), None | Some("client_app"));
             if platform_needed && platform.is_none() && cert.get("server_platform").is_none() {
                 c.missing("certificate.server_platform");
             }
