@@ -316,3 +316,30 @@ fn a_token_store_makes_finds_and_installs() {
     let err = found.install(&other, "").unwrap_err();
     assert!(err.to_string().contains("another certificate"), "{err}");
 }
+
+/// What a key generation killed between its two halves leaves (a public key under the job's
+/// CKA_ID, no private key) is destroyed when the job's generation is resumed; a whole pair under
+/// its ID is left alone.
+#[test]
+fn half_a_key_pair_left_by_a_killed_generation_is_discarded() {
+    let (hsm, token, label) = token();
+    let session = token.login(&pin()).unwrap();
+    let mut whole = KeyRequest::new(KeyAlgorithm::P256, "whole");
+    whole.id = Some(vec![0xd1, 0x01]);
+    session.generate_key_pair(&whole).unwrap().keep();
+    let mut half = KeyRequest::new(KeyAlgorithm::P256, "half");
+    half.id = Some(vec![0xd1, 0x02]);
+    session.generate_key_pair(&half).unwrap().keep();
+    // The private half of "half" never reached the token.
+    hsm.pkcs11_tool(&label, &["--delete-object", "--type", "privkey", "--id", "d102"]);
+    let listing = hsm.list_objects(&label);
+    assert_eq!(listing.matches("ID:         d102").count(), 1, "{listing}");
+
+    assert_eq!(session.discard_incomplete_pair(&[0xd1, 0x01]).unwrap(), 0);
+    assert_eq!(session.discard_incomplete_pair(&[0xd1, 0x02]).unwrap(), 1);
+    let listing = hsm.list_objects(&label);
+    assert_eq!(listing.matches("ID:         d102").count(), 0, "{listing}");
+    assert_eq!(listing.matches("ID:         d101").count(), 2, "{listing}");
+    // The job's key can now be made again under its ID and label.
+    session.generate_key_pair(&half).unwrap().keep();
+}
