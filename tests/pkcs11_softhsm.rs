@@ -331,7 +331,10 @@ fn half_a_key_pair_left_by_a_killed_generation_is_discarded() {
     half.id = Some(vec![0xd1, 0x02]);
     session.generate_key_pair(&half).unwrap().keep();
     // The private half of "half" never reached the token.
-    hsm.pkcs11_tool(&label, &["--delete-object", "--type", "privkey", "--id", "d102"]);
+    hsm.pkcs11_tool(
+        &label,
+        &["--delete-object", "--type", "privkey", "--id", "d102"],
+    );
     let listing = hsm.list_objects(&label);
     assert_eq!(listing.matches("ID:         d102").count(), 1, "{listing}");
 

@@ -33,7 +33,8 @@ pub fn generate() -> Result<CaMaterial, EmulatorError> {
     root.distinguished_name = dn("CertCentral Emulator Root CA");
     root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    root.not_before = now - time::Duration::days(1);
+    // Valid well before now: the emulator's clock may be set back to issue aged certificates.
+    root.not_before = now - time::Duration::days(1000);
     root.not_after = now + time::Duration::days(3650);
     let root_cert = root.self_signed(&root_key).map_err(ca_error)?;
 
@@ -44,7 +45,7 @@ pub fn generate() -> Result<CaMaterial, EmulatorError> {
     intermediate.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     intermediate.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     intermediate.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-    intermediate.not_before = now - time::Duration::days(1);
+    intermediate.not_before = now - time::Duration::days(1000);
     intermediate.not_after = now + time::Duration::days(3000);
     intermediate.use_authority_key_identifier_extension = true;
     let root_issuer = Issuer::new(root, &root_key);
@@ -133,6 +134,7 @@ impl IntermediateCa {
         &self,
         spki_der: &[u8],
         organization: &Organization,
+        now: OffsetDateTime,
         not_after: OffsetDateTime,
         serial: Vec<u8>,
     ) -> Result<String, EmulatorError> {
@@ -148,7 +150,7 @@ impl IntermediateCa {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        params.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        params.not_before = now - time::Duration::minutes(5);
         // Never longer than DigiCert issues, whatever the order asked or when it is issued.
         params.not_after =
             not_after.min(params.not_before + time::Duration::days(crate::validate::MAX_CERT_DAYS));
@@ -158,5 +160,39 @@ impl IntermediateCa {
             .signed_by(&public_key, &self.issuer)
             .map_err(ca_error)?;
         Ok(cert.pem())
+    }
+
+    /// The intermediate's CRL (PEM) listing `revoked` (serial in hex, revocation time in Unix
+    /// seconds), issued at `now` and valid for 7 days.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Ca`] when a serial is not hex or the CRL cannot be signed.
+    pub fn crl(
+        &self,
+        revoked: &[(String, i64)],
+        now: OffsetDateTime,
+    ) -> Result<String, EmulatorError> {
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for (serial_hex, at) in revoked {
+            let serial = base16ct::mixed::decode_vec(serial_hex)
+                .map_err(|e| EmulatorError::Ca(format!("serial {serial_hex}: {e}")))?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: OffsetDateTime::from_unix_timestamp(*at)
+                    .map_err(|e| EmulatorError::Ca(e.to_string()))?,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(now.unix_timestamp().max(1) as u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).map_err(ca_error)?;
+        crl.pem().map_err(ca_error)
     }
 }

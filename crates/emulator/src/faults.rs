@@ -17,6 +17,10 @@ pub enum Route {
     ListOrders,
     /// `GET /order/certificate/status-changes`
     StatusChanges,
+    /// `POST|GET /order/certificate/{id}/reissue`
+    Reissue,
+    /// `PUT /certificate/{id}/revoke`, `PUT /order/certificate/{id}/revoke`
+    Revoke,
     /// `GET /order/alternate/{alt_id}`
     OrdersByAlternativeId,
     /// `PUT /request/{id}/status`

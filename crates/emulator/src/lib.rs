@@ -210,9 +210,22 @@ pub(crate) struct Shared {
     serials: Mutex<u64>,
     /// The state's intermediate CA, parsed once at start.
     intermediate_ca: ca::IntermediateCa,
+    /// Seconds added to the real time: the emulator's clock (`/_emulator/clock`).
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
+    /// The emulator's time: the real time plus the clock's offset.
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.clock_offset.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// [`Shared::now`] as Unix seconds.
+    fn now_unix(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+
     fn settings(&self) -> Settings {
         self.settings
             .lock()
@@ -307,6 +320,7 @@ impl Emulator {
             state_file: config.state_file,
             serials: Mutex::new(0),
             intermediate_ca,
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
         });
         shared.persist(&shared.state.lock().unwrap_or_else(PoisonError::into_inner));
         let router = routes::router(shared.clone());
@@ -433,6 +447,15 @@ impl Emulator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(rule);
+    }
+
+    /// Sets the emulator's clock to the real time plus `offset` (negative: the past). Orders
+    /// issued while it is set back are issued then: their certificates are as old, and expire
+    /// as soon, as if issued that long ago. Also `PUT /_emulator/clock`.
+    pub fn set_clock_offset(&self, offset: time::Duration) {
+        self.shared
+            .clock_offset
+            .store(offset.whole_seconds(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Disarms every fault.

@@ -104,6 +104,35 @@ pub struct Request {
     pub order_id: u64,
     /// `submitted`, `pending`, `approved` or `rejected`.
     pub status: String,
+    /// What it asks for: `new_request`, `reissue` or `revoke`.
+    #[serde(default = "new_request")]
+    pub kind: String,
+    /// For a revoke of one certificate: which (else the whole order).
+    #[serde(default)]
+    pub certificate_id: Option<u64>,
+    /// The requester's comment.
+    #[serde(default)]
+    pub comments: Option<String>,
+    /// When it was made (Unix seconds).
+    #[serde(default)]
+    pub date_unix: i64,
+}
+
+fn new_request() -> String {
+    "new_request".to_string()
+}
+
+/// A reissue waiting for approval or issuance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingReissue {
+    /// Its request.
+    pub request_id: u64,
+    /// The CSR (PEM) of the new key.
+    pub csr: String,
+    /// The new certificate's ID, once the request is approved.
+    pub certificate_id: Option<u64>,
+    /// When it was asked for (Unix seconds).
+    pub created_unix: i64,
 }
 
 /// An order.
@@ -142,6 +171,18 @@ pub struct Order {
     pub hardware_init_code: Option<String>,
     /// The request body as received.
     pub body: serde_json::Value,
+    /// A reissue in progress (the order is `reissue_pending`).
+    #[serde(default)]
+    pub reissue: Option<PendingReissue>,
+    /// Certificates the order had before its reissues, oldest first.
+    #[serde(default)]
+    pub previous_certificates: Vec<u64>,
+    /// The order this one renews.
+    #[serde(default)]
+    pub renewal_of_order_id: Option<u64>,
+    /// The order that renewed this one.
+    #[serde(default)]
+    pub renewed_order_id: Option<u64>,
 }
 
 impl Order {
@@ -165,6 +206,9 @@ pub struct IssuedCertificate {
     pub leaf_pem: String,
     /// Serial number, hex.
     pub serial_hex: String,
+    /// When it was revoked (Unix seconds).
+    #[serde(default)]
+    pub revoked_unix: Option<i64>,
 }
 
 /// The emulator CA's keys and certificates, PEM.

@@ -1341,3 +1341,231 @@ fn status_changes_list_recent_changes_within_seven_days() {
         400
     );
 }
+
+fn admin_get(emu: &Emulator, path: &str) -> Response {
+    client()
+        .get(format!("{}/_emulator{path}", emu.url()))
+        .header("X-DC-DEVKEY", KEY)
+        .send()
+        .unwrap()
+}
+
+/// After issuance: the clock set back issues an aged certificate; a reissue for a new key
+/// (`reissue_pending`, then issued, the order's certificate replaced, listed among the reissues);
+/// revoking one certificate through an approval, and a whole order at once; the CRL that
+/// `openssl verify -crl_check` reads; `renewal_of_order_id` checked against the account.
+#[test]
+fn reissue_revoke_renewal_and_the_clock() {
+    let emu = start(Settings {
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+
+    // An order issued 440 days ago (the clock set back), then the clock put right.
+    emu.set_clock_offset(time::Duration::days(-440));
+    let mut longest = email_order("openssl-p384.csr");
+    longest["order_validity"] = json!({"days": 459});
+    let created = json_of(post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &longest.to_string(),
+    ));
+    let order_id = created["id"].as_u64().unwrap();
+    let first_cert = wait_issued(&emu, order_id)["certificate"]["id"]
+        .as_u64()
+        .unwrap();
+    emu.set_clock_offset(time::Duration::ZERO);
+    let order = json_of(get(&emu, &format!("/order/certificate/{order_id}")));
+    let days = order["certificate"]["days_remaining"].as_i64().unwrap();
+    assert!((17..=19).contains(&days), "{order}");
+    assert_eq!(json_of(admin_get(&emu, "/clock"))["offset_seconds"], 0);
+
+    // A reissue for another key: pending, then issued with a new certificate ID.
+    let csr = std::fs::read_to_string(fixture("openssl-rsa3072.csr")).unwrap();
+    let reissue_body =
+        json!({"certificate": {"csr": csr, "signature_hash": "sha256"}, "skip_approval": true});
+    let answer = post(
+        &emu,
+        &format!("/order/certificate/{order_id}/reissue"),
+        &reissue_body.to_string(),
+    );
+    assert_eq!(answer.status(), 201);
+    let answer = json_of(answer);
+    let new_cert = answer["certificate_id"].as_u64().unwrap();
+    assert_ne!(new_cert, first_cert);
+    let listing = json_of(get(&emu, &format!("/order/certificate/{order_id}/reissue")));
+    assert_eq!(listing["certificates"][0]["status"], "pending", "{listing}");
+    // A second reissue while one is pending is refused, and so is a revoke.
+    assert_eq!(
+        post(
+            &emu,
+            &format!("/order/certificate/{order_id}/reissue"),
+            &reissue_body.to_string()
+        )
+        .status(),
+        400
+    );
+    let refused = put(
+        &emu,
+        &format!("/certificate/{first_cert}/revoke"),
+        json!({"comments": "x"}),
+    );
+    assert_eq!(error_codes(&json_of(refused))[0].0, "reissue_pending");
+    let order = wait_issued(&emu, order_id);
+    assert_eq!(order["certificate"]["id"], new_cert);
+    let listing = json_of(get(&emu, &format!("/order/certificate/{order_id}/reissue")));
+    assert_eq!(
+        listing["certificates"].as_array().unwrap().len(),
+        1,
+        "{listing}"
+    );
+    assert_eq!(listing["certificates"][0]["id"], new_cert);
+    assert_eq!(listing["certificates"][0]["status"], "issued");
+
+    // Revoking the new certificate in a one-step account: a request, approved, then revoked.
+    emu.set_settings(Settings {
+        approval: ApprovalMode::OneStep,
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let chain = get(
+        &emu,
+        &format!("/certificate/{new_cert}/download/format/pem_all"),
+    )
+    .text()
+    .unwrap();
+    let blocks: Vec<&str> = chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    let (leaf, intermediate, root, crl) = (
+        dir.path().join("leaf.pem"),
+        dir.path().join("intermediate.pem"),
+        dir.path().join("root.pem"),
+        dir.path().join("crl.pem"),
+    );
+    std::fs::write(&leaf, blocks[0]).unwrap();
+    std::fs::write(&intermediate, blocks[1]).unwrap();
+    std::fs::write(&root, blocks[2]).unwrap();
+    let verify = |crl_text: &str| {
+        std::fs::write(&crl, crl_text).unwrap();
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            &p(&crl),
+            "-CAfile",
+            &p(&root),
+            "-untrusted",
+            &p(&intermediate),
+            &p(&leaf),
+        ])
+    };
+    let crl_text = admin_get(&emu, "/ca/intermediate.crl").text().unwrap();
+    let before = verify(&crl_text);
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    let request = put(
+        &emu,
+        &format!("/certificate/{new_cert}/revoke"),
+        json!({"comments": "key retired"}),
+    );
+    assert_eq!(request.status(), 201);
+    let request = json_of(request);
+    assert_eq!(
+        (request["type"].as_str(), request["status"].as_str()),
+        (Some("revoke"), Some("pending"))
+    );
+    assert_eq!(request["comments"], "key retired");
+    let still = verify(&admin_get(&emu, "/ca/intermediate.crl").text().unwrap());
+    assert!(still.status.success(), "not revoked before the approval");
+    let approve = json!({"status": "approved", "processor_comment": "ok"});
+    assert_eq!(
+        put(&emu, &format!("/request/{}/status", request["id"]), approve).status(),
+        204
+    );
+    let after = verify(&admin_get(&emu, "/ca/intermediate.crl").text().unwrap());
+    let said = String::from_utf8_lossy(&after.stdout).to_string()
+        + &String::from_utf8_lossy(&after.stderr);
+    assert!(
+        !after.status.success() && said.contains("certificate revoked"),
+        "{said}"
+    );
+    assert_eq!(
+        error_codes(&json_of(put(
+            &emu,
+            &format!("/certificate/{new_cert}/revoke"),
+            json!({})
+        )))[0]
+            .0,
+        "certificate_already_revoked"
+    );
+
+    // A renewal must name an order of the account, of the same product, renewed once.
+    emu.set_settings(Settings {
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let mut renewal = email_order("openssl-p384.csr");
+    renewal["alternative_order_id"] = json!("renewal1");
+    renewal["renewal_of_order_id"] = json!(order_id);
+    let renewed = post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &renewal.to_string(),
+    );
+    assert_eq!(renewed.status(), 201);
+    let renewed_id = json_of(renewed)["id"].as_u64().unwrap();
+    let old = json_of(get(&emu, &format!("/order/certificate/{order_id}")));
+    assert_eq!(
+        (
+            old["is_renewed"].as_bool(),
+            old["renewed_order_id"].as_u64()
+        ),
+        (Some(true), Some(renewed_id))
+    );
+    renewal["alternative_order_id"] = json!("renewal2");
+    let twice = post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &renewal.to_string(),
+    );
+    assert_eq!(error_codes(&json_of(twice))[0].0, "order_renewed_already");
+    renewal["renewal_of_order_id"] = json!(987_654_321);
+    let unknown = post(
+        &emu,
+        "/order/certificate/code_signing_ev",
+        &renewal.to_string(),
+    );
+    assert_eq!(
+        error_codes(&json_of(unknown))[0].0,
+        "order_not_eligible_for_renewal"
+    );
+    let other_product = post(&emu, "/order/certificate/code_signing", &{
+        let mut body = email_order("openssl-p384.csr");
+        body["alternative_order_id"] = json!("renewal3");
+        body["renewal_of_order_id"] = json!(renewed_id);
+        body.to_string()
+    });
+    assert_eq!(
+        error_codes(&json_of(other_product))[0].0,
+        "order_not_eligible_for_renewal"
+    );
+
+    // The whole order at once, skipping approval in an auto-approving account: 204, revoked.
+    wait_issued(&emu, renewed_id);
+    let revoked = put(
+        &emu,
+        &format!("/order/certificate/{renewed_id}/revoke"),
+        json!({"skip_approval": true}),
+    );
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(
+        json_of(get(&emu, &format!("/order/certificate/{renewed_id}")))["status"],
+        "revoked"
+    );
+}

@@ -55,6 +55,37 @@ pub(super) async fn put_settings(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The emulator's clock: `{"now": ISO 8601, "offset_seconds": N}`.
+pub(super) async fn get_clock(State(shared): SharedState) -> Response {
+    Json(serde_json::json!({
+        "now": super::orders::iso8601(shared.now()),
+        "offset_seconds": shared.clock_offset.load(std::sync::atomic::Ordering::SeqCst),
+    }))
+    .into_response()
+}
+
+/// Sets the clock: `{"offset_seconds": N}` from the real time (negative: the past), e.g. to issue
+/// certificates that are near their end already.
+pub(super) async fn put_clock(
+    State(shared): SharedState,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let Some(offset) = body
+        .get("offset_seconds")
+        .and_then(serde_json::Value::as_i64)
+    else {
+        return super::respond::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "offset_seconds must be a whole number of seconds",
+        );
+    };
+    shared
+        .clock_offset
+        .store(offset, std::sync::atomic::Ordering::SeqCst);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 pub(super) async fn inspect_alternative_ids(State(shared): SharedState) -> Response {
     let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();

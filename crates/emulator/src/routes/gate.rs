@@ -28,6 +28,8 @@ pub(super) fn route_name(method: &Method, path: &str) -> Route {
         ("GET", "/services/v2/order/certificate") => Route::ListOrders,
         ("GET", "/services/v2/order/certificate/status-changes") => Route::StatusChanges,
         ("GET", "/services/v2/order/alternate/{alt_id}") => Route::OrdersByAlternativeId,
+        (_, "/services/v2/order/certificate/{order_id}/reissue") => Route::Reissue,
+        (_, p) if p.ends_with("/revoke") => Route::Revoke,
         ("PUT", "/services/v2/request/{request_id}/status") => Route::UpdateRequestStatus,
         ("PUT", "/services/v2/order/certificate/{order_id}/status") => Route::UpdateOrderStatus,
         (_, p) if p.contains("/download/") => Route::Download,

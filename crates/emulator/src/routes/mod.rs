@@ -7,17 +7,19 @@
 mod admin;
 mod downloads;
 mod gate;
+mod lifecycle;
 mod orders;
 mod organizations;
 mod respond;
 
 use admin::{
-    add_fault, clear_faults, get_settings, inspect_alternative_ids, inspect_last_request,
-    list_faults, put_settings, root_pem,
+    add_fault, clear_faults, get_clock, get_settings, inspect_alternative_ids,
+    inspect_last_request, list_faults, put_clock, put_settings, root_pem,
 };
 use downloads::{download_by_certificate, download_by_order};
 pub use gate::API_KEY_HEADER;
 use gate::{admin_gate, gate};
+use lifecycle::{intermediate_crl, list_reissues, reissue, revoke_certificate, revoke_order};
 use orders::{
     create_order, expiring_report, list_orders, order_info, orders_by_alternative_id,
     status_changes, update_order_status, update_request_status,
@@ -47,6 +49,15 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/order/certificate/status-changes", get(status_changes))
         .route("/report/order/expiring", get(expiring_report))
         .route("/order/alternate/{alt_id}", get(orders_by_alternative_id))
+        .route(
+            "/order/certificate/{order_id}/reissue",
+            post(reissue).get(list_reissues),
+        )
+        .route("/order/certificate/{order_id}/revoke", put(revoke_order))
+        .route(
+            "/certificate/{certificate_id}/revoke",
+            put(revoke_certificate),
+        )
         .route("/request/{request_id}/status", put(update_request_status))
         .route(
             "/order/certificate/{order_id}/status",
@@ -76,12 +87,14 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
             post(add_fault).get(list_faults).delete(clear_faults),
         )
         .route("/settings", get(get_settings).put(put_settings))
+        .route("/clock", get(get_clock).put(put_clock))
         .route(
             "/inspect/orders-by-alternative-id",
             get(inspect_alternative_ids),
         )
         .route("/inspect/last-request/{route}", get(inspect_last_request))
         .route("/ca/root.pem", get(root_pem))
+        .route("/ca/intermediate.crl", get(intermediate_crl))
         .route_layer(middleware::from_fn_with_state(shared.clone(), admin_gate));
     axum::Router::new()
         .nest("/services/v2", api)

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::respond::{SharedState, error, errors, id_and_body, now_unix, parse_id, parse_json};
+use super::respond::{SharedState, error, errors, id_and_body, parse_id, parse_json};
 use crate::state::{IssuedCertificate, Order, Product, Request as CertRequest};
 use crate::validate::{self, OrgChoice};
 use crate::{ApprovalMode, Settings, Shared};
@@ -37,7 +37,7 @@ pub(super) async fn create_order(
     };
     let settings = shared.settings();
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-    let accepted = match validate::validate(product, &body, &state, OffsetDateTime::now_utc()) {
+    let accepted = match validate::validate(product, &body, &state, shared.now()) {
         Ok(a) => a,
         // A body that names what the account does not have (organization, container, custom
         // field) is answered 404, as CertCentral answers every `not_found|*`.
@@ -46,6 +46,12 @@ pub(super) async fn create_order(
         }
         Err(e) => return errors(StatusCode::BAD_REQUEST, e),
     };
+    let renewal_of_order_id = body.get("renewal_of_order_id").and_then(Value::as_u64);
+    if let Some(renewed) = renewal_of_order_id
+        && let Err(refusal) = renewal_allowed(&state, renewed, &product)
+    {
+        return refusal;
+    }
     let mut new_org_id = None;
     let organization_id = match accepted.organization {
         OrgChoice::Existing(id) => id,
@@ -88,20 +94,33 @@ pub(super) async fn create_order(
         cs_provisioning_method: accepted.provisioning,
         not_after_unix: accepted.not_after.unix_timestamp(),
         polls_since_approval: 0,
-        approved_at_unix: approved.then(now_unix),
+        approved_at_unix: approved.then(|| shared.now_unix()),
         certificate_id,
-        created_unix: now_unix(),
-        status_updated_unix: now_unix(),
+        created_unix: shared.now_unix(),
+        status_updated_unix: shared.now_unix(),
         hardware_init_code: token_method.then(|| format!("HIC{order_id:010}")),
         body,
+        reissue: None,
+        previous_certificates: Vec::new(),
+        renewal_of_order_id,
+        renewed_order_id: None,
     };
     state.orders.insert(order_id, order);
+    if let Some(renewed) = renewal_of_order_id
+        && let Some(old) = state.orders.get_mut(&renewed)
+    {
+        old.renewed_order_id = Some(order_id);
+    }
     state.requests.insert(
         request_id,
         CertRequest {
             id: request_id,
             order_id,
             status: request_status.to_string(),
+            kind: "new_request".to_string(),
+            certificate_id: None,
+            comments: None,
+            date_unix: shared.now_unix(),
         },
     );
     shared.persist(&state);
@@ -137,13 +156,20 @@ impl DueIssuance {
         let not_after = OffsetDateTime::from_unix_timestamp(self.not_after_unix).ok()?;
         let leaf_pem = shared
             .intermediate_ca
-            .issue(&spki, &self.organization, not_after, serial.clone())
+            .issue(
+                &spki,
+                &self.organization,
+                shared.now(),
+                not_after,
+                serial.clone(),
+            )
             .ok()?;
         Some(IssuedCertificate {
             id: self.certificate_id,
             order_id: self.order_id,
             leaf_pem,
             serial_hex: base16ct::lower::encode_string(&serial),
+            revoked_unix: None,
         })
     }
 }
@@ -153,20 +179,30 @@ pub(super) fn advance(
     settings: &Settings,
     state: &mut crate::state::State,
     order_id: u64,
+    now_unix: i64,
 ) -> Option<DueIssuance> {
     let order = state.orders.get_mut(&order_id)?;
-    if order.status != "pending" {
-        return None;
-    }
+    // A reissue, once approved, is issued as an order is: after the polls and the delay.
+    let reissue = match order.status.as_str() {
+        "pending" => None,
+        "reissue_pending" => {
+            let reissue = order.reissue.as_ref()?;
+            Some((reissue.certificate_id?, reissue.csr.clone()))
+        }
+        _ => return None,
+    };
     order.polls_since_approval += 1;
-    let waited = now_unix() - order.approved_at_unix.unwrap_or(0);
+    let waited = now_unix - order.approved_at_unix.unwrap_or(0);
     if order.polls_since_approval < settings.polls_until_issued
         || waited < settings.issue_delay.as_secs() as i64
     {
         return None;
     }
     // Orders without a CSR wait for the token step, as in reality.
-    let csr = order.csr.clone()?;
+    let (certificate_id, csr) = match reissue {
+        Some((certificate_id, csr)) => (Some(certificate_id), csr),
+        None => (order.certificate_id, order.csr.clone()?),
+    };
     let order = order.clone();
     let organization = state.organizations.get(&order.organization_id).cloned()?;
     // An organization created with the order must be validated before anything is issued.
@@ -175,7 +211,7 @@ pub(super) fn advance(
     }
     Some(DueIssuance {
         order_id,
-        certificate_id: order.certificate_id?,
+        certificate_id: certificate_id?,
         csr,
         organization,
         not_after_unix: order.not_after_unix,
@@ -183,15 +219,80 @@ pub(super) fn advance(
 }
 
 /// Records an issued certificate, unless a concurrent poll of the same order got there first.
-pub(super) fn record_issuance(state: &mut crate::state::State, certificate: IssuedCertificate) {
+pub(super) fn record_issuance(
+    state: &mut crate::state::State,
+    certificate: IssuedCertificate,
+    now_unix: i64,
+) {
     let Some(order) = state.orders.get_mut(&certificate.order_id) else {
         return;
     };
-    if order.status != "pending" || state.certificates.contains_key(&certificate.id) {
+    if state.certificates.contains_key(&certificate.id) {
         return;
     }
-    order.set_status("issued", now_unix());
+    match order.status.as_str() {
+        "pending" => {}
+        "reissue_pending"
+            if order.reissue.as_ref().and_then(|r| r.certificate_id) == Some(certificate.id) =>
+        {
+            // The reissued certificate takes the order's place; the one it replaces is kept.
+            let reissue = order.reissue.take();
+            if let Some(previous) = order.certificate_id {
+                order.previous_certificates.push(previous);
+            }
+            order.certificate_id = Some(certificate.id);
+            order.csr = reissue.map(|r| r.csr);
+        }
+        _ => return,
+    }
+    order.set_status("issued", now_unix);
     state.certificates.insert(certificate.id, certificate);
+}
+
+/// Whether an order may be renewed by a new one: it exists, is of the same product, and was not
+/// renewed already. DigiCert documents no error codes for this; these are the ones client code
+/// treats as "renewal link refused" (`order_not_eligible_for_renewal`, `order_renewed_already`).
+fn renewal_allowed(
+    state: &crate::state::State,
+    renewed: u64,
+    product: &crate::state::Product,
+) -> Result<(), Response> {
+    let refuse = |code: &str, why: String| {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("renewal_of_order_id: {why}"),
+        ))
+    };
+    let Some(old) = state.orders.get(&renewed) else {
+        return refuse(
+            "order_not_eligible_for_renewal",
+            format!("no order {renewed} in this account"),
+        );
+    };
+    if old.product != *product {
+        return refuse(
+            "order_not_eligible_for_renewal",
+            format!(
+                "order {renewed} is {}, not {}",
+                old.product.name_id(),
+                product.name_id()
+            ),
+        );
+    }
+    if let Some(by) = old.renewed_order_id {
+        return refuse(
+            "order_renewed_already",
+            format!("order {renewed} was renewed by order {by}"),
+        );
+    }
+    if !["issued", "expired", "revoked"].contains(&old.status.as_str()) {
+        return refuse(
+            "order_not_eligible_for_renewal",
+            format!("order {renewed} is {}", old.status),
+        );
+    }
+    Ok(())
 }
 
 /// A time as CertCentral writes it: ISO 8601 in UTC, `2026-11-29T17:27:23+00:00`.
@@ -207,7 +308,7 @@ pub(super) fn iso8601(time: OffsetDateTime) -> String {
 }
 
 /// The notBefore and notAfter of a leaf (PEM).
-fn leaf_validity(pem_text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
+pub(super) fn leaf_validity(pem_text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).ok()?;
     let cert = pem.parse_x509().ok()?;
     let validity = cert.validity();
@@ -217,7 +318,7 @@ fn leaf_validity(pem_text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     ))
 }
 
-pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
+pub(super) fn order_json(state: &crate::state::State, order: &Order, now: OffsetDateTime) -> Value {
     let request_status = state
         .requests
         .get(&order.request_id)
@@ -242,8 +343,7 @@ pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
             certificate["date_issued"] = json!(iso8601(from));
             certificate["valid_from"] = json!(from.date().to_string());
             certificate["valid_till"] = json!(till.date().to_string());
-            certificate["days_remaining"] =
-                json!((till - OffsetDateTime::now_utc()).whole_days().max(0));
+            certificate["days_remaining"] = json!((till - now).whole_days().max(0));
         }
     }
     let valid_till = OffsetDateTime::from_unix_timestamp(order.not_after_unix)
@@ -268,6 +368,14 @@ pub(super) fn order_json(state: &crate::state::State, order: &Order) -> Value {
     if let Some(code) = &order.hardware_init_code {
         doc["hardware_init_code"] = json!(code);
     }
+    // As an older Order info sample shows them.
+    doc["is_renewed"] = json!(order.renewed_order_id.is_some());
+    if let Some(renewed) = order.renewed_order_id {
+        doc["renewed_order_id"] = json!(renewed);
+    }
+    if let Some(renews) = order.renewal_of_order_id {
+        doc["renewal_of_order_id"] = json!(renews);
+    }
     doc
 }
 
@@ -289,16 +397,16 @@ pub(super) async fn order_info(
                 format!("no order {order_id}"),
             );
         }
-        advance(&settings, &mut state, order_id)
+        advance(&settings, &mut state, order_id, shared.now_unix())
     };
     let issued = due.and_then(|due| due.issue(&shared));
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(certificate) = issued {
-        record_issuance(&mut state, certificate);
+        record_issuance(&mut state, certificate, shared.now_unix());
     }
     shared.persist(&state);
     let order = &state.orders[&order_id];
-    Json(order_json(&state, order)).into_response()
+    Json(order_json(&state, order, shared.now())).into_response()
 }
 
 pub(super) fn page(query: &HashMap<String, String>) -> Result<(usize, usize), Response> {
@@ -322,6 +430,7 @@ pub(super) fn page(query: &HashMap<String, String>) -> Result<(usize, usize), Re
 fn listed_certificate(
     state: &crate::state::State,
     order: &Order,
+    now: OffsetDateTime,
 ) -> (Value, Option<OffsetDateTime>) {
     let mut certificate = json!({ "id": order.certificate_id, "signature_hash": "sha256" });
     if let Some(org) = state.organizations.get(&order.organization_id) {
@@ -334,8 +443,7 @@ fn listed_certificate(
         .map(|(_, till)| till);
     if let Some(till) = till {
         certificate["valid_till"] = json!(till.date().to_string());
-        certificate["days_remaining"] =
-            json!((till - OffsetDateTime::now_utc()).whole_days().max(0));
+        certificate["days_remaining"] = json!((till - now).whole_days().max(0));
     }
     (certificate, till)
 }
@@ -375,7 +483,7 @@ pub(super) async fn status_changes(
         (Ok(m), Ok(s)) => (m, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let now = now_unix();
+    let now = shared.now_unix();
     let (from, till) = if minutes.is_some() || seconds.is_some() {
         let window = minutes.unwrap_or(0).saturating_mul(60) + seconds.unwrap_or(0);
         if window > STATUS_CHANGES_MAX_SECONDS {
@@ -417,13 +525,13 @@ pub(super) async fn status_changes(
             .collect();
         pending
             .into_iter()
-            .filter_map(|id| advance(&settings, &mut state, id))
+            .filter_map(|id| advance(&settings, &mut state, id, now))
             .collect()
     };
     let issued: Vec<IssuedCertificate> = due.into_iter().filter_map(|d| d.issue(&shared)).collect();
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     for certificate in issued {
-        record_issuance(&mut state, certificate);
+        record_issuance(&mut state, certificate, now);
     }
     shared.persist(&state);
     let orders: Vec<Value> = state
@@ -503,7 +611,7 @@ pub(super) async fn list_orders(
                 .is_none_or(|v| o.certificate_id.is_some_and(|c| *v == c.to_string()))
         })
         .map(|o| {
-            let (certificate, till) = listed_certificate(&state, o);
+            let (certificate, till) = listed_certificate(&state, o, shared.now());
             (o, certificate, till)
         })
         .collect();
@@ -552,10 +660,10 @@ pub(super) async fn expiring_report(
 ) -> Response {
     let with_certs = query.get("include_expiring_certs").map(String::as_str) == Some("true");
     let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-    let now = OffsetDateTime::now_utc();
+    let now = shared.now();
     let mut buckets = [(90i64, 0u64), (60, 0), (30, 0), (-7, 0)];
     for order in state.orders.values().filter(|o| o.status == "issued") {
-        let (_, till) = listed_certificate(&state, order);
+        let (_, till) = listed_certificate(&state, order, now);
         let Some(till) = till else { continue };
         let left = (till - now).whole_seconds() as f64 / 86_400.0;
         let bucket = if left < -7.0 {
@@ -650,16 +758,46 @@ pub(super) async fn update_request_status(
     if let Some(r) = state.requests.get_mut(&request_id) {
         r.status = new_status.to_string();
     }
-    let certificate_id = (new_status == "approved").then(|| state.next_id());
-    if let Some(order) = state.orders.get_mut(&request.order_id) {
-        match new_status {
-            "approved" => {
-                order.set_status("pending", now_unix());
-                order.approved_at_unix = Some(now_unix());
-                order.certificate_id = certificate_id;
+    let now = shared.now_unix();
+    match request.kind.as_str() {
+        "revoke" => {
+            if new_status == "approved" {
+                super::lifecycle::revoke_now(&mut state, &request, now);
             }
-            "rejected" => order.set_status("rejected", now_unix()),
-            _ => {}
+        }
+        "reissue" => {
+            let certificate_id = (new_status == "approved").then(|| state.next_id());
+            if let Some(order) = state.orders.get_mut(&request.order_id) {
+                match new_status {
+                    "approved" => {
+                        if let Some(reissue) = order.reissue.as_mut() {
+                            reissue.certificate_id = certificate_id;
+                        }
+                        order.approved_at_unix = Some(now);
+                        order.polls_since_approval = 0;
+                    }
+                    // A rejected reissue leaves the order as it was.
+                    "rejected" => {
+                        order.reissue = None;
+                        order.set_status("issued", now);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            let certificate_id = (new_status == "approved").then(|| state.next_id());
+            if let Some(order) = state.orders.get_mut(&request.order_id) {
+                match new_status {
+                    "approved" => {
+                        order.set_status("pending", now);
+                        order.approved_at_unix = Some(now);
+                        order.certificate_id = certificate_id;
+                    }
+                    "rejected" => order.set_status("rejected", now),
+                    _ => {}
+                }
+            }
         }
     }
     shared.persist(&state);
@@ -701,7 +839,8 @@ pub(super) async fn update_order_status(
             ),
         );
     }
-    order.set_status("canceled", now_unix());
+    let now = shared.now_unix();
+    order.set_status("canceled", now);
     let request_id = order.request_id;
     if let Some(r) = state.requests.get_mut(&request_id)
         && r.status != "approved"

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::Shared;
 use crate::validate::ApiError;
@@ -22,10 +21,6 @@ pub(super) fn errors(status: StatusCode, errors: Vec<ApiError>) -> Response {
 
 pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     errors(status, vec![ApiError::new(code, message)])
-}
-
-pub(super) fn now_unix() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
 }
 
 pub(super) fn parse_json(bytes: &Bytes) -> Result<Value, Response> {
