@@ -14,7 +14,7 @@ use codesign_kit::keys::pkcs11::{Pkcs11Uri, decode_ec_point, ecdsa_raw_to_der};
 use codesign_kit::keys::policy::NamedCurve;
 use codesign_kit::order::response::{
     AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
-    OrganizationValidations, Organizations, StatusChanges,
+    OrganizationValidations, Organizations, ReissueList, RevokeRequest, StatusChanges,
 };
 
 fn check(target: &str, data: &[u8]) {
@@ -52,6 +52,8 @@ fn check(target: &str, data: &[u8]) {
             let _ = serde_json::from_slice::<OrderList>(data);
             let _ = serde_json::from_slice::<ExpiringReport>(data);
             let _ = serde_json::from_slice::<StatusChanges>(data);
+            let _ = serde_json::from_slice::<ReissueList>(data);
+            let _ = serde_json::from_slice::<RevokeRequest>(data);
             if let Ok(text) = std::str::from_utf8(data) {
                 let _ = codesign_kit::order::OrderRequest::from_json(text);
             }

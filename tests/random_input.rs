@@ -16,7 +16,7 @@ use std::path::Path;
 use codesign_kit::order::Chain;
 use codesign_kit::order::response::{
     AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
-    OrganizationValidations, Organizations, StatusChanges,
+    OrganizationValidations, Organizations, ReissueList, RevokeRequest, StatusChanges,
 };
 use codesign_kit::pipeline::Plan;
 use codesign_testkit::workspace_root;
@@ -34,6 +34,8 @@ fn parse_every_answer(bytes: &[u8]) {
     let _ = serde_json::from_slice::<OrderList>(bytes);
     let _ = serde_json::from_slice::<ExpiringReport>(bytes);
     let _ = serde_json::from_slice::<StatusChanges>(bytes);
+    let _ = serde_json::from_slice::<ReissueList>(bytes);
+    let _ = serde_json::from_slice::<RevokeRequest>(bytes);
     if let Ok(info) = serde_json::from_slice::<OrderInfo>(bytes) {
         let again: OrderInfo = serde_json::from_value(serde_json::to_value(&info).unwrap())
             .expect("an order info reads back what it writes");

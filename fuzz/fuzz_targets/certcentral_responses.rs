@@ -2,7 +2,7 @@
 #![no_main]
 use codesign_kit::order::response::{
     AlternateOrders, ApiErrorBody, ExpiringReport, OrderCreated, OrderInfo, OrderList,
-    OrganizationValidations, Organizations, StatusChanges,
+    OrganizationValidations, Organizations, ReissueList, RevokeRequest, StatusChanges,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<OrderList>(data);
     let _ = serde_json::from_slice::<ExpiringReport>(data);
     let _ = serde_json::from_slice::<StatusChanges>(data);
+    let _ = serde_json::from_slice::<ReissueList>(data);
+    let _ = serde_json::from_slice::<RevokeRequest>(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = codesign_kit::order::OrderRequest::from_json(text);
     }

@@ -622,6 +622,23 @@ impl Journal {
         Ok(ids)
     }
 
+    /// The IDs of every job done, in insertion order.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`].
+    pub fn done(&self) -> Result<Vec<String>, PipelineError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT job_id FROM jobs WHERE state = 'done' ORDER BY rowid")
+            .map_err(|e| self.db(e))?;
+        let ids = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db(e))?;
+        Ok(ids)
+    }
+
     /// How many jobs are in each state: (done, pending, failed, open).
     ///
     /// # Errors

@@ -4,8 +4,10 @@
 //! - [`plan`]: the TOML plan, expanded lazily into jobs.
 //! - [`journal`]: the durable journal.
 //! - [`provision`]: the [`Provisioner`] that runs jobs with workers and reports to an [`Observer`].
+//! - [`expiry`]: what expires when, from the journal and from CertCentral.
 
 mod error;
+pub mod expiry;
 pub mod journal;
 pub mod plan;
 pub mod provision;

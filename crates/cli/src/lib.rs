@@ -1,7 +1,8 @@
 //! The codesign-kit command line: the `codesign-kit` binary (`cargo install --path crates/cli`),
 //! and the same commands under `cargo xtask` in a checkout, which forwards to [`Command::run`].
 //!
-//! Exit status: 0 success, 1 failure or policy refusal, 2 usage error. Errors go to stderr as one
+//! Exit status: 0 success, 1 failure or policy refusal, 2 usage error; `expiring` exits 3 when
+//! something ends within its window. Errors go to stderr as one
 //! sentence plus its cause, with untrusted text escaped; `--json` makes a command print one JSON
 //! document on stdout.
 //!
@@ -41,6 +42,10 @@ pub enum Command {
     /// The account's orders (list) and what expires when (expiring).
     #[command(subcommand)]
     Orders(commands::orders::OrdersCommand),
+    /// Revoke a certificate or a whole order (and optionally destroy the key on its token).
+    Revoke(commands::lifecycle::RevokeArgs),
+    /// What expires within a window, from a journal and from CertCentral (exit 3 when something does).
+    Expiring(commands::lifecycle::ExpiringArgs),
     /// Provision many keys through the whole pipeline from a plan; resumable.
     Provision(commands::provision::ProvisionArgs),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
@@ -63,6 +68,8 @@ impl Command {
             Command::Doctor(args) => commands::token::doctor(args),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
+            Command::Revoke(args) => commands::lifecycle::revoke(args),
+            Command::Expiring(args) => commands::lifecycle::expiring(args),
             Command::Status(args) => commands::order::status(args),
             Command::Download(args) => commands::order::download(args),
             Command::Orders(command) => commands::orders::run(command),
@@ -78,7 +85,22 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// A usage error.
     pub const USAGE: u8 = 2;
+    /// `expiring`: something ends within the window (or has ended).
+    pub const EXPIRING: u8 = 3;
 }
+
+/// A result that is no failure but exits with its own status, saying nothing more (the command
+/// printed what it had to say): `expiring` when something ends within the window.
+#[derive(Debug)]
+pub struct QuietExit(pub u8);
+
+impl std::fmt::Display for QuietExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for QuietExit {}
 
 /// An error that exits with [`exit::USAGE`] rather than [`exit::FAILURE`].
 #[derive(Debug)]
@@ -132,6 +154,9 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
 pub fn exit_status(result: anyhow::Result<()>) -> u8 {
     match result {
         Ok(()) => 0,
+        Err(err) if err.downcast_ref::<QuietExit>().is_some() => err
+            .downcast_ref::<QuietExit>()
+            .map_or(exit::FAILURE, |q| q.0),
         Err(err) => {
             eprintln!(
                 "error: {}{}",

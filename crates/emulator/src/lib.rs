@@ -458,6 +458,15 @@ impl Emulator {
             .store(offset.whole_seconds(), std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The intermediate CA's CRL (PEM) as `GET /_emulator/ca/intermediate.crl` serves it.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Ca`] when it cannot be signed.
+    pub fn crl_pem(&self) -> Result<String, EmulatorError> {
+        let revoked = routes::revoked_serials(&self.shared);
+        self.shared.intermediate_ca.crl(&revoked, self.shared.now())
+    }
+
     /// Disarms every fault.
     pub fn clear_faults(&self) {
         self.shared

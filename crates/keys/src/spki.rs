@@ -296,6 +296,10 @@ pub struct CertificateFacts {
     pub subject_public_key_info: Vec<u8>,
     /// SHA-256 of the certificate DER, lower-case hex.
     pub sha256: String,
+    /// The first moment it is valid (Unix seconds).
+    pub not_before_unix: i64,
+    /// The last moment it is valid (Unix seconds).
+    pub not_after_unix: i64,
 }
 
 /// Reads the facts of a DER certificate.
@@ -310,5 +314,7 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, KeysError> {
         serial_hex: crate::text::hex(cert.tbs_certificate.raw_serial()),
         subject_public_key_info: cert.tbs_certificate.subject_pki.raw.to_vec(),
         sha256: sha256_hex(der),
+        not_before_unix: cert.validity().not_before.timestamp(),
+        not_after_unix: cert.validity().not_after.timestamp(),
     })
 }

@@ -34,7 +34,8 @@ mod validate;
 pub use chain::{Chain, DownloadFormat};
 pub use client::{
     ApiKey, BaseUrl, Client, ClientConfig, EU_BASE_URL, INDIVIDUAL_CHECK_EVERY, OrderProgress,
-    OrderQuery, PlacedOrder, RateLimits, RateWindow, RequestDecision, RetryPolicy, US_BASE_URL,
+    OrderQuery, PlacedOrder, RateLimits, RateWindow, ReissuePlaced, RequestDecision, RetryPolicy,
+    Revocation, RevokeTarget, US_BASE_URL,
 };
 pub use error::{ApiErrorKind, CertCentralError, FieldError, ValidationErrors};
 pub use model::{OrderRequest, Product};

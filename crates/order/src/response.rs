@@ -297,6 +297,47 @@ pub struct StatusChanges {
     pub orders: Vec<AlternateOrder>,
 }
 
+/// One certificate of `GET /order/certificate/{id}/reissue`: a reissue `issued`, `pending` or
+/// `rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReissuedCertificate {
+    /// Certificate ID (absent while a reissue waits for approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<CertificateId>,
+    /// `issued`, `pending` or `rejected`.
+    pub status: String,
+    /// The CSR the reissue was asked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// When it was issued (ISO 8601), once it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_issued: Option<String>,
+    /// Its last day (`yyyy-MM-dd`), once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_till: Option<String>,
+}
+
+/// `GET /order/certificate/{order_id}/reissue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReissueList {
+    /// The order's reissues, oldest first.
+    #[serde(default)]
+    pub certificates: Vec<ReissuedCertificate>,
+}
+
+/// A revocation request (`201` from a revoke): it waits for an administrator's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    /// Request ID: approve it with `PUT /request/{id}/status`.
+    pub id: RequestId,
+    /// `pending` as made.
+    #[serde(default)]
+    pub status: String,
+    /// When it was made (ISO 8601).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
 /// An organization in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrganizationSummary {

@@ -1174,3 +1174,124 @@ fn every_call_can_be_spawned() {
             .await
     });
 }
+
+/// A reissue whose answer comes after the client gave up (the server made it) is found in the
+/// order's reissue list by its CSR, not asked for twice; it is followed to issuance, the order's
+/// certificate replaced. Revoking it: a request that waits (201) in a one-step account; at once
+/// (204) with skip_approval in an auto-approving one; again: already revoked.
+#[tokio::test]
+async fn a_reissue_is_made_once_and_a_revoke_says_how_it_ended() {
+    let emu = emulator(Settings {
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let mut config = ClientConfig::new(
+        BaseUrl::parse(&emu.api_base()).unwrap(),
+        ApiKey::new(SecretString::from(KEY)).unwrap(),
+    );
+    config.timeout = Duration::from_millis(300);
+    config.retry = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let client = Client::new(config).unwrap();
+    let placed = client
+        .place_order(&validated(full_request()))
+        .await
+        .unwrap();
+    let first = client
+        .wait_for_issuance(placed.order_id, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    emu.add_fault(FaultRule {
+        route: Route::Reissue,
+        fault: Fault::DelayAfterCommit { millis: 2_000 },
+        count: 1,
+    });
+    let csr = csr("openssl-rsa3072.csr");
+    let reissued = client
+        .reissue(placed.order_id, &csr, json!({ "skip_approval": true }))
+        .await
+        .unwrap();
+    assert!(
+        reissued.recovered,
+        "found in the reissue list: {reissued:?}"
+    );
+    let listed = client.list_reissues(placed.order_id).await.unwrap();
+    assert_eq!(listed.certificates.len(), 1, "one reissue: {listed:?}");
+    let second = client
+        .wait_for_issuance(placed.order_id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    assert_eq!(Some(second), reissued.certificate_id);
+    let chain = client.download_chain(second).await.unwrap();
+    let leaf_key = openssl_pubkey_of_cert(&chain.leaf);
+    assert_eq!(leaf_key, openssl_pubkey_of_csr("openssl-rsa3072.csr"));
+
+    emu.set_settings(Settings {
+        approval: ApprovalMode::OneStep,
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let requested = client
+        .revoke(
+            certcentral::RevokeTarget::Certificate(second),
+            "key retired",
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&requested, certcentral::Revocation::Requested(r) if r.status == "pending"),
+        "{requested:?}"
+    );
+    emu.set_settings(Settings {
+        polls_until_issued: 0,
+        ..Settings::default()
+    });
+    let order = certcentral::RevokeTarget::Order(placed.order_id);
+    assert_eq!(
+        client.revoke(order, "retired", true).await.unwrap(),
+        certcentral::Revocation::Revoked
+    );
+    assert_eq!(
+        client.check_order(placed.order_id).await.unwrap(),
+        OrderProgress::Failed(OrderStatus::Revoked)
+    );
+    assert_eq!(
+        client.revoke(order, "retired", true).await.unwrap(),
+        certcentral::Revocation::AlreadyRevoked
+    );
+}
+
+fn openssl_pubkey_of_cert(der: &[u8]) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("client-test-leaf-{}.der", std::process::id()));
+    std::fs::write(&path, der).unwrap();
+    let key = codesign_testkit::openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        path.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ])
+    .stdout;
+    let _ = std::fs::remove_file(&path);
+    key
+}
+
+fn openssl_pubkey_of_csr(name: &str) -> Vec<u8> {
+    codesign_testkit::openssl(&[
+        "req",
+        "-in",
+        fixture(name).to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ])
+    .stdout
+}

@@ -5,6 +5,7 @@
 pub mod emulator;
 pub mod io;
 pub mod keys;
+pub mod lifecycle;
 pub mod order;
 pub mod orders;
 pub mod provision;

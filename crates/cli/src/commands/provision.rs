@@ -77,7 +77,7 @@ pub struct ProvisionArgs {
 }
 
 /// Parses `30s`, `10m`, `2h`, `1d` or plain seconds (at most 366 days).
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())

@@ -40,7 +40,7 @@ fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
 
 /// A logged-in session on the token of a key URI (`--key`), which must name the key by `id=`
 /// or `object=`.
-fn key_session(
+pub(crate) fn key_session(
     uri_text: &str,
     module: Option<&Path>,
 ) -> Result<(

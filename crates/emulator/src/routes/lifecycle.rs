@@ -361,13 +361,7 @@ pub(super) fn revoke_now(state: &mut Account, request: &CertRequest, now: i64) {
 /// `GET /_emulator/ca/intermediate.crl`: the intermediate's CRL (PEM), listing every revoked
 /// certificate, valid for 7 days from the emulator's now.
 pub(super) async fn intermediate_crl(State(shared): SharedState) -> Response {
-    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-    let revoked: Vec<(String, i64)> = state
-        .certificates
-        .values()
-        .filter_map(|c| c.revoked_unix.map(|at| (c.serial_hex.clone(), at)))
-        .collect();
-    drop(state);
+    let revoked = revoked_serials(&shared);
     match shared.intermediate_ca.crl(&revoked, shared.now()) {
         Ok(pem) => ([("content-type", "application/pkix-crl")], pem).into_response(),
         Err(e) => error(
@@ -376,4 +370,14 @@ pub(super) async fn intermediate_crl(State(shared): SharedState) -> Response {
             e.to_string(),
         ),
     }
+}
+
+/// Every revoked certificate: serial (hex) and revocation time (Unix seconds).
+pub(crate) fn revoked_serials(shared: &crate::Shared) -> Vec<(String, i64)> {
+    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    state
+        .certificates
+        .values()
+        .filter_map(|c| c.revoked_unix.map(|at| (c.serial_hex.clone(), at)))
+        .collect()
 }

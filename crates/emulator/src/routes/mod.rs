@@ -19,6 +19,7 @@ use admin::{
 use downloads::{download_by_certificate, download_by_order};
 pub use gate::API_KEY_HEADER;
 use gate::{admin_gate, gate};
+pub(crate) use lifecycle::revoked_serials;
 use lifecycle::{intermediate_crl, list_reissues, reissue, revoke_certificate, revoke_order};
 use orders::{
     create_order, expiring_report, list_orders, order_info, orders_by_alternative_id,

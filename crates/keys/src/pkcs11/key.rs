@@ -125,6 +125,26 @@ impl TokenSession {
         self.key_from_private(private)
     }
 
+    /// Destroys the key and everything kept beside it under its CKA_ID (its public key, its
+    /// certificates), and says how many objects went. A key without a CKA_ID loses its private
+    /// and public halves alone.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the objects cannot be found or destroyed.
+    pub fn destroy_key(&self, key: TokenKey<'_>) -> Result<usize, KeysError> {
+        let mut objects = vec![key.private];
+        objects.extend(key.public);
+        if !key.id.is_empty() {
+            for object in self.find(&[Attribute::Id(key.id.clone())])? {
+                if !objects.contains(&object) {
+                    objects.push(object);
+                }
+            }
+        }
+        self.destroy(&objects)?;
+        Ok(objects.len())
+    }
+
     /// Builds the [`TokenKey`] for a private key handle: reads its ID, label, type and public key.
     pub(crate) fn key_from_private(
         &self,

@@ -5,15 +5,18 @@
 //!   [`Client`] and what its calls give;
 //! - `transport`: one request and its answer, and the one retry loop;
 //! - `orders`: orders placed exactly once, followed, downloaded;
+//! - `lifecycle`: reissue (exactly once), revoke;
 //! - `watch`: waiting for issuance, with one status-changes request a round for many orders;
 //! - `organizations`: organizations created once, validated, listed.
 
+mod lifecycle;
 mod limits;
 mod orders;
 mod organizations;
 mod transport;
 mod watch;
 
+pub use lifecycle::{ReissuePlaced, Revocation, RevokeTarget};
 pub use limits::{RateLimits, RateWindow};
 pub use orders::OrderQuery;
 pub use watch::INDIVIDUAL_CHECK_EVERY;

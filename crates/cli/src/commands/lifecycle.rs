@@ -1,0 +1,218 @@
+//! After issuance: `revoke` (a certificate or an order, and optionally the key on its token) and
+//! `expiring` (what ends within a window, from a journal and from CertCentral).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use codesign_kit::order::{CertificateId, OrderId, Revocation, RevokeTarget};
+use codesign_kit::pipeline::Journal;
+use codesign_kit::pipeline::expiry::{self, Expiry};
+
+use super::order::{ConnectionArgs, runtime};
+use crate::{QuietExit, UsageError, exit};
+
+/// `revoke`'s arguments.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["order", "certificate"])))]
+pub struct RevokeArgs {
+    /// Revoke every certificate of this order.
+    #[arg(long, value_name = "ORDER_ID")]
+    order: Option<OrderId>,
+    /// Revoke this certificate alone (the order stays, and may be reissued).
+    #[arg(long, value_name = "CERTIFICATE_ID")]
+    certificate: Option<CertificateId>,
+    /// Why, for the administrator who approves it (and CertCentral's records).
+    #[arg(long, value_name = "TEXT")]
+    comment: String,
+    /// Revoke at once, without an administrator's approval (the API key must be an
+    /// administrator's).
+    #[arg(long)]
+    skip_approval: bool,
+    /// Then destroy this key on its token, with its public key and certificates (a key URI with
+    /// id= or object=). Asked to confirm by typing the key's label, unless --yes.
+    #[arg(long, value_name = "URI")]
+    destroy_key: Option<String>,
+    /// Destroy the key without asking.
+    #[arg(long, requires = "destroy_key")]
+    yes: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// `revoke`: checks everything first (the API key, the key to destroy: its token, login and
+/// the key itself, and the confirmation), then revokes, then destroys the key.
+pub fn revoke(args: RevokeArgs) -> Result<()> {
+    let target = match (args.order, args.certificate) {
+        (Some(order), None) => RevokeTarget::Order(order),
+        (None, Some(certificate)) => RevokeTarget::Certificate(certificate),
+        _ => return Err(UsageError("give --order or --certificate".to_string()).into()),
+    };
+    if args.comment.trim().is_empty() {
+        return Err(UsageError("--comment: say why the certificate is revoked".to_string()).into());
+    }
+    let client = args.connection.client()?;
+    // The key to destroy is found, and the destruction confirmed, before anything is revoked.
+    let doomed = match &args.destroy_key {
+        Some(uri) => {
+            let (uri, token, session) = super::token::key_session(uri, args.module.as_deref())?;
+            let key = session
+                .find_key(uri.id.as_deref(), uri.object.as_deref())
+                .context("--destroy-key")?;
+            let label = key.label().to_string();
+            drop(key);
+            if !args.yes {
+                confirm(&label, &token.description())?;
+            }
+            Some((session, uri))
+        }
+        None => None,
+    };
+    let revocation =
+        runtime()?.block_on(client.revoke(target, &args.comment, args.skip_approval))?;
+    let said = match &revocation {
+        Revocation::Revoked => format!("{target} revoked"),
+        Revocation::AlreadyRevoked => format!("{target} was revoked already"),
+        Revocation::Requested(request) => format!(
+            "{target}: revocation request {} waits for an administrator's approval (approve it in CertCentral, or `PUT /request/{}/status`)",
+            request.id, request.id
+        ),
+    };
+    let mut destroyed = None;
+    if let Some((session, uri)) = doomed {
+        let key = session
+            .find_key(uri.id.as_deref(), uri.object.as_deref())
+            .context("--destroy-key: the key is gone since it was checked")?;
+        let count = session.destroy_key(key).context("--destroy-key")?;
+        destroyed = Some((uri.to_string(), count));
+    }
+    if args.json {
+        let status = match &revocation {
+            Revocation::Revoked => "revoked",
+            Revocation::AlreadyRevoked => "already_revoked",
+            Revocation::Requested(_) => "requested",
+        };
+        let mut doc = serde_json::json!({ "target": target.to_string(), "status": status });
+        if let Revocation::Requested(request) = &revocation {
+            doc["request_id"] = serde_json::json!(request.id.0);
+        }
+        if let Some((uri, count)) = &destroyed {
+            doc["destroyed"] = serde_json::json!({ "key": uri, "objects": count });
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{said}");
+        if let Some((uri, count)) = destroyed {
+            println!("destroyed {uri}: {count} object(s) (key, public key, certificates)");
+        }
+    }
+    Ok(())
+}
+
+/// Asks for the key's label on a terminal; refuses without one.
+fn confirm(label: &str, token: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "--destroy-key: destroying key \"{label}\" on {token} cannot be undone; confirm on a terminal, or pass --yes"
+        ))
+        .into());
+    }
+    eprint!("destroy key \"{label}\" on {token} after the revocation? type its label to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the confirmation")?;
+    if answer.trim_end_matches(['\r', '\n']) != label {
+        return Err(
+            UsageError("not confirmed; nothing was revoked or destroyed".to_string()).into(),
+        );
+    }
+    Ok(())
+}
+
+/// `expiring`'s arguments.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["journal", "certcentral"])))]
+pub struct ExpiringArgs {
+    /// The certificates of this journal's done jobs.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// The account's issued orders, as CertCentral lists them.
+    #[arg(long)]
+    certcentral: bool,
+    /// The window (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = super::provision::parse_duration)]
+    within: Duration,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// `expiring`: exits 0 when nothing ends within the window, [`exit::EXPIRING`] when something
+/// does (or has ended), 1 on an error.
+pub fn expiring(args: ExpiringArgs) -> Result<()> {
+    let days = i64::try_from(args.within.as_secs() / 86_400).unwrap_or(i64::MAX);
+    let mut all: Vec<Expiry> = Vec::new();
+    if let Some(path) = &args.journal {
+        all.extend(journal_expiries(path)?);
+    }
+    if args.certcentral {
+        let client = args.connection.client()?;
+        all.extend(runtime()?.block_on(expiry::from_certcentral(&client))?);
+    }
+    all.sort_by_key(|e| e.days_left);
+    let inside = expiry::inside(&all, days);
+    if args.json {
+        let doc = serde_json::json!({ "within_days": days, "expiring": inside, "seen": all.len() });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if inside.is_empty() {
+        println!(
+            "nothing ends within {days} days ({} certificate(s) seen)",
+            all.len()
+        );
+    } else {
+        for e in &inside {
+            let what = match (&e.job_id, e.order_id) {
+                (Some(job), Some(order)) => format!("{job} (order {order})"),
+                (Some(job), None) => job.clone(),
+                (None, Some(order)) => format!("order {order}"),
+                (None, None) => "?".to_string(),
+            };
+            let when = if e.days_left < 0 {
+                format!("ended {} day(s) ago", -e.days_left)
+            } else {
+                format!("{} day(s) left", e.days_left)
+            };
+            println!("{what}: valid till {}, {when}", e.valid_till);
+        }
+    }
+    if inside.is_empty() {
+        Ok(())
+    } else {
+        Err(QuietExit(exit::EXPIRING).into())
+    }
+}
+
+fn journal_expiries(path: &Path) -> Result<Vec<Expiry>> {
+    if !path.is_file() {
+        return Err(anyhow::anyhow!(
+            "--journal {}: no such journal",
+            path.display()
+        ));
+    }
+    let journal = Journal::open(path).with_context(|| format!("--journal {}", path.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Ok(expiry::from_journal(&journal, now)?)
+}
