@@ -212,6 +212,7 @@ fn pipeline(c: &mut Criterion) {
                     path: dir.path().join(format!("keys/bench-{n}.pem")),
                 },
                 label: format!("bench-{n}"),
+                renewal_of: None,
             };
             let summary = provisioner
                 .run_jobs(std::iter::once(job), &order, &Quiet)

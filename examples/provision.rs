@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             path: keys_dir.join(format!("build-signer-{n}.pem")),
         },
         label: format!("build-signer-{n}"),
+        renewal_of: None,
     });
 
     let provisioner = Provisioner::new(

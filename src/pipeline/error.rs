@@ -67,6 +67,13 @@ pub enum PipelineError {
     #[error("the order breaks the CertCentral API's rules: {0}")]
     Validation(#[from] crate::order::ValidationErrors),
 
+    /// A job named on the command line is not in the journal.
+    #[error("the journal holds no job {job_id}")]
+    UnknownJob {
+        /// The job asked for.
+        job_id: String,
+    },
+
     /// The journal says a job's key exists, but it is not where the job keeps it.
     #[error("the journal says the key was made, but {place} holds it no more")]
     KeyGone {

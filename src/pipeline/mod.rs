@@ -5,16 +5,18 @@
 //! - [`journal`]: the durable journal.
 //! - [`provision`]: the [`Provisioner`] that runs jobs with workers and reports to an [`Observer`].
 //! - [`expiry`]: what expires when, from the journal and from CertCentral.
+//! - [`renew`]: which keys need a new certificate, and the renewal jobs that make them.
 
 mod error;
 pub mod expiry;
 pub mod journal;
 pub mod plan;
 pub mod provision;
+pub mod renew;
 
 pub use error::PipelineError;
 pub use journal::{JobRow, JobState, Journal, Step};
-pub use plan::{JobSpec, KeyLocation, Plan};
+pub use plan::{JobSpec, KeyLocation, Plan, RenewalOf};
 pub use provision::{
     JobOutcome, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
 };

@@ -60,6 +60,18 @@ pub struct JobSpec {
     pub location: KeyLocation,
     /// `CKA_LABEL` on a token; the file stem for software keys.
     pub label: String,
+    /// The job whose certificate this one renews (its order goes in `renewal_of_order_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_of: Option<RenewalOf>,
+}
+
+/// What a renewal job renews.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalOf {
+    /// The job renewed.
+    pub job_id: String,
+    /// Its order.
+    pub order_id: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,6 +529,7 @@ impl Plan {
                     subject: g.subject.clone(),
                     location,
                     label,
+                    renewal_of: None,
                 }
             })
         })

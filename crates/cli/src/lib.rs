@@ -42,6 +42,8 @@ pub enum Command {
     /// The account's orders (list) and what expires when (expiring).
     #[command(subcommand)]
     Orders(commands::orders::OrdersCommand),
+    /// New keys and certificates for the plan's keys whose certificates end within a window; resumable.
+    Renew(commands::lifecycle::RenewArgs),
     /// Revoke a certificate or a whole order (and optionally destroy the key on its token).
     Revoke(commands::lifecycle::RevokeArgs),
     /// What expires within a window, from a journal and from CertCentral (exit 3 when something does).
@@ -68,6 +70,7 @@ impl Command {
             Command::Doctor(args) => commands::token::doctor(args),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
+            Command::Renew(args) => commands::lifecycle::renew(args),
             Command::Revoke(args) => commands::lifecycle::revoke(args),
             Command::Expiring(args) => commands::lifecycle::expiring(args),
             Command::Status(args) => commands::order::status(args),

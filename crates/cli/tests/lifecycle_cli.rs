@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use certcentral_emulator::{Emulator, EmulatorConfig, Settings};
 use codesign_kit::pipeline::Journal;
-use codesign_testkit::{SoftHsm, USER_PIN, openssl};
+use codesign_testkit::{SoftHsm, USER_PIN, count_labelled, openssl};
 
 const KEY: &str = "lifecycle-cli-key-3e91";
 
@@ -287,4 +287,176 @@ fn revoke_refuses_unconfirmed_destruction_then_revokes_and_destroys() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("was revoked already"));
+}
+
+fn spawn(hsm: &SoftHsm, emu: &Emulator, args: &[&str]) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
+    command
+        .args(args)
+        .env("DIGICERT_API_KEY", KEY)
+        .env("CERTCENTRAL_BASE_URL", emu.api_base())
+        .env("PKCS11_PIN", USER_PIN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in hsm.env() {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn kill9(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Ten keys whose certificates end in about 19 days are renewed: the renewal run is killed with
+/// SIGKILL while an order hangs, after CertCentral committed one, during a download, and at a
+/// moment chosen at random, then run to the end. Exactly one renewal per key: 10 new key pairs
+/// and certificates beside the old ones, 10 new orders each carrying its old order's ID
+/// (CertCentral shows the old orders renewed), records that name the job and order renewed; a
+/// further run finds nothing to renew.
+#[test]
+fn renewals_killed_at_several_points_leave_one_renewal_per_key() {
+    use certcentral_emulator::{Fault, FaultRule, Route};
+    let hsm = SoftHsm::new();
+    hsm.init_token("renewing");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    emu.set_clock_offset(time::Duration::days(-440));
+    let journal_path = provision(&hsm, &emu, dir.path(), "renewing", 10);
+    emu.set_clock_offset(time::Duration::ZERO);
+    assert_eq!(emu.order_count(), 10);
+    let plan = dir.path().join("plan.toml");
+    let plan_arg = plan.to_str().unwrap();
+    let locks = dir.path().join("locks");
+    let renew = [
+        "renew",
+        "--plan",
+        plan_arg,
+        "--wait",
+        "20s",
+        "--workers",
+        "2",
+        "--api-workers",
+        "2",
+        "--lock-dir",
+        locks.to_str().unwrap(),
+    ];
+
+    // 1. While the first renewal order hangs before CertCentral takes it.
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::Delay { millis: 60_000 },
+        count: 1,
+    });
+    let child = spawn(&hsm, &emu, &renew);
+    wait_until("the first renewal order", || {
+        emu.requests_seen(Route::CreateOrder) >= 11
+    });
+    kill9(child);
+    emu.clear_faults();
+    // 2. After CertCentral committed a renewal order, before the answer came.
+    emu.add_fault(FaultRule {
+        route: Route::CreateOrder,
+        fault: Fault::DelayAfterCommit { millis: 60_000 },
+        count: 1,
+    });
+    let committed = emu.order_count();
+    let child = spawn(&hsm, &emu, &renew);
+    wait_until("a renewal order committed", || {
+        emu.order_count() > committed
+    });
+    kill9(child);
+    emu.clear_faults();
+    // 3. During a download.
+    emu.add_fault(FaultRule {
+        route: Route::Download,
+        fault: Fault::Delay { millis: 60_000 },
+        count: 1,
+    });
+    let downloads = emu.requests_seen(Route::Download);
+    let child = spawn(&hsm, &emu, &renew);
+    wait_until("a download", || {
+        emu.requests_seen(Route::Download) > downloads
+    });
+    kill9(child);
+    emu.clear_faults();
+    // 4. At a moment chosen at random.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let child = spawn(&hsm, &emu, &renew);
+    std::thread::sleep(std::time::Duration::from_millis(
+        20 + u64::from(nanos % 200),
+    ));
+    kill9(child);
+
+    // Then to the end.
+    let out = spawn(&hsm, &emu, &renew).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(emu.order_count(), 20, "one renewal order per key");
+
+    let journal = Journal::open(&journal_path).unwrap();
+    assert_eq!(journal.counts().unwrap(), (20, 0, 0, 0));
+    for n in 1..=10 {
+        let old = journal.load(&format!("life-{n}")).unwrap().unwrap();
+        let new = journal.load(&format!("life-{n}.g2")).unwrap().unwrap();
+        let renewal = new.spec.renewal_of.clone().unwrap();
+        assert_eq!(
+            (renewal.job_id.as_str(), Some(renewal.order_id)),
+            (format!("life-{n}").as_str(), old.order_id)
+        );
+        assert_eq!(new.spec.label, format!("life-{n}.g2"));
+        assert_ne!(new.key_id, old.key_id);
+        assert_eq!(
+            emu.orders_with_alternative_id(&new.alternative_order_id),
+            1,
+            "life-{n}.g2"
+        );
+        let info = cli(
+            &hsm,
+            &emu,
+            &["status", &old.order_id.unwrap().to_string(), "--json"],
+        );
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(info["is_renewed"], true, "{info}");
+        assert_eq!(info["renewed_order_id"].as_u64(), new.order_id, "{info}");
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("records/life-{n}.g2.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["renewal_of"]["job_id"], format!("life-{n}"));
+        assert_eq!(record["renewal_of"]["order_id"].as_u64(), old.order_id);
+    }
+    let listing = hsm.list_objects("renewing");
+    for kind in [
+        "Private Key Object",
+        "Public Key Object",
+        "Certificate Object",
+    ] {
+        assert_eq!(count_labelled(&listing, kind), 20, "{kind}: {listing}");
+    }
+    drop(journal);
+
+    let out = spawn(&hsm, &emu, &renew).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to renew"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(emu.order_count(), 20);
 }

@@ -260,6 +260,15 @@ pub struct OrderInfo {
     /// Last day of the order's validity (`yyyy-MM-dd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_valid_till: Option<String>,
+    /// Whether a later order renewed this one (as an older Order info sample shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_renewed: Option<bool>,
+    /// The order that renewed this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_order_id: Option<OrderId>,
+    /// The order this one renews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_of_order_id: Option<OrderId>,
 }
 
 impl OrderInfo {

@@ -168,7 +168,7 @@ pub fn openssl_issue_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
 mod modules;
 mod softhsm;
 pub use modules::{SuiteModule, SuiteToken, object_blocks};
-pub use softhsm::{PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN};
+pub use softhsm::{PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN, count_labelled};
 
 /// The PKCS#11 shim module (`crates/p11shim`), built beside the test binaries: it forwards to a
 /// real module and crashes, forges or logs on request (see its crate documentation). Fails the
@@ -258,5 +258,13 @@ mod tests {
         let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
         assert_eq!(find_secret(hex.as_bytes(), secret), Some("HEX"));
         assert_eq!(find_secret(b"PIN-SECRET-3f1a9", secret), None);
+    }
+
+    #[test]
+    fn objects_without_a_label_are_not_counted() {
+        let listing = "Private Key Object; EC\n  label:      \n  Usage:      sign\nPrivate Key Object; EC\n  label:      job-1\n  ID:         01\nPublic Key Object; EC  EC_POINT 256 bits\n  label:      job-1\n";
+        assert_eq!(count_labelled(listing, "Private Key Object"), 1);
+        assert_eq!(count_labelled(listing, "Public Key Object"), 1);
+        assert_eq!(count_labelled(listing, "Certificate Object"), 0);
     }
 }

@@ -271,3 +271,25 @@ impl SoftHsm {
         found.expect("pkcs11-spy.so missing: apt-get install -y opensc")
     }
 }
+
+/// How many objects of `kind` (`"Private Key Object"`, `"Certificate Object"`, ...) a
+/// `pkcs11-tool -O` listing holds with a label: a key generation killed inside SoftHSM may leave
+/// an object without one, which the tool leaves alone (it cannot tell it is its own).
+pub fn count_labelled(listing: &str, kind: &str) -> usize {
+    listing
+        .split(kind)
+        .skip(1)
+        .filter(|block| {
+            // The object's own lines, up to the next object.
+            let own = block
+                .lines()
+                .skip(1)
+                .take_while(|l| l.starts_with(' ') || l.starts_with('\t'));
+            own.into_iter().any(|l| {
+                l.trim_start()
+                    .strip_prefix("label:")
+                    .is_some_and(|label| !label.trim().is_empty())
+            })
+        })
+        .count()
+}

@@ -11,6 +11,7 @@ fn spec(id: &str) -> JobSpec {
             path: format!("{id}.pem").into(),
         },
         label: id.to_string(),
+        renewal_of: None,
     }
 }
 

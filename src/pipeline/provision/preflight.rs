@@ -130,6 +130,7 @@ mod tests {
                 path: format!("keys/{label}.pem").into(),
             },
             label: label.to_string(),
+            renewal_of: None,
         }
     }
 

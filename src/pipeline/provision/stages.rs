@@ -248,6 +248,7 @@ mod tests {
                 path: format!("/nonexistent/{n}.pem").into(),
             },
             label: format!("job-{n}"),
+            renewal_of: None,
         }
     }
 

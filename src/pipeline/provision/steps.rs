@@ -179,7 +179,21 @@ impl Worker<'_> {
                     Some(order) => order,
                     None => self.order_for(row, csr)?,
                 };
-                self.submit(row, &order, sent_before)
+                match self.submit(row, &order, sent_before) {
+                    // CertCentral refused the renewal link: the renewal is ordered without it,
+                    // and says so.
+                    Err(PipelineError::CertCentral(e)) if renewal_link_refused(&e).is_some() => {
+                        let code = renewal_link_refused(&e).unwrap_or_default();
+                        let unlinked = self.unlinked_order_for(row, csr)?;
+                        match self.submit(row, &unlinked, true)? {
+                            Ended::Done(detail) => Ok(Ended::Done(format!(
+                                "{detail} (CertCentral refused the renewal link: {code}; ordered without renewal_of_order_id)"
+                            ))),
+                            pending => Ok(pending),
+                        }
+                    }
+                    other => other,
+                }
             },
         )?;
         if self.run_step(row, Step::OrderIssued, Some(""), |row| self.issuance(row))? == Flow::Stop
@@ -233,6 +247,24 @@ impl Worker<'_> {
     /// The job's order: the plan's body with the job's CSR and alternative order ID, validated
     /// (the CSR inspected too when it comes from the journal).
     fn order_for(&self, row: &JobRow, csr: CsrOrigin) -> Result<ValidatedOrder, PipelineError> {
+        self.order_with_link(row, csr, true)
+    }
+
+    /// The job's order without its renewal link.
+    fn unlinked_order_for(
+        &self,
+        row: &JobRow,
+        csr: CsrOrigin,
+    ) -> Result<ValidatedOrder, PipelineError> {
+        self.order_with_link(row, csr, false)
+    }
+
+    fn order_with_link(
+        &self,
+        row: &JobRow,
+        csr: CsrOrigin,
+        renewal_link: bool,
+    ) -> Result<ValidatedOrder, PipelineError> {
         let csr_pem = row
             .csr_pem
             .clone()
@@ -243,6 +275,9 @@ impl Worker<'_> {
             .get_or_insert_with(CertificateDetails::default)
             .csr = Some(csr_pem);
         request.alternative_order_id = Some(row.alternative_order_id.clone());
+        if renewal_link && let Some(renewal) = &row.spec.renewal_of {
+            request.renewal_of_order_id = Some(i64::try_from(renewal.order_id).unwrap_or(i64::MAX));
+        }
         let check: Option<&dyn crate::order::CsrCheck> = match csr {
             CsrOrigin::BuiltNow => None,
             CsrOrigin::Journaled => Some(&KeysCsrCheck),
@@ -415,6 +450,10 @@ impl Worker<'_> {
                 "sha256": facts.sha256,
             },
             "steps": steps,
+            "renewal_of": row.spec.renewal_of.as_ref().map(|r| json!({
+                "job_id": r.job_id,
+                "order_id": r.order_id,
+            })),
             "written_at": time::OffsetDateTime::now_utc().unix_timestamp(),
         }))
     }
@@ -441,6 +480,26 @@ fn audit_json(audit: &crate::keys::pkcs11::KeyAudit) -> Result<String, PipelineE
 }
 
 use crate::keys::text::hex;
+
+/// The code of CertCentral's refusal of a renewal link, when that is what `e` is. DigiCert
+/// documents no codes for it; these are the ones client code treats so.
+fn renewal_link_refused(e: &crate::order::CertCentralError) -> Option<String> {
+    const REFUSALS: [&str; 6] = [
+        "order_not_eligible_for_renewal",
+        "order_renewed_already",
+        "order_not_renewable",
+        "renewal_window_closed",
+        "cannot_renew_expired_order",
+        "product_not_eligible_for_renewal",
+    ];
+    match e {
+        crate::order::CertCentralError::Api { errors, .. } => errors
+            .iter()
+            .find(|item| REFUSALS.contains(&item.code.as_str()))
+            .map(|item| item.code.clone()),
+        _ => None,
+    }
+}
 
 /// The directory of a key file.
 fn key_directory(path: &Path) -> &Path {

@@ -357,6 +357,7 @@ mod tests {
                 path: "/nonexistent/job.pem".into(),
             },
             label: "job".to_string(),
+            renewal_of: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! After issuance: `revoke` (a certificate or an order, and optionally the key on its token) and
-//! `expiring` (what ends within a window, from a journal and from CertCentral).
+//! After issuance: `renew` (new keys and certificates for what ends within a window), `revoke`
+//! (a certificate or an order, and optionally the key on its token) and `expiring` (what ends
+//! within a window, from a journal and from CertCentral).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -215,4 +216,75 @@ fn journal_expiries(path: &Path) -> Result<Vec<Expiry>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Ok(expiry::from_journal(&journal, now)?)
+}
+
+/// `renew`'s arguments.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Renew the certificates that end within this window (e.g. 30d; at most 366d).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = super::provision::parse_duration)]
+    within: Duration,
+    /// Renew only this job (repeat for several); default: every job of the journal.
+    #[arg(long = "job", value_name = "JOB_ID")]
+    jobs: Vec<String>,
+    #[command(flatten)]
+    run: super::provision::RunArgs,
+}
+
+/// `renew`: for each done job of the plan's journal whose certificate ends within the window, a
+/// renewal job (a new key beside the old one, an order carrying `renewal_of_order_id`, the
+/// certificate installed, a record linking old and new), run like `provision` and resumed the
+/// same way: running `renew` again after a kill finishes the renewals begun.
+pub fn renew(args: RenewArgs) -> Result<()> {
+    let days = i64::try_from(args.within.as_secs() / 86_400).unwrap_or(i64::MAX);
+    let prepared = super::provision::prepare(&args.run, |journal_path, existed| {
+        if !existed {
+            anyhow::bail!(
+                "{}: no journal; renew works on the journal of a provisioned plan",
+                journal_path.display()
+            );
+        }
+        Ok(())
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let selection = codesign_kit::pipeline::renew::select(
+        prepared.provisioner.journal(),
+        days,
+        now,
+        &args.jobs,
+    )?;
+    for (job_id, why) in &selection.skipped {
+        eprintln!("warning: {job_id} is not renewed: {why}");
+    }
+    if selection.jobs.is_empty() {
+        if args.run.json {
+            println!(
+                "{}",
+                serde_json::json!({ "renewals": 0, "within_days": days })
+            );
+        } else {
+            println!("nothing to renew: no certificate ends within {days} days");
+        }
+        return Ok(());
+    }
+    for job in &selection.jobs {
+        if let Some(renewal) = &job.renewal_of {
+            eprintln!(
+                "{}: renews {} (order {})",
+                job.job_id, renewal.job_id, renewal.order_id
+            );
+        }
+    }
+    let template = codesign_kit::pipeline::OrderTemplate {
+        product: prepared.plan.product.clone(),
+        request: prepared.plan.request.clone(),
+    };
+    let observer = super::provision::observer(selection.jobs.len() as u64);
+    let result =
+        prepared
+            .provisioner
+            .run_jobs(selection.jobs.into_iter(), &template, observer.as_ref());
+    super::provision::finish(prepared, result, args.run.json, "run renew again").map(|_| ())
 }

@@ -409,6 +409,12 @@ pub fn status(args: StatusArgs) -> Result<()> {
     for r in &info.requests {
         println!("request {}: {}", r.id, shown(&r.status.to_string()));
     }
+    if let Some(renewed) = info.renewal_of_order_id {
+        println!("renews order {renewed}");
+    }
+    if let Some(by) = info.renewed_order_id {
+        println!("renewed by order {by}");
+    }
     match info.certificate_id() {
         Some(cert) => println!("certificate ID: {cert}"),
         None => println!("certificate ID: none yet"),

@@ -25,12 +25,19 @@ pub const MAX_WORKERS: usize = 64;
 /// `provision`'s arguments.
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    /// The plan (TOML; see README; `-` for standard input, with --journal).
-    #[arg(long, value_name = "PLAN.toml")]
-    plan: PathBuf,
     /// Continue the jobs of an earlier run from their last completed step.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// What a run of the pipeline takes (`provision`, `renew`).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan (TOML; see README; `-` for standard input, with --journal).
+    #[arg(long, value_name = "PLAN.toml")]
+    pub(crate) plan: PathBuf,
     /// Jobs at a time at the tokens: making keys and CSRs, installing certificates (1 to 64).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
@@ -71,9 +78,9 @@ pub struct ProvisionArgs {
     allow_software_key: bool,
     /// Print one JSON document with every job's outcome.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
 }
 
 /// Parses `30s`, `10m`, `2h`, `1d` or plain seconds (at most 366 days).
@@ -125,7 +132,7 @@ impl Observer for BarObserver {
 }
 
 /// The observer for this output: a bar on a terminal, plain lines otherwise.
-fn observer(total: u64) -> Box<dyn Observer> {
+pub(crate) fn observer(total: u64) -> Box<dyn Observer> {
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -158,8 +165,19 @@ fn print_summary(summary: &RunSummary) {
     }
 }
 
-/// `provision`: every job of a plan, journaled, resumable.
-pub fn provision(args: ProvisionArgs) -> Result<()> {
+/// A run's plan, journal and provisioner, everything checked before the journal exists.
+pub(crate) struct Prepared {
+    pub(crate) plan: Plan,
+    pub(crate) journal_existed: bool,
+    pub(crate) provisioner: Provisioner,
+}
+
+/// Checks a run's arguments and sets it up. `journal_rule` says what an existing (or missing)
+/// journal means for this command.
+pub(crate) fn prepare(
+    args: &RunArgs,
+    journal_rule: impl FnOnce(&Path, bool) -> Result<()>,
+) -> Result<Prepared> {
     // Everything that can be checked is checked before the journal exists, so a refused run
     // leaves nothing behind and the corrected run starts afresh.
     let from_stdin = super::io::is_stdio(&args.plan);
@@ -187,12 +205,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.plan.with_extension("journal.sqlite"));
     let journal_existed = journal_path.exists();
-    if journal_existed && !args.resume {
-        bail!(
-            "{}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)",
-            journal_path.display()
-        );
-    }
+    journal_rule(&journal_path, journal_existed)?;
     let client = args.connection.client()?;
     let record_signer = match &args.record_key {
         Some(path) => {
@@ -225,14 +238,28 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
     };
     let journal = Journal::open(&journal_path)?;
     let provisioner = Provisioner::new(journal, client, config)?;
-    let observer = observer(plan.len());
-    let summary = match provisioner.run(&plan, observer.as_ref()) {
+    Ok(Prepared {
+        plan,
+        journal_existed,
+        provisioner,
+    })
+}
+
+/// Ends a run: a refusal before any job removes the journal this run made and left empty; the
+/// summary is printed; failed jobs make the run fail.
+pub(crate) fn finish(
+    prepared: Prepared,
+    result: Result<RunSummary, codesign_kit::pipeline::PipelineError>,
+    json: bool,
+    again: &str,
+) -> Result<RunSummary> {
+    let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
             // Refused before any job (a token missing, no PIN): a journal this run made and left
             // empty is removed.
-            if !journal_existed
-                && let Some(journal) = provisioner.into_journal()
+            if !prepared.journal_existed
+                && let Some(journal) = prepared.provisioner.into_journal()
                 && let Err(left) = journal.discard_if_empty()
             {
                 eprintln!("warning: the empty journal of this refused run is left behind: {left}");
@@ -240,13 +267,30 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
             return Err(e.into());
         }
     };
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }
     if !summary.failed.is_empty() {
-        bail!("some jobs failed; fix the cause and run again with --resume");
+        bail!("some jobs failed; fix the cause and {again}");
     }
-    Ok(())
+    Ok(summary)
+}
+
+/// `provision`: every job of a plan, journaled, resumable.
+pub fn provision(args: ProvisionArgs) -> Result<()> {
+    let resume = args.resume;
+    let prepared = prepare(&args.run, |journal_path, existed| {
+        if existed && !resume {
+            bail!(
+                "{}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)",
+                journal_path.display()
+            );
+        }
+        Ok(())
+    })?;
+    let observer = observer(prepared.plan.len());
+    let result = prepared.provisioner.run(&prepared.plan, observer.as_ref());
+    finish(prepared, result, args.run.json, "run again with --resume").map(|_| ())
 }

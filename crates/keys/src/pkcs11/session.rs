@@ -255,13 +255,14 @@ impl TokenSession {
         first.map_or(Ok(()), Err)
     }
 
-    /// Destroys what a key generation killed between its writes leaves, and says how many
-    /// objects went; a whole key pair with CKA_ID `id` is left alone (0). Two kinds of leftover
-    /// are seen (SoftHSM writes an object, then its attributes one by one):
-    /// - objects with CKA_ID `id` while no private key has it (the public half was written);
-    /// - key objects with neither CKA_ID nor label and without their key's parameters (no
-    ///   `CKA_EC_PARAMS` or `CKA_MODULUS`): an object cut short before its attributes, which no
-    ///   one can use or name.
+    /// Destroys what a key generation killed between its writes left under CKA_ID `id`, and
+    /// says how many objects went: the objects with that ID while no private key has it (the
+    /// public half was written first). A whole key pair with the ID is left alone (0).
+    ///
+    /// A generation cut short earlier still (SoftHSM writes an object, then its attributes one by
+    /// one) leaves a key object without ID, label or key parameters. Nothing ties such an object
+    /// to this job: it could be another process's generation in progress. It is not touched, and
+    /// a warning says how many the token holds.
     ///
     /// Call it only for an `id` whose generation the caller announced and never saw end.
     ///
@@ -271,14 +272,7 @@ impl TokenSession {
         if !self.find_private_keys(Some(id), None)?.is_empty() {
             return Ok(0);
         }
-        let mut leftovers = self.find(&[Attribute::Id(id.to_vec())])?;
-        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-            for object in self.find(&[Attribute::Class(class)])? {
-                if !leftovers.contains(&object) && self.is_cut_short(object)? {
-                    leftovers.push(object);
-                }
-            }
-        }
+        let leftovers = self.find(&[Attribute::Id(id.to_vec())])?;
         self.destroy(&leftovers)?;
         if !leftovers.is_empty() {
             tracing::info!(
@@ -286,6 +280,20 @@ impl TokenSession {
                 self.token.description(),
                 leftovers.len(),
                 hex(id)
+            );
+        }
+        let mut cut_short = 0;
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            for object in self.find(&[Attribute::Class(class)])? {
+                if self.is_cut_short(object).unwrap_or(false) {
+                    cut_short += 1;
+                }
+            }
+        }
+        if cut_short > 0 {
+            tracing::warn!(
+                "{}: {cut_short} key object(s) without ID, label or key parameters, as a key generation cut short leaves them; nobody can use them: check that no generation is running, then delete them (pkcs11-tool --list-objects shows them without label)",
+                self.token.description()
             );
         }
         Ok(leftovers.len())

@@ -1,0 +1,143 @@
+//! Renewals: which provisioned keys need a new certificate, and the jobs that make them. A
+//! renewal is a job like any other (a new key on the same token or in the same directory, its
+//! CSR, an order carrying `renewal_of_order_id`, issuance, install, record), journaled in the
+//! same journal under the next generation's name: `cs-001` is renewed by `cs-001.g2`, which is
+//! renewed by `cs-001.g3`. The name is decided by the job renewed, so a renewal killed at any
+//! step and run again is the same job, resumed: one renewal per key, whatever happens.
+//!
+//! ```
+//! use codesign_kit::pipeline::renew::next_generation;
+//! assert_eq!(next_generation("cs-001"), "cs-001.g2");
+//! assert_eq!(next_generation("cs-001.g2"), "cs-001.g3");
+//! ```
+
+use std::collections::BTreeSet;
+
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::journal::{JobState, Journal};
+use crate::pipeline::plan::{JobSpec, KeyLocation, MAX_LABEL_BYTES, RenewalOf};
+
+/// The name of the generation after `name` (a job ID or a label): `x` -> `x.g2`, `x.gN` ->
+/// `x.g(N+1)`.
+pub fn next_generation(name: &str) -> String {
+    if let Some((base, digits)) = name.rsplit_once(".g")
+        && let Ok(n) = digits.parse::<u32>()
+        && n >= 2
+        && n.to_string() == digits
+    {
+        return format!("{base}.g{}", n.saturating_add(1));
+    }
+    format!("{name}.g2")
+}
+
+/// What a renewal selection found.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// The renewal jobs to run: those begun earlier and not done (resumed), then new ones.
+    pub jobs: Vec<JobSpec>,
+    /// Jobs inside the window that are not renewed, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The renewals of a journal's done jobs whose certificates end within `within_days` of `now`
+/// (Unix seconds) and that no job renews yet, with the renewals begun earlier and not done.
+/// `only`, when not empty, limits the new renewals to these job IDs (each must be in the
+/// journal).
+///
+/// # Errors
+/// [`PipelineError`] when the journal cannot be read, a chain does not parse, or `only` names a
+/// job the journal does not hold.
+pub fn select(
+    journal: &Journal,
+    within_days: i64,
+    now: i64,
+    only: &[String],
+) -> Result<Selection, PipelineError> {
+    let mut selection = Selection::default();
+    let mut renewed = BTreeSet::new();
+    let mut rows = Vec::new();
+    for job_id in journal.done()?.into_iter().chain(journal.unfinished()?) {
+        if let Some(row) = journal.load(&job_id)? {
+            if let Some(renewal) = &row.spec.renewal_of {
+                renewed.insert(renewal.job_id.clone());
+            }
+            rows.push(row);
+        }
+    }
+    for name in only {
+        if !rows.iter().any(|r| &r.spec.job_id == name) {
+            return Err(PipelineError::UnknownJob {
+                job_id: name.clone(),
+            });
+        }
+    }
+    // Renewals begun earlier: resumed whatever the window, so none is left half-done.
+    for row in &rows {
+        if row.spec.renewal_of.is_some() && row.state != JobState::Done {
+            selection.jobs.push(row.spec.clone());
+        }
+    }
+    let expiries = crate::pipeline::expiry::from_journal(journal, now)?;
+    for expiry in crate::pipeline::expiry::inside(&expiries, within_days) {
+        let Some(job_id) = &expiry.job_id else {
+            continue;
+        };
+        if renewed.contains(job_id) || (!only.is_empty() && !only.contains(job_id)) {
+            continue;
+        }
+        let Some(row) = rows.iter().find(|r| &r.spec.job_id == job_id) else {
+            continue;
+        };
+        let Some(order_id) = row.order_id else {
+            selection.skipped.push((
+                job_id.clone(),
+                "the journal holds no order for it".to_string(),
+            ));
+            continue;
+        };
+        let label = next_generation(&row.spec.label);
+        if label.len() > MAX_LABEL_BYTES {
+            selection.skipped.push((
+                job_id.clone(),
+                format!(
+                    "its renewal's label \"{label}\" would be longer than {MAX_LABEL_BYTES} bytes"
+                ),
+            ));
+            continue;
+        }
+        let location = match &row.spec.location {
+            KeyLocation::Token { uri } => KeyLocation::Token { uri: uri.clone() },
+            KeyLocation::File { path } => KeyLocation::File {
+                path: path.with_file_name(format!("{label}.pem")),
+            },
+        };
+        selection.jobs.push(JobSpec {
+            job_id: next_generation(job_id),
+            algorithm: row.spec.algorithm,
+            subject: row.spec.subject.clone(),
+            location,
+            label,
+            renewal_of: Some(RenewalOf {
+                job_id: job_id.clone(),
+                order_id,
+            }),
+        });
+    }
+    Ok(selection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_count_up_and_other_names_start_at_two() {
+        assert_eq!(next_generation("a"), "a.g2");
+        assert_eq!(next_generation("a.g2"), "a.g3");
+        assert_eq!(next_generation("a.g9"), "a.g10");
+        assert_eq!(next_generation("a.g"), "a.g.g2");
+        assert_eq!(next_generation("a.g1"), "a.g1.g2");
+        assert_eq!(next_generation("a.g02"), "a.g02.g2");
+        assert_eq!(next_generation("a.gx"), "a.gx.g2");
+    }
+}
