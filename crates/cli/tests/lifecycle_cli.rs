@@ -460,3 +460,77 @@ fn renewals_killed_at_several_points_leave_one_renewal_per_key() {
     );
     assert_eq!(emu.order_count(), 20);
 }
+
+/// When CertCentral refuses the renewal link (here: the old order was renewed by another order
+/// already), the renewal is ordered without `renewal_of_order_id`, and the run says so.
+#[test]
+fn a_refused_renewal_link_is_dropped_and_said() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("relinking");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    emu.set_clock_offset(time::Duration::days(-440));
+    let journal_path = provision(&hsm, &emu, dir.path(), "relinking", 1);
+    emu.set_clock_offset(time::Duration::ZERO);
+    let old_order = Journal::open(&journal_path)
+        .unwrap()
+        .load("life-1")
+        .unwrap()
+        .unwrap()
+        .order_id
+        .unwrap();
+    // Someone renewed the order already, by hand.
+    let body = dir.path().join("by-hand.json");
+    std::fs::write(
+        &body,
+        format!(
+            r#"{{"certificate": {{"signature_hash": "sha256"}}, "cs_provisioning_method": "email",
+                "order_validity": {{"years": 1}}, "skip_approval": true, "organization": {{"id": 123456}},
+                "renewal_of_order_id": {old_order}}}"#
+        ),
+    )
+    .unwrap();
+    let csr = codesign_testkit::fixture("openssl-p384.csr");
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "order",
+            "--product",
+            "code_signing_ev",
+            "--request",
+            body.to_str().unwrap(),
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let plan = dir.path().join("plan.toml");
+    let locks = dir.path().join("locks");
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "renew",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--wait",
+            "20s",
+            "--lock-dir",
+            locks.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("CertCentral refused the renewal link: order_renewed_already; ordered without renewal_of_order_id"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        emu.order_count(),
+        3,
+        "the old order, the one by hand, the renewal"
+    );
+}
