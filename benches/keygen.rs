@@ -213,6 +213,7 @@ fn pipeline(c: &mut Criterion) {
                 },
                 label: format!("bench-{n}"),
                 renewal_of: None,
+                reissue_of: None,
             };
             let summary = provisioner
                 .run_jobs(std::iter::once(job), &order, &Quiet)

@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         label: format!("build-signer-{n}"),
         renewal_of: None,
+        reissue_of: None,
     });
 
     let provisioner = Provisioner::new(

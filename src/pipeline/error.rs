@@ -74,6 +74,15 @@ pub enum PipelineError {
         job_id: String,
     },
 
+    /// A job cannot be reissued.
+    #[error("{job_id} cannot be reissued: {why}")]
+    NotReissuable {
+        /// The job.
+        job_id: String,
+        /// Why not.
+        why: String,
+    },
+
     /// The journal says a job's key exists, but it is not where the job keeps it.
     #[error("the journal says the key was made, but {place} holds it no more")]
     KeyGone {

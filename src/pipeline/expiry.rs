@@ -26,6 +26,8 @@ use crate::pipeline::journal::Journal;
 pub enum Source {
     /// A done job's certificate, from the journal's chain.
     Journal,
+    /// A provisioning record (`records/*.json`).
+    Record,
     /// An issued order, as CertCentral lists it.
     Certcentral,
 }
@@ -73,6 +75,52 @@ pub fn from_journal(journal: &Journal, now: i64) -> Result<Vec<Expiry>, Pipeline
             certificate_id: row.certificate_id,
             valid_till: till.date().to_string(),
             days_left: (facts.not_after_unix - now).div_euclid(86_400),
+        });
+    }
+    found.sort_by_key(|e| e.days_left);
+    Ok(found)
+}
+
+/// The certificates the provisioning records in `dir` (`*.json`) describe, soonest end first,
+/// counted from `now` (Unix seconds). Records written before they carried `not_after` are passed
+/// over.
+///
+/// # Errors
+/// [`PipelineError::Io`] when the directory cannot be read; a record that is not JSON is an error
+/// too ([`PipelineError::Encode`] names it).
+pub fn from_records(dir: &std::path::Path, now: i64) -> Result<Vec<Expiry>, PipelineError> {
+    let entries = std::fs::read_dir(dir).map_err(|cause| PipelineError::Io {
+        path: dir.to_path_buf(),
+        action: "cannot read the records directory",
+        cause,
+    })?;
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let bytes = crate::keys::files::read_input(&path, crate::keys::files::InputKind::Plan)?;
+        let record: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|cause| PipelineError::Encode {
+                what: "provisioning record",
+                cause,
+            })?;
+        let Some(not_after) = record["certificate"]["not_after"].as_str() else {
+            continue;
+        };
+        let Ok(till) =
+            time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+        else {
+            continue;
+        };
+        found.push(Expiry {
+            source: Source::Record,
+            job_id: record["job_id"].as_str().map(str::to_string),
+            order_id: record["order"]["order_id"].as_u64(),
+            certificate_id: record["order"]["certificate_id"].as_u64(),
+            valid_till: till.date().to_string(),
+            days_left: (till.unix_timestamp() - now).div_euclid(86_400),
         });
     }
     found.sort_by_key(|e| e.days_left);

@@ -16,7 +16,7 @@ pub mod renew;
 
 pub use error::PipelineError;
 pub use journal::{JobRow, JobState, Journal, Step};
-pub use plan::{JobSpec, KeyLocation, Plan, RenewalOf};
+pub use plan::{JobSpec, KeyLocation, Plan, Predecessor};
 pub use provision::{
     JobOutcome, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
 };

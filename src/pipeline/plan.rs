@@ -60,15 +60,19 @@ pub struct JobSpec {
     pub location: KeyLocation,
     /// `CKA_LABEL` on a token; the file stem for software keys.
     pub label: String,
-    /// The job whose certificate this one renews (its order goes in `renewal_of_order_id`).
+    /// The job whose certificate this one renews: a new order, carrying the old one's ID in
+    /// `renewal_of_order_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renewal_of: Option<RenewalOf>,
+    pub renewal_of: Option<Predecessor>,
+    /// The job whose order this one reissues for its new key (no new order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_of: Option<Predecessor>,
 }
 
-/// What a renewal job renews.
+/// The job a renewal or a reissue follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RenewalOf {
-    /// The job renewed.
+pub struct Predecessor {
+    /// The job followed.
     pub job_id: String,
     /// Its order.
     pub order_id: u64,
@@ -530,6 +534,7 @@ impl Plan {
                     location,
                     label,
                     renewal_of: None,
+                    reissue_of: None,
                 }
             })
         })

@@ -15,7 +15,66 @@ use std::collections::BTreeSet;
 
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::journal::{JobState, Journal};
-use crate::pipeline::plan::{JobSpec, KeyLocation, MAX_LABEL_BYTES, RenewalOf};
+use crate::pipeline::plan::{JobSpec, KeyLocation, MAX_LABEL_BYTES, Predecessor};
+
+/// The job that reissues `job_id`'s order for a new key: the next generation's name, the same
+/// algorithm, subject and place. A reissue begun earlier and not done is that same job, resumed.
+///
+/// # Errors
+/// [`PipelineError::UnknownJob`] when the journal does not hold the job;
+/// [`PipelineError::NotReissuable`] when it is not done, has no order, or is itself followed by a
+/// renewal or reissue already done.
+pub fn reissue_job(journal: &Journal, job_id: &str) -> Result<JobSpec, PipelineError> {
+    let row = journal
+        .load(job_id)?
+        .ok_or_else(|| PipelineError::UnknownJob {
+            job_id: job_id.to_string(),
+        })?;
+    let refuse = |why: String| PipelineError::NotReissuable {
+        job_id: job_id.to_string(),
+        why,
+    };
+    let next = next_generation(job_id);
+    if let Some(existing) = journal.load(&next)? {
+        return match &existing.spec.reissue_of {
+            Some(_) if existing.state != JobState::Done => Ok(existing.spec),
+            Some(_) => Err(refuse(format!(
+                "{next} reissued it already; reissue {next} instead"
+            ))),
+            None => Err(refuse(format!("{next} renews it; reissue {next} instead"))),
+        };
+    }
+    if row.state != JobState::Done {
+        return Err(refuse("it is not done".to_string()));
+    }
+    let order_id = row
+        .order_id
+        .ok_or_else(|| refuse("the journal holds no order for it".to_string()))?;
+    let label = next_generation(&row.spec.label);
+    if label.len() > MAX_LABEL_BYTES {
+        return Err(refuse(format!(
+            "its new key's label \"{label}\" would be longer than {MAX_LABEL_BYTES} bytes"
+        )));
+    }
+    let location = match &row.spec.location {
+        KeyLocation::Token { uri } => KeyLocation::Token { uri: uri.clone() },
+        KeyLocation::File { path } => KeyLocation::File {
+            path: path.with_file_name(format!("{label}.pem")),
+        },
+    };
+    Ok(JobSpec {
+        job_id: next,
+        algorithm: row.spec.algorithm,
+        subject: row.spec.subject.clone(),
+        location,
+        label,
+        renewal_of: None,
+        reissue_of: Some(Predecessor {
+            job_id: job_id.to_string(),
+            order_id,
+        }),
+    })
+}
 
 /// The name of the generation after `name` (a job ID or a label): `x` -> `x.g2`, `x.gN` ->
 /// `x.g(N+1)`.
@@ -54,12 +113,19 @@ pub fn select(
     only: &[String],
 ) -> Result<Selection, PipelineError> {
     let mut selection = Selection::default();
-    let mut renewed = BTreeSet::new();
+    // Jobs a renewal follows, and jobs whose order a done reissue moved to another key: neither
+    // is renewed (the reissue job is, in its place).
+    let mut followed = BTreeSet::new();
     let mut rows = Vec::new();
     for job_id in journal.done()?.into_iter().chain(journal.unfinished()?) {
         if let Some(row) = journal.load(&job_id)? {
             if let Some(renewal) = &row.spec.renewal_of {
-                renewed.insert(renewal.job_id.clone());
+                followed.insert(renewal.job_id.clone());
+            }
+            if let Some(reissue) = &row.spec.reissue_of
+                && row.state == JobState::Done
+            {
+                followed.insert(reissue.job_id.clone());
             }
             rows.push(row);
         }
@@ -82,7 +148,7 @@ pub fn select(
         let Some(job_id) = &expiry.job_id else {
             continue;
         };
-        if renewed.contains(job_id) || (!only.is_empty() && !only.contains(job_id)) {
+        if followed.contains(job_id) || (!only.is_empty() && !only.contains(job_id)) {
             continue;
         }
         let Some(row) = rows.iter().find(|r| &r.spec.job_id == job_id) else {
@@ -117,10 +183,11 @@ pub fn select(
             subject: row.spec.subject.clone(),
             location,
             label,
-            renewal_of: Some(RenewalOf {
+            renewal_of: Some(Predecessor {
                 job_id: job_id.clone(),
                 order_id,
             }),
+            reissue_of: None,
         });
     }
     Ok(selection)

@@ -44,6 +44,8 @@ pub enum Command {
     Orders(commands::orders::OrdersCommand),
     /// New keys and certificates for the plan's keys whose certificates end within a window; resumable.
     Renew(commands::lifecycle::RenewArgs),
+    /// Rotate a job's key under its order: a new key beside the old, the order reissued for it; resumable.
+    Reissue(commands::lifecycle::ReissueArgs),
     /// Revoke a certificate or a whole order (and optionally destroy the key on its token).
     Revoke(commands::lifecycle::RevokeArgs),
     /// What expires within a window, from a journal and from CertCentral (exit 3 when something does).
@@ -71,6 +73,7 @@ impl Command {
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
             Command::Renew(args) => commands::lifecycle::renew(args),
+            Command::Reissue(args) => commands::lifecycle::reissue(args),
             Command::Revoke(args) => commands::lifecycle::revoke(args),
             Command::Expiring(args) => commands::lifecycle::expiring(args),
             Command::Status(args) => commands::order::status(args),

@@ -125,6 +125,23 @@ fn expiring_exits_3_when_something_ends_within_the_window() {
     assert_eq!(rows.iter().filter(|r| r["source"] == "journal").count(), 3);
     assert!(rows.iter().any(|r| r["job_id"] == "life-1"));
 
+    let records = dir.path().join("records");
+    let out = cli(
+        &hsm,
+        &emu,
+        &["expiring", "--records", records.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = doc["expiring"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{doc}");
+    assert!(
+        rows.iter()
+            .all(|r| r["source"] == "record"
+                && (17..=19).contains(&r["days_left"].as_i64().unwrap())),
+        "{doc}"
+    );
+
     let out = cli(&hsm, &emu, &["expiring", "--journal", journal_arg]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
@@ -459,6 +476,38 @@ fn renewals_killed_at_several_points_leave_one_renewal_per_key() {
         text(&out)
     );
     assert_eq!(emu.order_count(), 20);
+
+    // Retiring the old keys: each destroyed once, the new ones kept.
+    let mut retire: Vec<&str> = renew.to_vec();
+    retire.push("--retire-old");
+    let out = spawn(&hsm, &emu, &retire).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        said.matches(": retired (renewed by life-").count(),
+        10,
+        "{}",
+        text(&out)
+    );
+    let listing = hsm.list_objects("renewing");
+    assert_eq!(
+        count_labelled(&listing, "Private Key Object"),
+        10,
+        "{listing}"
+    );
+    assert_eq!(
+        count_labelled(&listing, "Certificate Object"),
+        10,
+        "{listing}"
+    );
+    assert!(!listing.contains("label:      life-3\n"), "{listing}");
+    let out = spawn(&hsm, &emu, &retire).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("retired"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// When CertCentral refuses the renewal link (here: the old order was renewed by another order
@@ -533,4 +582,143 @@ fn a_refused_renewal_link_is_dropped_and_said() {
         3,
         "the old order, the one by hand, the renewal"
     );
+}
+
+/// `reissue --job`: a new key beside the old one, the job's order reissued for it (the order's
+/// certificate replaced, its chain verified by openssl), a record naming what it follows; killed
+/// after CertCentral made the reissue but before it answered, and run again: one reissue. A job
+/// already reissued is refused by name.
+#[test]
+fn a_reissue_rotates_the_key_under_the_same_order_once() {
+    use certcentral_emulator::{Fault, FaultRule, Route};
+    let hsm = SoftHsm::new();
+    hsm.init_token("reissuing");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = provision(&hsm, &emu, dir.path(), "reissuing", 2);
+    let plan = dir.path().join("plan.toml");
+    let locks = dir.path().join("locks");
+    let args = |job: &str| -> Vec<String> {
+        [
+            "reissue",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--job",
+            job,
+            "--wait",
+            "20s",
+            "--lock-dir",
+            locks.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |job: &str| {
+        let args = args(job);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&hsm, &emu, &args)
+    };
+
+    let out = run("life-1");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let journal = Journal::open(&journal_path).unwrap();
+    let old = journal.load("life-1").unwrap().unwrap();
+    let new = journal.load("life-1.g2").unwrap().unwrap();
+    drop(journal);
+    assert_eq!(new.order_id, old.order_id, "the same order");
+    assert_ne!(new.certificate_id, old.certificate_id, "a new certificate");
+    assert_ne!(new.key_id, old.key_id, "a new key");
+    let listing = hsm.list_objects("reissuing");
+    assert_eq!(
+        count_labelled(&listing, "Private Key Object"),
+        3,
+        "{listing}"
+    );
+    assert_eq!(
+        count_labelled(&listing, "Certificate Object"),
+        3,
+        "{listing}"
+    );
+    let status = cli(
+        &hsm,
+        &emu,
+        &["status", &old.order_id.unwrap().to_string(), "--json"],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        info["certificate"]["id"].as_u64(),
+        new.certificate_id,
+        "{info}"
+    );
+    let chain = new.chain_pem.clone().unwrap();
+    let blocks: Vec<&str> = chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    let paths: Vec<PathBuf> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let path = dir.path().join(format!("reissued-{i}.pem"));
+            std::fs::write(&path, block).unwrap();
+            path
+        })
+        .collect();
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(&paths[2]),
+        "-untrusted",
+        &p(&paths[1]),
+        &p(&paths[0]),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("records/life-1.g2.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["reissue_of"]["job_id"], "life-1");
+
+    let again = run("life-1");
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("life-1.g2 reissued it already"),
+        "{}",
+        text(&again)
+    );
+
+    // Killed after CertCentral made the reissue, before its answer; then run again. (A second
+    // reissue request would be refused: the order is `reissue_pending`.)
+    emu.add_fault(FaultRule {
+        route: Route::Reissue,
+        fault: Fault::DelayAfterCommit { millis: 60_000 },
+        count: 1,
+    });
+    let seen = emu.requests_seen(Route::Reissue);
+    let child = spawn(
+        &hsm,
+        &emu,
+        &args("life-2")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    wait_until("the reissue request", || {
+        emu.requests_seen(Route::Reissue) > seen
+    });
+    kill9(child);
+    emu.clear_faults();
+    let out = run("life-2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("found in the order's reissue list"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(emu.order_count(), 2, "no new order for a reissue");
 }

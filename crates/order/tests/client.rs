@@ -1213,7 +1213,12 @@ async fn a_reissue_is_made_once_and_a_revoke_says_how_it_ended() {
     });
     let csr = csr("openssl-rsa3072.csr");
     let reissued = client
-        .reissue(placed.order_id, &csr, json!({ "skip_approval": true }))
+        .reissue(
+            placed.order_id,
+            &csr,
+            json!({ "skip_approval": true }),
+            false,
+        )
         .await
         .unwrap();
     assert!(

@@ -12,6 +12,7 @@ fn spec(id: &str) -> JobSpec {
         },
         label: id.to_string(),
         renewal_of: None,
+        reissue_of: None,
     }
 }
 

@@ -131,6 +131,7 @@ mod tests {
             },
             label: label.to_string(),
             renewal_of: None,
+            reissue_of: None,
         }
     }
 

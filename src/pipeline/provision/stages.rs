@@ -249,6 +249,7 @@ mod tests {
             },
             label: format!("job-{n}"),
             renewal_of: None,
+            reissue_of: None,
         }
     }
 

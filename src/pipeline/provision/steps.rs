@@ -153,6 +153,86 @@ impl Worker<'_> {
         public_key: &[u8],
         csr: CsrOrigin,
     ) -> Result<Flow, PipelineError> {
+        if let Some(reissued) = row.spec.reissue_of.clone() {
+            self.reissue_steps(row, &reissued, csr)?;
+        } else {
+            self.new_order_steps(row, csr)?;
+        }
+        if self.run_step(row, Step::OrderIssued, Some(""), |row| self.issuance(row))? == Flow::Stop
+        {
+            return Ok(Flow::Stop);
+        }
+        self.run_step(row, Step::ChainDownloaded, Some(""), |row| {
+            let facts = self.download(row, public_key)?;
+            Ok(Ended::Done(format!("leaf SHA-256 {}", facts.sha256)))
+        })
+    }
+
+    /// A reissue job's "order": the job renewed's order, reissued for this job's key (its CSR),
+    /// asked for exactly once (see [`crate::order::Client::reissue`]).
+    fn reissue_steps(
+        &self,
+        row: &mut JobRow,
+        reissued: &crate::pipeline::plan::Predecessor,
+        csr: CsrOrigin,
+    ) -> Result<(), PipelineError> {
+        let order_id = OrderId(reissued.order_id);
+        self.run_step(row, Step::OrderValidated, None, |row| {
+            let csr_pem = row
+                .csr_pem
+                .as_deref()
+                .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "CSR"))?;
+            if let CsrOrigin::Journaled = csr
+                && let Err(reasons) = crate::order::CsrCheck::check(&KeysCsrCheck, csr_pem)
+            {
+                return Err(PipelineError::Key(crate::keys::KeysError::CsrBuild(
+                    reasons.join("; "),
+                )));
+            }
+            Ok(Ended::Done(format!(
+                "reissue of order {order_id} ({})",
+                reissued.job_id
+            )))
+        })?;
+        let sent_before = row.step < Step::OrderSubmitted
+            && self
+                .context
+                .journal
+                .has_begun(&row.spec.job_id, Step::OrderSubmitted)?;
+        let begin = format!("reissue of order {order_id}");
+        self.run_step(row, Step::OrderSubmitted, Some(&begin), |row| {
+            let csr_pem = row
+                .csr_pem
+                .clone()
+                .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "CSR"))?;
+            let mut body = serde_json::json!({
+                "comments": format!("codesign-kit: new key for {}", reissued.job_id),
+            });
+            if self.order.request.skip_approval == Some(true) {
+                body["skip_approval"] = serde_json::json!(true);
+            }
+            let placed = self.context.runtime.block_on(self.context.client.reissue(
+                order_id,
+                &csr_pem,
+                body,
+                sent_before,
+            ))?;
+            row.order_id = Some(order_id.0);
+            row.certificate_id = placed.certificate_id.map(|c| c.0);
+            Ok(Ended::Done(format!(
+                "reissue of order {order_id} requested{}",
+                if placed.recovered {
+                    " (found in the order's reissue list)"
+                } else {
+                    ""
+                }
+            )))
+        })?;
+        Ok(())
+    }
+
+    /// A new order (a first one, or a renewal's): validated, placed exactly once.
+    fn new_order_steps(&self, row: &mut JobRow, csr: CsrOrigin) -> Result<(), PipelineError> {
         // The order is validated once per run, when a step still needs it.
         let mut order = None;
         self.run_step(row, Step::OrderValidated, None, |row| {
@@ -196,14 +276,7 @@ impl Worker<'_> {
                 }
             },
         )?;
-        if self.run_step(row, Step::OrderIssued, Some(""), |row| self.issuance(row))? == Flow::Stop
-        {
-            return Ok(Flow::Stop);
-        }
-        self.run_step(row, Step::ChainDownloaded, Some(""), |row| {
-            let facts = self.download(row, public_key)?;
-            Ok(Ended::Done(format!("leaf SHA-256 {}", facts.sha256)))
-        })
+        Ok(())
     }
 
     /// The install and the record, with the job's key found in `store` by its label and ID.
@@ -337,7 +410,22 @@ impl Worker<'_> {
                 Err(e) => return Err(e.into()),
             }
         };
+        // A reissue's order shows the certificate being replaced until the new one is issued.
+        let replaced = match &row.spec.reissue_of {
+            Some(reissued) => self
+                .context
+                .journal
+                .load(&reissued.job_id)?
+                .and_then(|old| old.certificate_id),
+            None => None,
+        };
         match progress {
+            OrderProgress::Issued(cert) if Some(cert.0) == replaced => Ok(Ended::Pending {
+                note: format!(
+                    "order {order_id} still shows certificate {cert}, the one being replaced; resume the run later to pick up the reissue"
+                ),
+                status: "reissue_pending".to_string(),
+            }),
             OrderProgress::Issued(cert) => {
                 row.certificate_id = Some(cert.0);
                 Ok(Ended::Done(format!("certificate {cert}")))
@@ -448,9 +536,15 @@ impl Worker<'_> {
                 "subject": facts.subject,
                 "serial": facts.serial_hex,
                 "sha256": facts.sha256,
+                "not_before": rfc3339(facts.not_before_unix),
+                "not_after": rfc3339(facts.not_after_unix),
             },
             "steps": steps,
             "renewal_of": row.spec.renewal_of.as_ref().map(|r| json!({
+                "job_id": r.job_id,
+                "order_id": r.order_id,
+            })),
+            "reissue_of": row.spec.reissue_of.as_ref().map(|r| json!({
                 "job_id": r.job_id,
                 "order_id": r.order_id,
             })),
@@ -499,6 +593,17 @@ fn renewal_link_refused(e: &crate::order::CertCentralError) -> Option<String> {
             .map(|item| item.code.clone()),
         _ => None,
     }
+}
+
+/// A Unix time as RFC 3339 (UTC), or null when out of range.
+fn rfc3339(unix: i64) -> serde_json::Value {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(serde_json::Value::Null, serde_json::Value::from)
 }
 
 /// The directory of a key file.

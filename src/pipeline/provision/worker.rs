@@ -358,6 +358,7 @@ mod tests {
             },
             label: "job".to_string(),
             renewal_of: None,
+            reissue_of: None,
         }
     }
 

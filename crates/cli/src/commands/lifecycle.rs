@@ -141,11 +141,14 @@ fn confirm(label: &str, token: &str) -> Result<()> {
 
 /// `expiring`'s arguments.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["journal", "certcentral"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["journal", "records", "certcentral"])))]
 pub struct ExpiringArgs {
     /// The certificates of this journal's done jobs.
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// The certificates the provisioning records in this directory describe.
+    #[arg(long, value_name = "DIR")]
+    records: Option<PathBuf>,
     /// The account's issued orders, as CertCentral lists them.
     #[arg(long)]
     certcentral: bool,
@@ -166,6 +169,12 @@ pub fn expiring(args: ExpiringArgs) -> Result<()> {
     let mut all: Vec<Expiry> = Vec::new();
     if let Some(path) = &args.journal {
         all.extend(journal_expiries(path)?);
+    }
+    if let Some(dir) = &args.records {
+        all.extend(
+            expiry::from_records(dir, unix_now())
+                .with_context(|| format!("--records {}", dir.display()))?,
+        );
     }
     if args.certcentral {
         let client = args.connection.client()?;
@@ -212,10 +221,13 @@ fn journal_expiries(path: &Path) -> Result<Vec<Expiry>> {
         ));
     }
     let journal = Journal::open(path).with_context(|| format!("--journal {}", path.display()))?;
-    let now = std::time::SystemTime::now()
+    Ok(expiry::from_journal(&journal, unix_now())?)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    Ok(expiry::from_journal(&journal, now)?)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `renew`'s arguments.
@@ -227,6 +239,10 @@ pub struct RenewArgs {
     /// Renew only this job (repeat for several); default: every job of the journal.
     #[arg(long = "job", value_name = "JOB_ID")]
     jobs: Vec<String>,
+    /// Once a renewal's certificate is installed, destroy the key it replaces (with its public
+    /// key, certificate and chain file): the old certificate can sign nothing after that.
+    #[arg(long)]
+    retire_old: bool,
     #[command(flatten)]
     run: super::provision::RunArgs,
 }
@@ -259,6 +275,9 @@ pub fn renew(args: RenewArgs) -> Result<()> {
         eprintln!("warning: {job_id} is not renewed: {why}");
     }
     if selection.jobs.is_empty() {
+        if args.retire_old {
+            retire_old(prepared.provisioner.journal(), args.run.module.as_deref())?;
+        }
         if args.run.json {
             println!(
                 "{}",
@@ -286,5 +305,121 @@ pub fn renew(args: RenewArgs) -> Result<()> {
         prepared
             .provisioner
             .run_jobs(selection.jobs.into_iter(), &template, observer.as_ref());
+    if args.retire_old && result.is_ok() {
+        retire_old(prepared.provisioner.journal(), args.run.module.as_deref())?;
+    }
     super::provision::finish(prepared, result, args.run.json, "run renew again").map(|_| ())
+}
+
+/// Destroys the keys that done renewals replaced, once each (a key already gone is passed
+/// over), logging in once per token, and notes it on the old job.
+fn retire_old(journal: &Journal, module: Option<&Path>) -> Result<()> {
+    use codesign_kit::pipeline::{JobState, KeyLocation};
+    let mut sessions: std::collections::HashMap<String, codesign_kit::keys::pkcs11::TokenSession> =
+        std::collections::HashMap::new();
+    for job_id in journal.done()? {
+        let Some(new) = journal.load(&job_id)? else {
+            continue;
+        };
+        let Some(renewal) = &new.spec.renewal_of else {
+            continue;
+        };
+        let Some(mut old) = journal.load(&renewal.job_id)? else {
+            continue;
+        };
+        if old.state != JobState::Done {
+            continue;
+        }
+        let retired = match &old.spec.location {
+            KeyLocation::Token { uri } => {
+                let token_uri: &codesign_kit::keys::pkcs11::Pkcs11Uri = uri;
+                let key = token_uri.to_uri_string(false);
+                if !sessions.contains_key(&key) {
+                    let token = super::token::find_token(token_uri, module)?;
+                    let pin = codesign_kit::keys::pkcs11::Pin::resolve(
+                        token_uri,
+                        &token.description(),
+                        &super::sources::EnvOrPrompt,
+                    )?;
+                    sessions.insert(key.clone(), token.login(&pin)?);
+                }
+                let session = &sessions[&key];
+                match session.find_key(Some(&old.key_id), None) {
+                    Ok(found) => {
+                        let count = session.destroy_key(found)?;
+                        Some(format!(
+                            "{count} object(s) on {}",
+                            session.token().description()
+                        ))
+                    }
+                    Err(codesign_kit::keys::KeysError::KeyNotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            KeyLocation::File { path } => {
+                let chain = path.with_file_name(format!("{}.chain.pem", old.spec.label));
+                if path.exists() {
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("cannot remove {}", path.display()))?;
+                    let _ = std::fs::remove_file(&chain);
+                    Some(format!("{} and its chain file", path.display()))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(what) = retired {
+            eprintln!(
+                "{}: retired (renewed by {job_id}): destroyed {what}",
+                old.spec.job_id
+            );
+            old.note = Some(format!(
+                "retired: its key was destroyed after {job_id} was installed"
+            ));
+            journal.save(&old, "retired")?;
+        }
+    }
+    Ok(())
+}
+
+/// `reissue`'s arguments.
+#[derive(Debug, Args)]
+pub struct ReissueArgs {
+    /// The job whose key is replaced: its order is reissued for a new key.
+    #[arg(long = "job", value_name = "JOB_ID")]
+    job: String,
+    #[command(flatten)]
+    run: super::provision::RunArgs,
+}
+
+/// `reissue`: a new key beside the job's (the next generation's name), its CSR, the job's order
+/// reissued for it (exactly once), the new certificate installed beside the new key, a record
+/// naming the job and order reissued. Journaled like `provision`: run it again after a kill.
+pub fn reissue(args: ReissueArgs) -> Result<()> {
+    let prepared = super::provision::prepare(&args.run, |journal_path, existed| {
+        if !existed {
+            anyhow::bail!(
+                "{}: no journal; reissue works on the journal of a provisioned plan",
+                journal_path.display()
+            );
+        }
+        Ok(())
+    })?;
+    let job =
+        codesign_kit::pipeline::renew::reissue_job(prepared.provisioner.journal(), &args.job)?;
+    eprintln!(
+        "{}: a new key for {}, its order {} reissued",
+        job.job_id,
+        args.job,
+        job.reissue_of.as_ref().map_or(0, |r| r.order_id)
+    );
+    let template = codesign_kit::pipeline::OrderTemplate {
+        product: prepared.plan.product.clone(),
+        request: prepared.plan.request.clone(),
+    };
+    let observer = super::provision::observer(1);
+    let result = prepared
+        .provisioner
+        .run_jobs(std::iter::once(job), &template, observer.as_ref());
+    super::provision::finish(prepared, result, args.run.json, "run reissue again").map(|_| ())
 }

@@ -58,7 +58,7 @@ pub struct RunArgs {
     records: Option<PathBuf>,
     /// The PKCS#11 module for token URIs without module-path (else PKCS11_MODULE).
     #[arg(long, value_name = "PATH")]
-    module: Option<PathBuf>,
+    pub(crate) module: Option<PathBuf>,
     /// Sign each provisioning record with this key (PEM); the detached signature goes to
     /// RECORD.json.sig (verify: openssl dgst -sha256 -verify PUB.pem -signature RECORD.json.sig RECORD.json).
     #[arg(long, value_name = "KEY.pem")]

@@ -33,7 +33,7 @@ fn parse_uri(text: &str) -> Result<Pkcs11Uri> {
         .map_err(|e| UsageError(e.to_string()).into())
 }
 
-fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
+pub(crate) fn find_token(uri: &Pkcs11Uri, module: Option<&Path>) -> Result<TokenRef> {
     let module = Module::resolve(uri, super::sources::default_module(module).as_deref())?;
     Ok(module.find_token(uri)?)
 }

@@ -70,7 +70,8 @@ impl Client {
     /// exactly once: before any re-send after an uncertain outcome, the order's reissue list is
     /// asked whether a reissue with this CSR exists, and that one is returned (`recovered`).
     /// `body` may add `skip_approval`, `comments`, `cs_provisioning_method`; the CSR and
-    /// `signature_hash` are set here.
+    /// `signature_hash` are set here. `may_exist` says an earlier run may have sent it: then the
+    /// list is looked at before the first send too.
     ///
     /// # Errors
     /// [`CertCentralError::Api`] for a refusal, [`CertCentralError::GaveUp`].
@@ -79,6 +80,7 @@ impl Client {
         order_id: OrderId,
         csr_pem: &str,
         mut body: Value,
+        may_exist: bool,
     ) -> Result<ReissuePlaced, CertCentralError> {
         if !body.is_object() {
             body = json!({});
@@ -89,7 +91,7 @@ impl Client {
         let (operation_ref, path, body) = (&operation, &path, &body);
         let reissued = self
             .retrying(&operation, move |attempt| async move {
-                if attempt > 1 {
+                if may_exist || attempt > 1 {
                     match self.find_reissue(order_id, csr_pem).await {
                         Ok(Some(found)) => return Round::Done(found),
                         Ok(None) => {}
