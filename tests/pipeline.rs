@@ -169,6 +169,16 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
             .collect();
         assert_eq!(steps.first(), Some(&"planned"));
         assert!(steps.contains(&"certificate_installed"), "{steps:?}");
+        // Times in RFC 3339, as people and tools read them.
+        let rfc3339 = &time::format_description::well_known::Rfc3339;
+        for at in [
+            &record["written_at"],
+            &record["steps"][0]["at"],
+            &record["certificate"]["not_after"],
+        ] {
+            let text = at.as_str().unwrap_or_else(|| panic!("not a string: {at}"));
+            time::OffsetDateTime::parse(text, rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
     }
     // pkcs11-tool agrees: 20 certificates, each with the ID of a private key.
     let listing = hsm.list_objects(&label);

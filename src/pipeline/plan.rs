@@ -295,7 +295,13 @@ impl Plan {
             path: path.to_path_buf(),
             problems: vec![problem],
         };
-        let bytes = read_input(path, InputKind::Plan).map_err(|e| unreadable(e.to_string()))?;
+        // The error names the plan already; its own words are kept without the path again.
+        let bytes = read_input(path, InputKind::Plan).map_err(|e| {
+            unreadable(match e {
+                crate::keys::KeysError::Io { action, cause, .. } => format!("{action}: {cause}"),
+                other => other.to_string(),
+            })
+        })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| unreadable("the plan is not UTF-8 text".to_string()))?;
         Plan::parse(&text, path.parent().unwrap_or(Path::new(".")), path)

@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    codesign_kit_cli::default_sigpipe();
     let cli = Cli::parse();
     codesign_kit_cli::init_logging();
     let result = match cli.command {

@@ -120,6 +120,21 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Lets a closed pipe end the process quietly, as it ends `cat` (`doctor --json | head`): Rust
+/// starts programs with SIGPIPE ignored, so a write to a closed pipe would panic in `println!`.
+/// The binaries call it once, first; libraries never do.
+#[allow(
+    unsafe_code,
+    reason = "one libc call, before any thread exists: the default action of SIGPIPE restored"
+)]
+pub fn default_sigpipe() {
+    // SAFETY: `signal` with SIG_DFL installs no handler code; it runs at the start of `main`,
+    // before any other thread could be changing signal dispositions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Sends the libraries' events (a retry that waits, say) to stderr: warnings and worse, or what
 /// `RUST_LOG` chooses. The binaries call it once; libraries never do.
 pub fn init_logging() {

@@ -421,3 +421,61 @@ fn inspect_reports_a_broken_signature_and_garbage_without_panicking() {
         );
     }
 }
+
+/// Output to a pipe whose reader is gone (`doctor --json | head`, `inspect | head`) ends the
+/// process as it ends `cat`, by SIGPIPE, without a panic.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [vec!["inspect", "--json"], vec!["--help"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
+        command.args(&args);
+        if args[0] == "inspect" {
+            command.arg(codesign_testkit::fixture("openssl-p384.csr"));
+        }
+        let out = command
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            out.status.signal() == Some(13) || out.status.success(),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
+
+/// `--version` names the version, the crate and the commit built.
+#[test]
+fn the_version_names_the_crate_and_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codesign-kit"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        said.starts_with(&format!(
+            "codesign-kit {} (codesign-kit-cli, commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{said}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(codesign_testkit::workspace_root())
+        .output()
+        .unwrap();
+    if head.status.success() {
+        let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(
+            said.contains(&format!("commit {commit})")),
+            "{said} vs {commit}"
+        );
+    }
+}

@@ -63,7 +63,7 @@ fn bad_requests_leave_the_token_untouched() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["--pkcs11".into(), hsm.uri("no-such-token", "")],
-            "no token matches the token with label \"no-such-token\"; tokens present: token \"safe-token\"",
+            "no token has label \"no-such-token\"; tokens present: token \"safe-token\"",
         ),
         (
             vec![

@@ -144,7 +144,7 @@ pub enum KeysError {
     },
 
     /// No token matches the URI.
-    #[error("no token matches {wanted}; tokens present: {}", if .present.is_empty() { "none".to_string() } else { .present.join(", ") })]
+    #[error("no token has {wanted}; tokens present: {}", if .present.is_empty() { "none".to_string() } else { .present.join(", ") })]
     TokenNotFound {
         /// What the URI asked for.
         wanted: String,
@@ -153,7 +153,7 @@ pub enum KeysError {
     },
 
     /// More than one token matches the URI.
-    #[error("{count} tokens match {wanted}; add serial=... to the URI to choose one")]
+    #[error("{count} tokens have {wanted}; add serial=... to the URI to choose one")]
     TokenAmbiguous {
         /// What the URI asked for.
         wanted: String,

@@ -163,7 +163,18 @@ pub fn write_atomically(
         .suffix(".tmp")
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
-        .map_err(|e| KeysError::io(path, "cannot create a file in its directory", e))?;
+        // tempfile's error names its temporary file, which means nothing to the user: the
+        // operating system's reason alone is kept.
+        .map_err(|e| {
+            let said = e.to_string();
+            let reason = said
+                .split(" at path ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let reason = std::io::Error::new(e.kind(), reason);
+            KeysError::io(path, "cannot create a file in its directory", reason)
+        })?;
     // The mode given at creation is reduced by the umask; set it exactly.
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))

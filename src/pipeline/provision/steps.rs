@@ -74,6 +74,15 @@ impl Worker<'_> {
             label: row.spec.label.clone(),
             id: row.key_id.clone(),
         };
+        // A run killed inside the generation announced this key's ID and never saw it end: what
+        // it left under that ID short of a whole key (half a pair, a key without its parameters)
+        // is this job's, and goes before the key is looked for.
+        let mut discarded = 0;
+        if row.step < Step::KeyGenerated
+            && journal.has_begun(&row.spec.job_id, Step::KeyGenerated)?
+        {
+            discarded = store.discard_interrupted(&name)?;
+        }
         if let Some(key) = store.find(&name)? {
             if row.step < Step::KeyGenerated {
                 let announced = journal.begun_detail(&row.spec.job_id, Step::KeyGenerated)?;
@@ -107,16 +116,11 @@ impl Worker<'_> {
         // takes itself back when dropped): it is made again.
         row.step = Step::Planned;
         let creation = store.prepare(&name, row.spec.algorithm)?;
-        // A run killed inside the generation announced this key's ID and never saw it end: what
-        // it left under that ID (half a pair) is this job's, and goes before the key is made.
         let mut note = creation.note();
-        if journal.has_begun(&row.spec.job_id, Step::KeyGenerated)? {
-            let discarded = store.discard_interrupted(&name)?;
-            if discarded > 0 {
-                note = format!(
-                    "{note} (after destroying {discarded} object(s) an interrupted generation left)"
-                );
-            }
+        if discarded > 0 {
+            note = format!(
+                "{note} (after destroying {discarded} object(s) an interrupted generation left)"
+            );
         }
         let mut made = None;
         let mut generation = None;
@@ -518,7 +522,7 @@ impl Worker<'_> {
             .journal
             .step_times(&row.spec.job_id)?
             .into_iter()
-            .map(|(step, at)| json!({ "step": step, "at": at }))
+            .map(|(step, at)| json!({ "step": step, "at": rfc3339(at) }))
             .collect();
         Ok(json!({
             "job_id": row.spec.job_id,
@@ -548,7 +552,7 @@ impl Worker<'_> {
                 "job_id": r.job_id,
                 "order_id": r.order_id,
             })),
-            "written_at": time::OffsetDateTime::now_utc().unix_timestamp(),
+            "written_at": rfc3339(time::OffsetDateTime::now_utc().unix_timestamp()),
         }))
     }
 }

@@ -209,13 +209,11 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn read_request(path: &Path, csr: Option<&Path>) -> Result<OrderRequest> {
     at_most_one_stdin(&[("--request", Some(path)), ("--csr", csr)])?;
-    let text = read_text_arg(path, InputKind::OrderBody)
-        .with_context(|| format!("--request {}", shown_path(path)))?;
+    let text = read_text_arg(path, InputKind::OrderBody).context("--request")?;
     let mut request = OrderRequest::from_json(&text)
         .map_err(|e| anyhow::anyhow!("--request {}: {e}", shown_path(path)))?;
     if let Some(csr_path) = csr {
-        let pem = read_text_arg(csr_path, InputKind::Csr)
-            .with_context(|| format!("--csr {}", shown_path(csr_path)))?;
+        let pem = read_text_arg(csr_path, InputKind::Csr).context("--csr")?;
         let certificate = request
             .certificate
             .get_or_insert_with(CertificateDetails::default);

@@ -256,8 +256,9 @@ impl TokenSession {
     }
 
     /// Destroys what a key generation killed between its writes left under CKA_ID `id`, and
-    /// says how many objects went: the objects with that ID while no private key has it (the
-    /// public half was written first). A whole key pair with the ID is left alone (0).
+    /// says how many objects went: the objects with that ID while no private key with it holds
+    /// its key (the public half was written first, or the private one lost its parameters). A
+    /// whole key pair with the ID is left alone (0).
     ///
     /// A generation cut short earlier still (SoftHSM writes an object, then its attributes one by
     /// one) leaves a key object without ID, label or key parameters. Nothing ties such an object
@@ -269,8 +270,11 @@ impl TokenSession {
     /// # Errors
     /// [`KeysError::Pkcs11`] when the objects cannot be found or destroyed.
     pub fn discard_incomplete_pair(&self, id: &[u8]) -> Result<usize, KeysError> {
-        if !self.find_private_keys(Some(id), None)?.is_empty() {
-            return Ok(0);
+        // A private key under the ID that holds its key (EC parameters or a modulus) is whole.
+        for private in self.find_private_keys(Some(id), None)? {
+            if !self.lacks_key_parameters(private)? {
+                return Ok(0);
+            }
         }
         let leftovers = self.find(&[Attribute::Id(id.to_vec())])?;
         self.destroy(&leftovers)?;
@@ -297,6 +301,16 @@ impl TokenSession {
             );
         }
         Ok(leftovers.len())
+    }
+
+    /// Whether a key object holds neither EC parameters nor a modulus: written, but cut short
+    /// before its key.
+    fn lacks_key_parameters(&self, object: ObjectHandle) -> Result<bool, KeysError> {
+        let attrs = self.attributes(object, &[AttributeType::EcParams, AttributeType::Modulus])?;
+        Ok(!attrs.iter().any(|a| match a {
+            Attribute::EcParams(v) | Attribute::Modulus(v) => !v.is_empty(),
+            _ => false,
+        }))
     }
 
     /// A key object without ID, label or key parameters: nobody's, and of no use.

@@ -191,7 +191,8 @@ impl Pkcs11Uri {
         out
     }
 
-    /// A short description of the token this URI selects, for messages.
+    /// What this URI asks of a token, for messages: `label "x", serial "y"` (`any token` when it
+    /// asks nothing).
     pub fn token_description(&self) -> String {
         let mut parts = Vec::new();
         if let Some(t) = &self.token {
@@ -209,7 +210,7 @@ impl Pkcs11Uri {
         if parts.is_empty() {
             "any token".to_string()
         } else {
-            format!("the token with {}", parts.join(", "))
+            parts.join(", ")
         }
     }
 }
