@@ -2,7 +2,7 @@
 //! and the same commands under `cargo xtask` in a checkout, which forwards to [`Command::run`].
 //!
 //! Exit status: 0 success, 1 failure or policy refusal, 2 usage error; `expiring` exits 3 when
-//! something ends within its window. Errors go to stderr as one
+//! something ends within its window; a run whose jobs wait for CertCentral exits 75. Errors go to stderr as one
 //! sentence plus its cause, with untrusted text escaped; `--json` makes a command print one JSON
 //! document on stdout.
 //!
@@ -93,6 +93,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// `expiring`: something ends within the window (or has ended).
     pub const EXPIRING: u8 = 3;
+    /// `provision`, `renew`, `reissue`: no job failed, but some wait for CertCentral (approval,
+    /// validation, issuance): run again later. EX_TEMPFAIL of sysexits.h.
+    pub const PENDING: u8 = 75;
 }
 
 /// A result that is no failure but exits with its own status, saying nothing more (the command

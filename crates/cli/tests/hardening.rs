@@ -632,6 +632,7 @@ fn labels_and_paths_are_refused_before_anything_is_made() {
         assert_exit(&out, 1);
         assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
         assert!(!stderr(&out).contains("\ncs-001: Done"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("\ncs-001: done"), "{}", stderr(&out));
         assert!(!plan.with_extension("journal.sqlite").exists());
         assert!(!dir.path().join("keys").exists());
         assert_eq!(emu.order_count(), 0);
@@ -757,6 +758,12 @@ fn a_plan_edited_before_resume_is_reported_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let plan = write_plan(dir.path(), &file_group(5, "keys", "edit-{n}"));
     let out = run(xtask(Some(&emu), None, &["provision", "--plan", p(&plan)]));
+    assert_eq!(out.status.code(), Some(75), "pending is not success");
+    assert!(
+        stderr(&out).contains("5 job(s) wait for CertCentral"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stdout(&out).contains("5 job(s): 0 done, 5 pending, 0 failed"),
         "{}{}",

@@ -23,13 +23,25 @@ impl Observer for PrintObserver {
     fn step(&self, job_id: &str, step: Step, detail: &str) {
         eprintln!("{job_id}: {} {detail}", step.as_str());
     }
+    /// A job that did not end done says how it stands; a done one said so with its last step.
     fn finished(&self, outcome: &JobOutcome) {
-        eprintln!(
-            "{}: {:?} {}",
-            outcome.job_id,
-            outcome.state,
-            outcome.note.as_deref().unwrap_or("")
-        );
+        if outcome.state == JobState::Done {
+            return;
+        }
+        match outcome.note.as_deref() {
+            Some(note) => eprintln!(
+                "{}: {} after {}: {note}",
+                outcome.job_id,
+                outcome.state.as_str(),
+                outcome.step.as_str()
+            ),
+            None => eprintln!(
+                "{}: {} after {}",
+                outcome.job_id,
+                outcome.state.as_str(),
+                outcome.step.as_str()
+            ),
+        }
     }
     fn notice(&self, text: &str) {
         eprintln!("{text}");

@@ -120,11 +120,15 @@ impl Observer for BarObserver {
     fn finished(&self, outcome: &JobOutcome) {
         if outcome.state != JobState::Done {
             self.0.println(format!(
-                "{}: {:?} after {} {}",
+                "{}: {} after {}{}",
                 outcome.job_id,
-                outcome.state,
+                format!("{:?}", outcome.state).to_lowercase(),
                 outcome.step.as_str(),
-                outcome.note.as_deref().unwrap_or("")
+                outcome
+                    .note
+                    .as_deref()
+                    .map(|note| format!(": {note}"))
+                    .unwrap_or_default()
             ));
         }
         self.0.inc(1);
@@ -274,6 +278,16 @@ pub(crate) fn finish(
     }
     if !summary.failed.is_empty() {
         bail!("some jobs failed; fix the cause and {again}");
+    }
+    if !summary.pending.is_empty() {
+        // Not a failure, and not done: "try again later" (EX_TEMPFAIL), so that a script does not
+        // take a pending run for a finished one.
+        eprintln!(
+            "{} job(s) wait for CertCentral (approval, validation or issuance); {again} later (exit status {})",
+            summary.pending.len(),
+            crate::exit::PENDING
+        );
+        return Err(crate::QuietExit(crate::exit::PENDING).into());
     }
     Ok(summary)
 }
