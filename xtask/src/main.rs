@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: codesign_kit_cli::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     codesign_kit_cli::default_sigpipe();
     let cli = Cli::parse();
-    codesign_kit_cli::init_logging();
+    codesign_kit_cli::init_logging(&cli.log);
     let result = match cli.command {
         Command::Product(command) => command.run(),
         Command::Demo(args) => commands::demo::demo(args),

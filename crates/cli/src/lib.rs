@@ -16,7 +16,7 @@
 //! }
 //!
 //! let cli = Cli::parse();
-//! codesign_kit_cli::init_logging();
+//! codesign_kit_cli::init_logging(&codesign_kit_cli::LogArgs::default());
 //! std::process::exit(i32::from(codesign_kit_cli::exit_status(cli.command.run())));
 //! ```
 
@@ -138,17 +138,61 @@ pub fn default_sigpipe() {
     }
 }
 
-/// Sends the libraries' events (a retry that waits, say) to stderr: warnings and worse, or what
-/// `RUST_LOG` chooses. The binaries call it once; libraries never do.
-pub fn init_logging() {
+/// How much to log, and how: global flags of every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Say more: -v what the tool does, -vv and -vvv its details (RUST_LOG, when set, decides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Say only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log lines as text, or as JSON objects (one per line) for log pipelines.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line each.
+    Text,
+    /// One JSON object each.
+    Json,
+}
+
+impl Default for LogArgs {
+    fn default() -> Self {
+        LogArgs {
+            verbose: 0,
+            quiet: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Sends the libraries' events (a retry that waits, say) to stderr: warnings and worse by
+/// default, errors only with `-q`, more with each `-v`, or what `RUST_LOG` chooses. Secrets never
+/// reach an event: the libraries redact them where they live. The binaries call it once;
+/// libraries never do.
+pub fn init_logging(args: &LogArgs) {
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time()
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.without_time().init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// What the user can do about a library's refusal, in this CLI's own flags (the libraries name

@@ -23,11 +23,13 @@ use clap::Parser;
 struct Cli {
     #[command(subcommand)]
     command: codesign_kit_cli::Command,
+    #[command(flatten)]
+    log: codesign_kit_cli::LogArgs,
 }
 
 fn main() -> ExitCode {
     codesign_kit_cli::default_sigpipe();
     let cli = Cli::parse();
-    codesign_kit_cli::init_logging();
+    codesign_kit_cli::init_logging(&cli.log);
     ExitCode::from(codesign_kit_cli::exit_status(cli.command.run()))
 }

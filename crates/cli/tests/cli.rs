@@ -479,3 +479,65 @@ fn the_version_names_the_crate_and_the_commit() {
         );
     }
 }
+
+/// Logs: warnings only by default; `-vv` adds the details; `-q` keeps errors alone; with
+/// `--log-format json` every log line is one JSON object with its level; `RUST_LOG` decides when
+/// set.
+#[test]
+fn log_levels_and_the_json_format() {
+    let emu = certcentral_emulator::Emulator::start(
+        certcentral_emulator::EmulatorConfig::new("log-test-key"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let status = |flags: &[&str], rust_log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_codesign-kit"));
+        command
+            .args(flags)
+            .args(["status", "1"])
+            .env("DIGICERT_API_KEY", "log-test-key")
+            .env("CERTCENTRAL_BASE_URL", emu.api_base())
+            .env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        command.output().unwrap()
+    };
+    let log_lines = |o: &Output| -> Vec<String> {
+        stderr(o)
+            .lines()
+            .filter(|l| !l.starts_with("error:"))
+            .map(str::to_string)
+            .collect()
+    };
+    // No order 1: each run ends with its error, exit 1.
+    let quiet = status(&[], None);
+    assert_exit(&quiet, 1);
+    assert!(log_lines(&quiet).is_empty(), "{}", stderr(&quiet));
+    let detailed = status(&["-vv", "--log-format", "json"], None);
+    assert_exit(&detailed, 1);
+    let lines = log_lines(&detailed);
+    assert!(
+        !lines.is_empty(),
+        "-vv logs the connection: {}",
+        stderr(&detailed)
+    );
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+    }
+    let quieted = status(&["-q"], None);
+    assert_exit(&quieted, 1);
+    assert!(log_lines(&quieted).is_empty(), "{}", stderr(&quieted));
+    let errors_only = status(&["-q"], Some("debug"));
+    assert!(
+        !log_lines(&errors_only).is_empty(),
+        "RUST_LOG decides when set"
+    );
+    let conflict = status(&["-v", "-q"], None);
+    assert_exit(&conflict, 2);
+}

@@ -632,7 +632,7 @@ fn labels_and_paths_are_refused_before_anything_is_made() {
         assert_exit(&out, 1);
         assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
         assert!(!stderr(&out).contains("\ncs-001: Done"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("\ncs-001: done"), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("\ncs-001: done"), "{}", stderr(&out));
         assert!(!plan.with_extension("journal.sqlite").exists());
         assert!(!dir.path().join("keys").exists());
         assert_eq!(emu.order_count(), 0);
