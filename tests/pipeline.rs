@@ -169,6 +169,12 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
             .collect();
         assert_eq!(steps.first(), Some(&"planned"));
         assert!(steps.contains(&"certificate_installed"), "{steps:?}");
+        // The chain beside the record, named by it.
+        let chain_file = record["chain_file"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(chain_file).unwrap(),
+            row.chain_pem.clone().unwrap()
+        );
         // Times in RFC 3339, as people and tools read them.
         let rfc3339 = &time::format_description::well_known::Rfc3339;
         for at in [
@@ -182,9 +188,15 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
     }
     // pkcs11-tool agrees: 20 certificates, each with the ID of a private key.
     let listing = hsm.list_objects(&label);
-    let certs = listing.matches("Certificate Object").count();
-    let keys = listing.matches("Private Key Object").count();
+    let certs = codesign_testkit::count_with_id(&listing, "Certificate Object");
+    let keys = codesign_testkit::count_with_id(&listing, "Private Key Object");
     assert_eq!((certs, keys), (20, 20), "{listing}");
+    // The intermediate of the chain, once, as an authority certificate without a key's ID.
+    assert_eq!(
+        codesign_testkit::authority_certificates(&listing),
+        ["CertCentral Emulator Code Signing CA"],
+        "{listing}"
+    );
     let ids = |class: &str| -> Vec<String> {
         let mut ids: Vec<String> = listing
             .split(class)
@@ -192,6 +204,8 @@ fn twenty_jobs_on_softhsm_with_two_workers_end_with_twenty_certificates() {
             .filter_map(|block| {
                 block
                     .lines()
+                    .skip(1)
+                    .take_while(|l| l.starts_with(' '))
                     .find_map(|l| l.trim().strip_prefix("ID:").map(|id| id.trim().to_string()))
             })
             .collect();

@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 
 use certcentral_emulator::{Emulator, EmulatorConfig, Settings};
 use codesign_kit::pipeline::Journal;
-use codesign_testkit::{SoftHsm, USER_PIN, p11shim};
+use codesign_testkit::{SoftHsm, USER_PIN, authority_certificates, count_with_id, p11shim};
 
 const KEY: &str = "crash-resume-key-51e0";
 const JOBS: usize = 6;
@@ -102,8 +102,14 @@ impl Bench {
             "Public Key Object",
             "Certificate Object",
         ] {
-            assert_eq!(listing.matches(kind).count(), JOBS, "{kind}: {listing}");
+            assert_eq!(count_with_id(&listing, kind), JOBS, "{kind}: {listing}");
         }
+        // The chain's intermediate, once, whatever the number of keys it signed.
+        assert_eq!(
+            authority_certificates(&listing),
+            ["CertCentral Emulator Code Signing CA"],
+            "{listing}"
+        );
         for n in 1..=JOBS {
             let row = journal.load(&format!("job-{n}")).unwrap().unwrap();
             assert_eq!(
@@ -150,7 +156,7 @@ fn a_crash_between_key_generation_and_the_journal_resumes_with_the_key_found() {
     assert!(aborted(&out), "{}", text(&out));
     let listing = bench.hsm.list_objects("crash-keygen");
     assert_eq!(
-        listing.matches("Private Key Object").count(),
+        count_with_id(&listing, "Private Key Object"),
         3,
         "three keys made before the crash: {listing}"
     );
@@ -166,17 +172,18 @@ fn a_crash_between_key_generation_and_the_journal_resumes_with_the_key_found() {
     bench.assert_each_job_once("crash-keygen");
 }
 
-/// Crashed right after the second certificate was written to the token: the journal does not
-/// know it is there. The resumed run sees the same certificate on the token, adds none, and
-/// finishes every job once.
+/// Crashed right after the second key's certificate was written to the token (the third
+/// `C_CreateObject`: the first job's leaf, the chain's intermediate, the second job's leaf): the
+/// journal does not know it is there. The resumed run sees the same certificate on the token,
+/// adds none, and finishes every job once.
 #[test]
 fn a_crash_between_certificate_install_and_the_journal_resumes_with_the_certificate_found() {
     let bench = Bench::new("crash-install");
-    let out = bench.provision(false, Some("C_CreateObject:2"));
+    let out = bench.provision(false, Some("C_CreateObject:3"));
     assert!(aborted(&out), "{}", text(&out));
     let listing = bench.hsm.list_objects("crash-install");
     assert_eq!(
-        listing.matches("Certificate Object").count(),
+        count_with_id(&listing, "Certificate Object"),
         2,
         "two certificates written before the crash: {listing}"
     );

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use certcentral_emulator::{Emulator, EmulatorConfig, Settings};
 use codesign_kit::pipeline::Journal;
-use codesign_testkit::{SoftHsm, USER_PIN, count_labelled, openssl};
+use codesign_testkit::{SoftHsm, USER_PIN, count_with_id, openssl};
 
 const KEY: &str = "lifecycle-cli-key-3e91";
 
@@ -200,7 +200,8 @@ fn revoke_refuses_unconfirmed_destruction_then_revokes_and_destroys() {
         .unwrap();
     let order_id = row.order_id.unwrap().to_string();
     let key_uri = hsm.uri("revoking", ";object=life-1");
-    assert_eq!(hsm.object_count("revoking"), 6);
+    // Two keys with their public keys and certificates, and the chain's intermediate.
+    assert_eq!(hsm.object_count("revoking"), 7);
 
     let out = cli(
         &hsm,
@@ -222,7 +223,7 @@ fn revoke_refuses_unconfirmed_destruction_then_revokes_and_destroys() {
         "{}",
         text(&out)
     );
-    assert_eq!(hsm.object_count("revoking"), 6, "nothing destroyed");
+    assert_eq!(hsm.object_count("revoking"), 7, "nothing destroyed");
     let status = cli(&hsm, &emu, &["status", &order_id, "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(info["status"], "issued", "nothing revoked");
@@ -248,7 +249,11 @@ fn revoke_refuses_unconfirmed_destruction_then_revokes_and_destroys() {
     assert_eq!(doc["status"], "revoked", "{doc}");
     assert_eq!(doc["destroyed"]["objects"], 3, "{doc}");
     let listing = hsm.list_objects("revoking");
-    assert_eq!(hsm.object_count("revoking"), 3, "{listing}");
+    assert_eq!(
+        hsm.object_count("revoking"),
+        4,
+        "the other key's three, the intermediate: {listing}"
+    );
     assert!(!listing.contains("label:      life-1\n"), "{listing}");
     let status = cli(&hsm, &emu, &["status", &order_id, "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -464,7 +469,7 @@ fn renewals_killed_at_several_points_leave_one_renewal_per_key() {
         "Public Key Object",
         "Certificate Object",
     ] {
-        assert_eq!(count_labelled(&listing, kind), 20, "{kind}: {listing}");
+        assert_eq!(count_with_id(&listing, kind), 20, "{kind}: {listing}");
     }
     drop(journal);
 
@@ -491,12 +496,12 @@ fn renewals_killed_at_several_points_leave_one_renewal_per_key() {
     );
     let listing = hsm.list_objects("renewing");
     assert_eq!(
-        count_labelled(&listing, "Private Key Object"),
+        count_with_id(&listing, "Private Key Object"),
         10,
         "{listing}"
     );
     assert_eq!(
-        count_labelled(&listing, "Certificate Object"),
+        count_with_id(&listing, "Certificate Object"),
         10,
         "{listing}"
     );
@@ -631,12 +636,12 @@ fn a_reissue_rotates_the_key_under_the_same_order_once() {
     assert_ne!(new.key_id, old.key_id, "a new key");
     let listing = hsm.list_objects("reissuing");
     assert_eq!(
-        count_labelled(&listing, "Private Key Object"),
+        count_with_id(&listing, "Private Key Object"),
         3,
         "{listing}"
     );
     assert_eq!(
-        count_labelled(&listing, "Certificate Object"),
+        count_with_id(&listing, "Certificate Object"),
         3,
         "{listing}"
     );

@@ -400,6 +400,16 @@ fn certificates_are_installed_beside_their_key(module: SuiteModule) {
     let block = block_of(&token, "Certificate Object", &label);
     let id: String = key.id().iter().map(|b| format!("{b:02x}")).collect();
     assert!(block.contains(&format!("ID:         {id}")), "{block}");
+    // The issuer goes beside it as an authority certificate (made through the module's function
+    // list: CKA_CERTIFICATE_CATEGORY), once however many keys it signed.
+    let ca_pem = std::fs::read_to_string(token.dir().join("ca.pem")).unwrap();
+    let ca_der = codesign_testkit::pem_to_der(&ca_pem);
+    let before = token.object_count();
+    assert!(session.install_authority(&ca_der).unwrap(), "added");
+    assert!(!session.install_authority(&ca_der).unwrap(), "not twice");
+    assert_eq!(token.object_count(), before + 1);
+    let ca_block = block_of(&token, "Certificate Object", "Test CA");
+    assert!(ca_block.contains("Test CA"), "{ca_block}");
 }
 
 fn a_wrong_pin_is_tried_exactly_once(module: SuiteModule) {

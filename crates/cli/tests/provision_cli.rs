@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use certcentral_emulator::{Emulator, EmulatorConfig, Fault, FaultRule, Route, Settings};
 use codesign_kit::pipeline::Journal;
-use codesign_testkit::{SoftHsm, USER_PIN, count_labelled};
+use codesign_testkit::{SoftHsm, USER_PIN, count_labelled, count_with_id};
 
 const KEY: &str = "provision-cli-key-8c2d";
 
@@ -188,7 +188,7 @@ fn a_batch_killed_at_several_points_resumes_without_duplicates_or_orphans() {
         "{listing}"
     );
     assert_eq!(
-        count_labelled(&listing, "Certificate Object"),
+        count_with_id(&listing, "Certificate Object"),
         3,
         "{listing}"
     );

@@ -289,22 +289,42 @@ impl<'s> StoredKey for TokenStoredKey<'s> {
         self.session.audit_key(&self.key).map(Some)
     }
 
-    fn install(&self, leaf: &[u8], _chain_pem: &str) -> Result<String, KeysError> {
+    /// The leaf beside the key; then the chain's intermediates, as authority certificates,
+    /// each once on the token (the root, self-signed, is the verifier's to trust, not the
+    /// token's to carry).
+    fn install(&self, leaf: &[u8], chain_pem: &str) -> Result<String, KeysError> {
         let token = self.session.token().description();
-        match self.session.certificate_for(&self.key)? {
-            Some(existing) if existing == leaf => Ok("already on the token".to_string()),
-            Some(_) => Err(KeysError::Certificate(format!(
-                "{token} already holds another certificate with CKA_ID {}",
-                text::hex(self.key.id())
-            ))),
+        let said = match self.session.certificate_for(&self.key)? {
+            Some(existing) if existing == leaf => "already on the token".to_string(),
+            Some(_) => {
+                return Err(KeysError::Certificate(format!(
+                    "{token} already holds another certificate with CKA_ID {}",
+                    text::hex(self.key.id())
+                )));
+            }
             None => {
                 self.session.install_certificate(&self.key, leaf)?;
-                Ok(format!(
-                    "on {token} with CKA_ID {}",
-                    text::hex(self.key.id())
-                ))
+                format!("on {token} with CKA_ID {}", text::hex(self.key.id()))
+            }
+        };
+        // A token that cannot keep a CA certificate still holds the key's own: the chain file
+        // beside the record has the intermediates too, so this is said, not failed.
+        let mut added = 0;
+        for der in intermediates(chain_pem)? {
+            match self.session.install_authority(&der) {
+                Ok(true) => added += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!("{token}: an intermediate certificate was not stored: {e}");
+                    return Ok(format!("{said}; the intermediate was not stored: {e}"));
+                }
             }
         }
+        Ok(if added > 0 {
+            format!("{said}; {added} intermediate certificate(s) added")
+        } else {
+            said
+        })
     }
 }
 
@@ -444,6 +464,22 @@ impl StoredKey for FileKey {
 /// `<key>.chain.pem` beside a key file.
 fn chain_file(key_path: &Path) -> PathBuf {
     key_path.with_extension("chain.pem")
+}
+
+/// The CA certificates of a chain bundle (leaf first) that are not self-signed, in order.
+fn intermediates(chain_pem: &str) -> Result<Vec<Vec<u8>>, KeysError> {
+    let blocks = pem::parse_many(chain_pem.as_bytes())
+        .map_err(|e| KeysError::Certificate(format!("the chain is not PEM: {e}")))?;
+    let mut found = Vec::new();
+    for block in blocks.into_iter().skip(1) {
+        let der = block.into_contents();
+        let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der)
+            .map_err(|e| KeysError::Certificate(format!("a chain certificate: {e}")))?;
+        if cert.tbs_certificate.subject.as_raw() != cert.tbs_certificate.issuer.as_raw() {
+            found.push(der);
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -168,7 +168,10 @@ pub fn openssl_issue_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
 mod modules;
 mod softhsm;
 pub use modules::{SuiteModule, SuiteToken, object_blocks};
-pub use softhsm::{PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN, count_labelled};
+pub use softhsm::{
+    PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN, authority_certificates,
+    count_labelled, count_with_id,
+};
 
 /// The PKCS#11 shim module (`crates/p11shim`), built beside the test binaries: it forwards to a
 /// real module and crashes, forges or logs on request (see its crate documentation). Fails the

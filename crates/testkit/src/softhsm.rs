@@ -293,3 +293,44 @@ pub fn count_labelled(listing: &str, kind: &str) -> usize {
         })
         .count()
 }
+
+/// The lines of each object of `kind` in a `pkcs11-tool -O` listing, its own lines alone.
+fn objects_of<'l>(listing: &'l str, kind: &str) -> Vec<Vec<&'l str>> {
+    listing
+        .split(kind)
+        .skip(1)
+        .map(|block| {
+            block
+                .lines()
+                .skip(1)
+                .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+                .collect()
+        })
+        .collect()
+}
+
+/// How many objects of `kind` carry a `CKA_ID`: keys and the certificates installed beside them
+/// (the chain's authority certificates carry none).
+pub fn count_with_id(listing: &str, kind: &str) -> usize {
+    objects_of(listing, kind)
+        .iter()
+        .filter(|lines| lines.iter().any(|l| l.trim_start().starts_with("ID:")))
+        .count()
+}
+
+/// The labels of the certificates without a `CKA_ID`: the authority certificates a chain put on
+/// the token.
+pub fn authority_certificates(listing: &str) -> Vec<String> {
+    objects_of(listing, "Certificate Object")
+        .iter()
+        .filter(|lines| !lines.iter().any(|l| l.trim_start().starts_with("ID:")))
+        .map(|lines| {
+            lines
+                .iter()
+                .find_map(|l| l.trim_start().strip_prefix("label:"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect()
+}

@@ -479,13 +479,28 @@ impl Worker<'_> {
         leaf: &spki::CertificateFacts,
     ) -> Result<Ended, PipelineError> {
         let config = &self.context.config;
-        let record = self.record(row, key, leaf)?;
         let path = config.records_dir.join(format!("{}.json", row.spec.job_id));
         std::fs::create_dir_all(&config.records_dir).map_err(|cause| PipelineError::Io {
             path: config.records_dir.clone(),
             action: "cannot make the records directory",
             cause,
         })?;
+        // The chain beside the record (leaf first, PEM): what signing tools take with the key.
+        let chain_path = config
+            .records_dir
+            .join(format!("{}.chain.pem", row.spec.job_id));
+        let chain_pem = row
+            .chain_pem
+            .as_deref()
+            .ok_or_else(|| PipelineError::missing(&row.spec.job_id, "certificate chain"))?;
+        write_atomically(
+            &chain_path,
+            chain_pem.as_bytes(),
+            PUBLIC_FILE_MODE,
+            Overwrite::Replace,
+        )?;
+        let mut record = self.record(row, key, leaf)?;
+        record["chain_file"] = json!(chain_path.display().to_string());
         let text =
             serde_json::to_string_pretty(&record).map_err(|cause| PipelineError::Encode {
                 what: "provisioning record",

@@ -126,6 +126,11 @@ impl Module {
         &self.path
     }
 
+    /// The calls made through the module's function list directly (see [`super::raw`]).
+    pub(crate) fn raw(&self) -> &RawCalls {
+        &self.raw
+    }
+
     pub(crate) fn context(&self) -> &Pkcs11 {
         &self.context
     }

@@ -1,5 +1,6 @@
-//! The two informational calls this crate makes itself instead of through cryptoki:
-//! `C_GetInfo` and `C_GetTokenInfo`.
+//! The calls this crate makes itself instead of through cryptoki: the two informational ones,
+//! `C_GetInfo` and `C_GetTokenInfo`, and `C_SetAttributeValue` for the one attribute cryptoki 0.12
+//! has no variant for (`CKA_CERTIFICATE_CATEGORY`).
 //!
 //! cryptoki 0.12 turns their answers into its own types eagerly and fails the whole call on a
 //! field it cannot parse: a token that sets `CKF_CLOCK_ON_TOKEN` with a `utcTime` that is not 16
@@ -10,11 +11,11 @@
 //! unknown.
 //!
 //! This is the crate's only unsafe code: loading the module file a second time (the dynamic loader
-//! hands back the instance cryptoki already loaded and initialized) and two calls through its
-//! function list, each into a buffer of the size the PKCS#11 headers give.
+//! hands back the instance cryptoki already loaded and initialized) and three calls through its
+//! function list, each with a buffer of the size the PKCS#11 headers give.
 #![allow(
     unsafe_code,
-    reason = "FFI calls to the two PKCS#11 functions whose answers cryptoki 0.12 cannot parse tolerantly"
+    reason = "FFI calls to the PKCS#11 functions cryptoki 0.12 cannot make or parse as needed"
 )]
 
 use std::fmt;
@@ -24,7 +25,8 @@ use cryptoki::context::Function;
 use cryptoki::error::{Error, Rv};
 use cryptoki::slot::Slot;
 use cryptoki_sys::{
-    CK_C_GetInfo, CK_C_GetTokenInfo, CK_FLAGS, CK_FUNCTION_LIST, CK_INFO, CK_TOKEN_INFO, CK_ULONG,
+    CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_C_CreateObject, CK_C_GetInfo, CK_C_GetTokenInfo, CK_FLAGS,
+    CK_FUNCTION_LIST, CK_INFO, CK_OBJECT_HANDLE, CK_SESSION_HANDLE, CK_TOKEN_INFO, CK_ULONG,
     CK_UNAVAILABLE_INFORMATION, CK_VERSION, CKR_OK,
 };
 
@@ -34,6 +36,7 @@ pub(crate) struct RawCalls {
     _library: cryptoki_sys::Pkcs11,
     get_info: CK_C_GetInfo,
     get_token_info: CK_C_GetTokenInfo,
+    create_object: CK_C_CreateObject,
 }
 
 impl fmt::Debug for RawCalls {
@@ -61,11 +64,18 @@ impl RawCalls {
         }
         // SAFETY: `list` points to the module's function list, valid while the module is loaded;
         // every PKCS#11 version starts it with the same 2.x entries, these two among them.
-        let (get_info, get_token_info) = unsafe { ((*list).C_GetInfo, (*list).C_GetTokenInfo) };
+        let (get_info, get_token_info, create_object) = unsafe {
+            (
+                (*list).C_GetInfo,
+                (*list).C_GetTokenInfo,
+                (*list).C_CreateObject,
+            )
+        };
         Ok(RawCalls {
             _library: library,
             get_info,
             get_token_info,
+            create_object,
         })
     }
 
@@ -77,6 +87,39 @@ impl RawCalls {
         let rv = unsafe { call(slot.id(), &mut raw) };
         Rv::from(rv).into_result(Function::GetTokenInfo)?;
         Ok(TokenInfo::from_raw(&raw))
+    }
+
+    /// `C_CreateObject` with a template of raw values (each attribute's bytes as PKCS#11 lays
+    /// them out), in the session whose handle cryptoki gives.
+    pub(crate) fn create_object(
+        &self,
+        session: CK_SESSION_HANDLE,
+        template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    ) -> Result<CK_OBJECT_HANDLE, Error> {
+        let call = self.create_object.ok_or(Error::NullFunctionPointer)?;
+        let mut values: Vec<Vec<u8>> = template.iter().map(|(_, v)| v.clone()).collect();
+        let mut attributes: Vec<CK_ATTRIBUTE> = template
+            .iter()
+            .zip(values.iter_mut())
+            .map(|((kind, _), value)| CK_ATTRIBUTE {
+                type_: *kind,
+                pValue: value.as_mut_ptr().cast(),
+                ulValueLen: value.len() as CK_ULONG,
+            })
+            .collect();
+        let mut object: CK_OBJECT_HANDLE = 0;
+        // SAFETY: every attribute points into `values`, which outlives the call and holds each
+        // value at its length; `object` takes the one handle the module writes.
+        let rv = unsafe {
+            call(
+                session,
+                attributes.as_mut_ptr(),
+                attributes.len() as CK_ULONG,
+                &mut object,
+            )
+        };
+        Rv::from(rv).into_result(Function::CreateObject)?;
+        Ok(object)
     }
 
     /// `C_GetInfo`, decoded tolerantly.
