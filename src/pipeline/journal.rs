@@ -610,16 +610,7 @@ impl Journal {
     /// # Errors
     /// [`PipelineError::Journal`].
     pub fn unfinished(&self) -> Result<Vec<String>, PipelineError> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare("SELECT job_id FROM jobs WHERE state != 'done' ORDER BY rowid")
-            .map_err(|e| self.db(e))?;
-        let ids = statement
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        Ok(ids)
+        self.job_ids("SELECT job_id FROM jobs WHERE state != 'done' ORDER BY rowid")
     }
 
     /// The IDs of every job done, in insertion order.
@@ -627,10 +618,13 @@ impl Journal {
     /// # Errors
     /// [`PipelineError::Journal`].
     pub fn done(&self) -> Result<Vec<String>, PipelineError> {
+        self.job_ids("SELECT job_id FROM jobs WHERE state = 'done' ORDER BY rowid")
+    }
+
+    /// The job IDs a query of `job_id` selects.
+    fn job_ids(&self, query: &str) -> Result<Vec<String>, PipelineError> {
         let connection = self.lock();
-        let mut statement = connection
-            .prepare("SELECT job_id FROM jobs WHERE state = 'done' ORDER BY rowid")
-            .map_err(|e| self.db(e))?;
+        let mut statement = connection.prepare(query).map_err(|e| self.db(e))?;
         let ids = statement
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| self.db(e))?

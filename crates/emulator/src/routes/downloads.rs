@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::PoisonError;
 
-use super::respond::{SharedState, error, parse_id};
+use super::respond::{SharedState, error, order_not_found, parse_id};
 use crate::state::IssuedCertificate;
 
 pub(super) fn chain_response(
@@ -88,11 +88,7 @@ pub(super) async fn download_by_order(
     };
     let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(order) = state.orders.get(&order_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+        return order_not_found(order_id);
     };
     match order
         .certificate_id

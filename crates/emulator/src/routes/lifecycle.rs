@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::orders::iso8601;
-use super::respond::{SharedState, error, id_and_body, parse_id};
+use super::respond::{SharedState, error, id_and_body, order_not_found, parse_id};
 use crate::ApprovalMode;
 use crate::state::{PendingReissue, Request as CertRequest, State as Account};
 use crate::validate;
@@ -66,11 +66,7 @@ pub(super) async fn reissue(
     let now = shared.now_unix();
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(order) = state.orders.get(&order_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+        return order_not_found(order_id);
     };
     // Our code: DigiCert names none for a reissue of an order that is not issued.
     if order.status != "issued" {
@@ -136,11 +132,7 @@ pub(super) async fn list_reissues(
     };
     let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(order) = state.orders.get(&order_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+        return order_not_found(order_id);
     };
     // The first certificate was the order's own; every later one came from a reissue.
     let mut issued: Vec<u64> = order
@@ -256,11 +248,7 @@ fn revoke(shared: &crate::Shared, target: Target, body: &Value) -> Response {
         Target::Order(id) => (id, None),
     };
     let Some(order) = state.orders.get(&order_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+        return order_not_found(order_id);
     };
     if order.status == "reissue_pending" {
         return error(

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::respond::{SharedState, error, errors, id_and_body, parse_id, parse_json};
+use super::respond::{
+    SharedState, error, errors, id_and_body, order_not_found, parse_id, parse_json,
+};
 use crate::state::{IssuedCertificate, Order, Product, Request as CertRequest};
 use crate::validate::{self, OrgChoice};
 use crate::{ApprovalMode, Settings, Shared};
@@ -391,11 +393,7 @@ pub(super) async fn order_info(
     let due = {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !state.orders.contains_key(&order_id) {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found|order",
-                format!("no order {order_id}"),
-            );
+            return order_not_found(order_id);
         }
         advance(&settings, &mut state, order_id, shared.now_unix())
     };
@@ -822,11 +820,7 @@ pub(super) async fn update_order_status(
     }
     let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(order) = state.orders.get_mut(&order_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found|order",
-            format!("no order {order_id}"),
-        );
+        return order_not_found(order_id);
     };
     // The documented states a cancel leaves: `pending` and `waiting_pickup`.
     if !["pending", "waiting_pickup"].contains(&order.status.as_str()) {

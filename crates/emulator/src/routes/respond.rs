@@ -23,6 +23,15 @@ pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
     errors(status, vec![ApiError::new(code, message)])
 }
 
+/// `404 not_found|order`, as CertCentral answers an order it does not hold.
+pub(super) fn order_not_found(order_id: u64) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found|order",
+        format!("no order {order_id}"),
+    )
+}
+
 pub(super) fn parse_json(bytes: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(bytes).map_err(|e| {
         error(
