@@ -52,6 +52,11 @@ pub enum Command {
     Expiring(commands::lifecycle::ExpiringArgs),
     /// Provision many keys through the whole pipeline from a plan; resumable.
     Provision(commands::provision::ProvisionArgs),
+    /// A token key's public key, PEM (SubjectPublicKeyInfo).
+    Pubkey(commands::token::PubkeyArgs),
+    /// Certificates kept on a token beside their keys (export).
+    #[command(subcommand)]
+    Cert(commands::token::CertCommand),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
     Doctor(commands::token::DoctorArgs),
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
@@ -70,6 +75,8 @@ impl Command {
             Command::Csr(args) => commands::keys::csr(args),
             Command::Inspect(args) => commands::keys::inspect(args),
             Command::Doctor(args) => commands::token::doctor(args),
+            Command::Pubkey(args) => commands::token::pubkey(args),
+            Command::Cert(command) => commands::token::cert(command),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
             Command::Renew(args) => commands::lifecycle::renew(args),

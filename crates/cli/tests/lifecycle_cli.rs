@@ -727,3 +727,119 @@ fn a_reissue_rotates_the_key_under_the_same_order_once() {
     );
     assert_eq!(emu.order_count(), 2, "no new order for a reissue");
 }
+
+/// After `provision`, the token holds each key's certificate and the chain's intermediate:
+/// `pubkey` gives the key's public key (the leaf's, as openssl reads it), `cert export` the
+/// leaf, and `cert export --chain` the leaf and the intermediate from the token, which openssl
+/// verifies against the emulator's root; the chain file beside the record says the same.
+#[test]
+fn the_chain_is_on_the_token_and_exports_with_its_key() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("exporting");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = provision(&hsm, &emu, dir.path(), "exporting", 2);
+    let row = Journal::open(&journal)
+        .unwrap()
+        .load("life-2")
+        .unwrap()
+        .unwrap();
+    let key_uri = hsm.uri("exporting", ";object=life-2");
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+
+    let pubkey = cli(&hsm, &emu, &["pubkey", &key_uri]);
+    assert_eq!(pubkey.status.code(), Some(0), "{}", text(&pubkey));
+    let chain_file = dir.path().join("records/life-2.chain.pem");
+    let chain = std::fs::read_to_string(&chain_file).unwrap();
+    assert_eq!(
+        Some(chain.clone()),
+        row.chain_pem,
+        "the chain file is the journal's chain"
+    );
+    let blocks: Vec<&str> = chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    let leaf = dir.path().join("leaf.pem");
+    std::fs::write(&leaf, blocks[0]).unwrap();
+    let leaf_key = openssl(&["x509", "-in", &p(&leaf), "-noout", "-pubkey"]).stdout;
+    assert_eq!(
+        pubkey.stdout, leaf_key,
+        "the key's public key is the leaf's"
+    );
+
+    let exported = cli(&hsm, &emu, &["cert", "export", &key_uri]);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    assert_eq!(String::from_utf8_lossy(&exported.stdout), blocks[0]);
+
+    let with_chain = dir.path().join("exported-chain.pem");
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "cert",
+            "export",
+            &key_uri,
+            "--chain",
+            "--out",
+            &p(&with_chain),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let exported_chain = std::fs::read_to_string(&with_chain).unwrap();
+    assert_eq!(
+        exported_chain,
+        format!("{}{}", blocks[0], blocks[1]),
+        "leaf and intermediate, no root"
+    );
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, emu.root_pem()).unwrap();
+    let intermediate = dir.path().join("intermediate-from-token.pem");
+    std::fs::write(&intermediate, blocks[1]).unwrap();
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(&root),
+        "-untrusted",
+        &p(&intermediate),
+        &p(&leaf),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // Not written over without --force.
+    let again = cli(
+        &hsm,
+        &emu,
+        &["cert", "export", &key_uri, "--out", &p(&with_chain)],
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    // A key with no certificate beside it: said by name.
+    let bare = cli(
+        &hsm,
+        &emu,
+        &[
+            "keygen",
+            "--alg",
+            "p256",
+            "--pkcs11",
+            &hsm.uri("exporting", ""),
+            "--label",
+            "bare",
+        ],
+    );
+    assert_eq!(bare.status.code(), Some(0), "{}", text(&bare));
+    let none = cli(
+        &hsm,
+        &emu,
+        &["cert", "export", &hsm.uri("exporting", ";object=bare")],
+    );
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .contains("no certificate is kept beside key \"bare\""),
+        "{}",
+        text(&none)
+    );
+}

@@ -40,7 +40,8 @@ impl Csr {
     }
 }
 
-pub(crate) fn pem_lf(tag: &str, der: &[u8]) -> String {
+/// `der` as a PEM block of `tag` (`PUBLIC KEY`, `CERTIFICATE`), with LF line ends.
+pub fn pem_lf(tag: &str, der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new(tag, der),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

@@ -261,3 +261,103 @@ pub fn doctor(args: DoctorArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `pubkey`'s arguments.
+#[derive(Debug, Args)]
+pub struct PubkeyArgs {
+    /// The key, e.g. "pkcs11:token=Code%20Signing;object=cs-001" (id= or object=).
+    uri: String,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    force: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+}
+
+/// `pubkey`: a token key's public key as PEM (SubjectPublicKeyInfo), as `openssl pkey -pubin`
+/// reads it.
+pub fn pubkey(args: PubkeyArgs) -> Result<()> {
+    let out = super::io::Output::new("--out", args.out.as_deref().unwrap_or(Path::new("-")), &[])?;
+    let overwrite = super::io::overwrite(args.force);
+    out.check(overwrite)?;
+    let (uri, _token, session) = key_session(&args.uri, args.module.as_deref())?;
+    let key = session
+        .find_key(uri.id.as_deref(), uri.object.as_deref())
+        .context("cannot use the token key")?;
+    let pem = csr::pem_lf("PUBLIC KEY", &key.subject_public_key_info());
+    out.write(
+        pem.as_bytes(),
+        codesign_kit::keys::files::PUBLIC_FILE_MODE,
+        overwrite,
+    )
+}
+
+/// `cert`'s subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// The certificate kept beside a token key (with --chain, its issuers found on the token),
+    /// PEM, leaf first.
+    Export(CertExportArgs),
+}
+
+/// `cert export`'s arguments.
+#[derive(Debug, Args)]
+pub struct CertExportArgs {
+    /// The key whose certificate is exported (id= or object=).
+    uri: String,
+    /// Add the issuers the token holds, up to the first it does not (the root is not kept there).
+    #[arg(long)]
+    chain: bool,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    force: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+}
+
+/// `cert ...`.
+pub fn cert(command: CertCommand) -> Result<()> {
+    match command {
+        CertCommand::Export(args) => cert_export(args),
+    }
+}
+
+fn cert_export(args: CertExportArgs) -> Result<()> {
+    let out = super::io::Output::new("--out", args.out.as_deref().unwrap_or(Path::new("-")), &[])?;
+    let overwrite = super::io::overwrite(args.force);
+    out.check(overwrite)?;
+    let (uri, token, session) = key_session(&args.uri, args.module.as_deref())?;
+    let key = session
+        .find_key(uri.id.as_deref(), uri.object.as_deref())
+        .context("cannot use the token key")?;
+    let Some(leaf) = session.certificate_for(&key)? else {
+        bail!(
+            "{}: no certificate is kept beside key \"{}\" (CKA_ID {})",
+            token.description(),
+            key.label(),
+            hex(key.id())
+        );
+    };
+    let certificates = if args.chain {
+        session.chain_on_token(&leaf)?
+    } else {
+        vec![leaf]
+    };
+    let pem: String = certificates
+        .iter()
+        .map(|der| csr::pem_lf("CERTIFICATE", der))
+        .collect();
+    out.write(
+        pem.as_bytes(),
+        codesign_kit::keys::files::PUBLIC_FILE_MODE,
+        overwrite,
+    )
+}

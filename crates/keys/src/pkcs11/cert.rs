@@ -146,6 +146,35 @@ impl TokenSession {
         }
     }
 
+    /// The chain of `leaf` from the token's certificates: each issuer found by its subject, up to
+    /// the first certificate the token does not hold (or a self-signed one). `leaf` is first.
+    ///
+    /// # Errors
+    /// [`KeysError::Certificate`] when a certificate does not parse, [`KeysError::Pkcs11`].
+    pub fn chain_on_token(&self, leaf: &[u8]) -> Result<Vec<Vec<u8>>, KeysError> {
+        let mut chain = vec![leaf.to_vec()];
+        for _ in 0..8 {
+            let last = chain.last().cloned().unwrap_or_default();
+            let (_, cert) = X509Certificate::from_der(&last).map_err(|e| {
+                KeysError::Certificate(format!("not a readable X.509 certificate: {e}"))
+            })?;
+            let issuer = cert.tbs_certificate.issuer.as_raw();
+            if issuer == cert.tbs_certificate.subject.as_raw() {
+                break;
+            }
+            let found = self.find(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::Subject(issuer.to_vec()),
+            ])?;
+            let Some(handle) = found.first() else { break };
+            match self.attribute(*handle, cryptoki::object::AttributeType::Value)? {
+                Some(Attribute::Value(der)) if !chain.contains(&der) => chain.push(der),
+                _ => break,
+            }
+        }
+        Ok(chain)
+    }
+
     /// The DER of the certificate stored with `key`'s `CKA_ID`, if any.
     ///
     /// # Errors
