@@ -52,6 +52,9 @@ pub enum Command {
     Expiring(commands::lifecycle::ExpiringArgs),
     /// Provision many keys through the whole pipeline from a plan; resumable.
     Provision(commands::provision::ProvisionArgs),
+    /// A token's keys and certificates (list).
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// A token key's public key, PEM (SubjectPublicKeyInfo).
     Pubkey(commands::token::PubkeyArgs),
     /// Certificates kept on a token beside their keys (export).
@@ -76,6 +79,7 @@ impl Command {
             Command::Inspect(args) => commands::keys::inspect(args),
             Command::Doctor(args) => commands::token::doctor(args),
             Command::Pubkey(args) => commands::token::pubkey(args),
+            Command::Token(command) => commands::token::token(command),
             Command::Cert(command) => commands::token::cert(command),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),

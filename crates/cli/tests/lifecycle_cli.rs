@@ -842,4 +842,39 @@ fn the_chain_is_on_the_token_and_exports_with_its_key() {
         "{}",
         text(&none)
     );
+
+    // `token list`: the three keys, the two certificates beside them, the one CA certificate.
+    let listed = cli(
+        &hsm,
+        &emu,
+        &["token", "list", &hsm.uri("exporting", ""), "--json"],
+    );
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    let doc: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let keys = doc["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3, "{doc}");
+    let with_certificates = keys
+        .iter()
+        .filter(|k| k["certificate"]["subject"].is_string())
+        .count();
+    assert_eq!(with_certificates, 2, "{doc}");
+    assert!(keys.iter().all(|k| k["algorithm"] == "p256"), "{doc}");
+    let cas = doc["ca_certificates"].as_array().unwrap();
+    assert_eq!(cas.len(), 1, "{doc}");
+    assert!(
+        cas[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CertCentral Emulator Code Signing CA"),
+        "{doc}"
+    );
+    let plain = cli(&hsm, &emu, &["token", "list", &hsm.uri("exporting", "")]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain));
+    let said = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        said.contains("3 key(s)")
+            && said.contains("key \"bare\"")
+            && said.contains("no certificate"),
+        "{said}"
+    );
 }

@@ -361,3 +361,120 @@ fn cert_export(args: CertExportArgs) -> Result<()> {
         overwrite,
     )
 }
+
+/// `token`'s subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// The token's keys (label, ID, algorithm) with the certificates beside them (subject,
+    /// serial, end), and its CA certificates.
+    List(TokenListArgs),
+}
+
+/// `token list`'s arguments.
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// The token, e.g. "pkcs11:token=Code%20Signing".
+    uri: String,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+}
+
+/// `token ...`.
+pub fn token(command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::List(args) => token_list(args),
+    }
+}
+
+/// What `token list` shows of a certificate.
+fn certificate_json(der: &[u8]) -> serde_json::Value {
+    match codesign_kit::keys::spki::certificate_facts(der) {
+        Ok(facts) => {
+            let till = time_text(facts.not_after_unix);
+            serde_json::json!({
+                "subject": facts.subject,
+                "serial": facts.serial_hex,
+                "not_after": till,
+                "sha256": facts.sha256,
+            })
+        }
+        Err(e) => serde_json::json!({ "unreadable": e.to_string() }),
+    }
+}
+
+fn time_text(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn token_list(args: TokenListArgs) -> Result<()> {
+    let uri = parse_uri(&args.uri)?;
+    let token = find_token(&uri, args.module.as_deref())?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
+    let session = token.login(&pin)?;
+    let keys = session.list_keys()?;
+    let authorities = session.certificates_without_id()?;
+    if args.json {
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "label": k.label,
+                    "id": hex(&k.id),
+                    "algorithm": k.algorithm.map(|a| a.cli_name()),
+                    "refused": k.refused,
+                    "certificate": k.certificate.as_deref().map(certificate_json),
+                })
+            })
+            .collect();
+        let authorities: Vec<serde_json::Value> = authorities
+            .iter()
+            .map(|der| certificate_json(der))
+            .collect();
+        let doc = serde_json::json!({
+            "token": token.summary(),
+            "keys": keys,
+            "ca_certificates": authorities,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let shown = |text: &str| codesign_kit::keys::text::escape_unsafe(text, false);
+    println!("{}: {} key(s)", token.description(), keys.len());
+    for k in &keys {
+        let what = match (&k.algorithm, &k.refused) {
+            (Some(a), _) => a.cli_name().to_string(),
+            (None, Some(why)) => format!("not usable: {}", shown(why)),
+            (None, None) => "unknown".to_string(),
+        };
+        println!("  key \"{}\" id {} {what}", shown(&k.label), hex(&k.id));
+        match k.certificate.as_deref().map(certificate_json) {
+            Some(c) if c.get("subject").is_some() => println!(
+                "    certificate: {}, serial {}, valid till {}",
+                shown(c["subject"].as_str().unwrap_or_default()),
+                c["serial"].as_str().unwrap_or_default(),
+                c["not_after"].as_str().unwrap_or_default()
+            ),
+            Some(c) => println!("    certificate: {c}"),
+            None => println!("    no certificate"),
+        }
+    }
+    for der in &authorities {
+        let c = certificate_json(der);
+        println!(
+            "  CA certificate: {}, valid till {}",
+            shown(c["subject"].as_str().unwrap_or("unreadable")),
+            c["not_after"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

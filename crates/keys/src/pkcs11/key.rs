@@ -54,6 +54,21 @@ impl fmt::Debug for TokenKey<'_> {
     }
 }
 
+/// A private key on the token, as [`TokenSession::list_keys`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID`.
+    pub id: Vec<u8>,
+    /// The algorithm, for a key the code signing rules allow.
+    pub algorithm: Option<KeyAlgorithm>,
+    /// Why it is not usable here, for any other.
+    pub refused: Option<String>,
+    /// The certificate kept beside it (DER).
+    pub certificate: Option<Vec<u8>>,
+}
+
 impl TokenKey<'_> {
     /// The key's `CKA_ID`.
     pub fn id(&self) -> &[u8] {
@@ -143,6 +158,74 @@ impl TokenSession {
         }
         self.destroy(&objects)?;
         Ok(objects.len())
+    }
+
+    /// The certificates without a `CKA_ID` (the chains' authority certificates), DER.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`].
+    pub fn certificates_without_id(&self) -> Result<Vec<Vec<u8>>, KeysError> {
+        let mut found = Vec::new();
+        for object in self.find(&[Attribute::Class(ObjectClass::CERTIFICATE)])? {
+            let attrs = self.attributes(object, &[AttributeType::Id, AttributeType::Value])?;
+            let has_id = attrs
+                .iter()
+                .any(|a| matches!(a, Attribute::Id(v) if !v.is_empty()));
+            if has_id {
+                continue;
+            }
+            if let Some(Attribute::Value(der)) =
+                attrs.into_iter().find(|a| matches!(a, Attribute::Value(_)))
+            {
+                found.push(der);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every private key the token holds, with its certificate when one is kept beside it. A key
+    /// the code signing rules do not allow (or that cannot be read) is listed with the reason
+    /// instead of its algorithm.
+    ///
+    /// # Errors
+    /// [`KeysError::Pkcs11`] when the keys cannot be found.
+    pub fn list_keys(&self) -> Result<Vec<ListedKey>, KeysError> {
+        let mut listed = Vec::new();
+        for private in self.find_private_keys(None, None)? {
+            match self.key_from_private(private) {
+                Ok(key) => {
+                    let certificate = self.certificate_for(&key)?;
+                    listed.push(ListedKey {
+                        label: key.label.clone(),
+                        id: key.id.clone(),
+                        algorithm: Some(key.algorithm),
+                        refused: None,
+                        certificate,
+                    });
+                }
+                Err(e) => {
+                    let mut label = String::new();
+                    let mut id = Vec::new();
+                    for attr in
+                        self.attributes(private, &[AttributeType::Label, AttributeType::Id])?
+                    {
+                        match attr {
+                            Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
+                            Attribute::Id(v) => id = v,
+                            _ => {}
+                        }
+                    }
+                    listed.push(ListedKey {
+                        label,
+                        id,
+                        algorithm: None,
+                        refused: Some(e.to_string()),
+                        certificate: None,
+                    });
+                }
+            }
+        }
+        Ok(listed)
     }
 
     /// Builds the [`TokenKey`] for a private key handle: reads its ID, label, type and public key.

@@ -44,7 +44,7 @@ mod uri;
 pub use capability::AlgorithmVerdict;
 pub use doctor::{DigicertVerdict, MechanismReport, PinLength, TokenReport};
 pub use encoding::{decode_ec_point, ecdsa_raw_to_der};
-pub use key::TokenKey;
+pub use key::{ListedKey, TokenKey};
 pub use keygen::{KeyAudit, KeyRequest, PendingKey, random_id};
 pub use module::{Module, TokenRef, TokenSummary};
 pub use pin::{NoPinSource, Pin, PinSource};
