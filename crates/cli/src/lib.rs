@@ -62,6 +62,10 @@ pub enum Command {
     Cert(commands::token::CertCommand),
     /// What a PKCS#11 token offers for code signing keys: mechanisms, key sizes, PIN state, verdicts.
     Doctor(commands::token::DoctorArgs),
+    /// Shell completions for codesign-kit (bash, zsh, fish, powershell, elvish), on standard output.
+    Completions(CompletionsArgs),
+    /// The codesign-kit man page (roff), on standard output: `codesign-kit man > codesign-kit.1`.
+    Man,
     /// Run the local CertCentral (tests, demos): validates like the API, issues from a test CA.
     #[cfg(feature = "emulator")]
     Emulator(commands::emulator::EmulatorArgs),
@@ -80,6 +84,20 @@ impl Command {
             Command::Doctor(args) => commands::token::doctor(args),
             Command::Pubkey(args) => commands::token::pubkey(args),
             Command::Token(command) => commands::token::token(command),
+            Command::Completions(args) => {
+                let mut command = command_line();
+                clap_complete::generate(
+                    args.shell,
+                    &mut command,
+                    "codesign-kit",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+            Command::Man => {
+                clap_mangen::Man::new(command_line()).render(&mut std::io::stdout())?;
+                Ok(())
+            }
             Command::Cert(command) => commands::token::cert(command),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
@@ -94,6 +112,32 @@ impl Command {
             Command::Emulator(args) => commands::emulator::run(args),
         }
     }
+}
+
+/// `completions`' arguments.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The whole `codesign-kit` command line, from the same definitions the binary parses with: what
+/// completions and the man page are made from.
+pub fn command_line() -> clap::Command {
+    use clap::{Args, Subcommand};
+    let top = clap::Command::new("codesign-kit")
+        .version(concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (",
+            env!("CARGO_PKG_NAME"),
+            ", commit ",
+            env!("CODESIGN_KIT_COMMIT"),
+            ")"
+        ))
+        .subcommand_required(true);
+    // The flattened arguments bring their own doc as an about: the command's is set last.
+    LogArgs::augment_args(Command::augment_subcommands(top)).about(env!("CARGO_PKG_DESCRIPTION"))
 }
 
 /// Exit statuses of the CLI contract.

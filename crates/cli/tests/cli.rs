@@ -541,3 +541,33 @@ fn log_levels_and_the_json_format() {
     let conflict = status(&["-v", "-q"], None);
     assert_exit(&conflict, 2);
 }
+
+/// Completions and the man page come from the same definitions the binary parses with: every
+/// command is in them.
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = cli(&["completions", shell]);
+        assert_exit(&out, 0);
+        let script = stdout(&out);
+        for command in [
+            "provision",
+            "renew",
+            "reissue",
+            "revoke",
+            "expiring",
+            "token",
+            "pubkey",
+        ] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    let man = cli(&["man"]);
+    assert_exit(&man, 0);
+    let page = stdout(&man);
+    assert!(page.contains(".TH codesign-kit 1"), "{page}");
+    for command in ["provision", "renew", "expiring", "doctor"] {
+        assert!(page.contains(command), "man: no {command}");
+    }
+    assert_exit(&cli(&["completions", "tcsh"]), 2);
+}
