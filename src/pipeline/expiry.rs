@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::order::{Client, OrderQuery};
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::journal::Journal;
+use crate::pipeline::journal::{JobRow, Journal};
 
 /// Where an expiry was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,27 +58,37 @@ pub struct Expiry {
 pub fn from_journal(journal: &Journal, now: i64) -> Result<Vec<Expiry>, PipelineError> {
     let mut found = Vec::new();
     for job_id in journal.done()? {
-        let Some(row) = journal.load(&job_id)? else {
-            continue;
-        };
-        let Some(pem) = row.chain_pem.as_deref() else {
-            continue;
-        };
-        let chain = crate::order::Chain::from_pem(pem.as_bytes())?;
-        let facts = crate::keys::spki::certificate_facts(&chain.leaf)?;
-        let till = time::OffsetDateTime::from_unix_timestamp(facts.not_after_unix)
-            .map_err(|e| PipelineError::missing(&job_id, &format!("a valid end date ({e})")))?;
-        found.push(Expiry {
-            source: Source::Journal,
-            job_id: Some(job_id),
-            order_id: row.order_id,
-            certificate_id: row.certificate_id,
-            valid_till: till.date().to_string(),
-            days_left: (facts.not_after_unix - now).div_euclid(86_400),
-        });
+        if let Some(row) = journal.load(&job_id)?
+            && let Some(expiry) = of_row(&row, now)?
+        {
+            found.push(expiry);
+        }
     }
     found.sort_by_key(|e| e.days_left);
     Ok(found)
+}
+
+/// The end of a job's certificate, from the chain its row holds (`None` without one).
+///
+/// # Errors
+/// [`PipelineError`] when the chain does not parse.
+pub fn of_row(row: &JobRow, now: i64) -> Result<Option<Expiry>, PipelineError> {
+    let Some(pem) = row.chain_pem.as_deref() else {
+        return Ok(None);
+    };
+    let chain = crate::order::Chain::from_pem(pem.as_bytes())?;
+    let facts = crate::keys::spki::certificate_facts(&chain.leaf)?;
+    let till = time::OffsetDateTime::from_unix_timestamp(facts.not_after_unix).map_err(|e| {
+        PipelineError::missing(&row.spec.job_id, &format!("a valid end date ({e})"))
+    })?;
+    Ok(Some(Expiry {
+        source: Source::Journal,
+        job_id: Some(row.spec.job_id.clone()),
+        order_id: row.order_id,
+        certificate_id: row.certificate_id,
+        valid_till: till.date().to_string(),
+        days_left: (facts.not_after_unix - now).div_euclid(86_400),
+    }))
 }
 
 /// The certificates the provisioning records in `dir` (`*.json`) describe, soonest end first,

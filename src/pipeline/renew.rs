@@ -56,17 +56,11 @@ pub fn reissue_job(journal: &Journal, job_id: &str) -> Result<JobSpec, PipelineE
             "its new key's label \"{label}\" would be longer than {MAX_LABEL_BYTES} bytes"
         )));
     }
-    let location = match &row.spec.location {
-        KeyLocation::Token { uri } => KeyLocation::Token { uri: uri.clone() },
-        KeyLocation::File { path } => KeyLocation::File {
-            path: path.with_file_name(format!("{label}.pem")),
-        },
-    };
     Ok(JobSpec {
         job_id: next,
         algorithm: row.spec.algorithm,
         subject: row.spec.subject.clone(),
-        location,
+        location: next_location(&row.spec.location, &label),
         label,
         renewal_of: None,
         reissue_of: Some(Predecessor {
@@ -87,6 +81,16 @@ pub fn next_generation(name: &str) -> String {
         return format!("{base}.g{}", n.saturating_add(1));
     }
     format!("{name}.g2")
+}
+
+/// Where the next generation's key goes: the same token, or the same directory under its label.
+fn next_location(location: &KeyLocation, label: &str) -> KeyLocation {
+    match location {
+        KeyLocation::Token { uri } => KeyLocation::Token { uri: uri.clone() },
+        KeyLocation::File { path } => KeyLocation::File {
+            path: path.with_file_name(format!("{label}.pem")),
+        },
+    }
 }
 
 /// What a renewal selection found.
@@ -113,55 +117,55 @@ pub fn select(
     only: &[String],
 ) -> Result<Selection, PipelineError> {
     let mut selection = Selection::default();
-    // Jobs a renewal follows, and jobs whose order a done reissue moved to another key: neither
-    // is renewed (the reissue job is, in its place).
+    // Each row is read once. Jobs a renewal follows, and jobs whose order a done reissue moved
+    // to another key, are not renewed (the later job is, in its place); the done jobs ending
+    // within the window are kept (their specs only) until every row has been seen.
     let mut followed = BTreeSet::new();
-    let mut rows = Vec::new();
+    let mut known = BTreeSet::new();
+    let mut candidates = Vec::new();
     for job_id in journal.done()?.into_iter().chain(journal.unfinished()?) {
-        if let Some(row) = journal.load(&job_id)? {
-            if let Some(renewal) = &row.spec.renewal_of {
-                followed.insert(renewal.job_id.clone());
-            }
-            if let Some(reissue) = &row.spec.reissue_of
-                && row.state == JobState::Done
-            {
-                followed.insert(reissue.job_id.clone());
-            }
-            rows.push(row);
-        }
-    }
-    for name in only {
-        if !rows.iter().any(|r| &r.spec.job_id == name) {
-            return Err(PipelineError::UnknownJob {
-                job_id: name.clone(),
-            });
-        }
-    }
-    // Renewals begun earlier: resumed whatever the window, so none is left half-done.
-    for row in &rows {
-        if row.spec.renewal_of.is_some() && row.state != JobState::Done {
-            selection.jobs.push(row.spec.clone());
-        }
-    }
-    let expiries = crate::pipeline::expiry::from_journal(journal, now)?;
-    for expiry in crate::pipeline::expiry::inside(&expiries, within_days) {
-        let Some(job_id) = &expiry.job_id else {
+        let Some(row) = journal.load(&job_id)? else {
             continue;
         };
-        if followed.contains(job_id) || (!only.is_empty() && !only.contains(job_id)) {
+        known.insert(job_id.clone());
+        if let Some(renewal) = &row.spec.renewal_of {
+            followed.insert(renewal.job_id.clone());
+            // Renewals begun earlier: resumed whatever the window, so none is left half-done.
+            if row.state != JobState::Done {
+                selection.jobs.push(row.spec.clone());
+            }
+        }
+        if let Some(reissue) = &row.spec.reissue_of
+            && row.state == JobState::Done
+        {
+            followed.insert(reissue.job_id.clone());
+        }
+        if row.state == JobState::Done
+            && (only.is_empty() || only.contains(&job_id))
+            && let Some(expiry) = crate::pipeline::expiry::of_row(&row, now)?
+            && expiry.days_left <= within_days
+        {
+            candidates.push((row.spec, row.order_id));
+        }
+    }
+    if let Some(name) = only.iter().find(|name| !known.contains(*name)) {
+        return Err(PipelineError::UnknownJob {
+            job_id: name.clone(),
+        });
+    }
+    for (spec, order_id) in candidates {
+        let job_id = &spec.job_id;
+        if followed.contains(job_id) {
             continue;
         }
-        let Some(row) = rows.iter().find(|r| &r.spec.job_id == job_id) else {
-            continue;
-        };
-        let Some(order_id) = row.order_id else {
+        let Some(order_id) = order_id else {
             selection.skipped.push((
                 job_id.clone(),
                 "the journal holds no order for it".to_string(),
             ));
             continue;
         };
-        let label = next_generation(&row.spec.label);
+        let label = next_generation(&spec.label);
         if label.len() > MAX_LABEL_BYTES {
             selection.skipped.push((
                 job_id.clone(),
@@ -171,17 +175,11 @@ pub fn select(
             ));
             continue;
         }
-        let location = match &row.spec.location {
-            KeyLocation::Token { uri } => KeyLocation::Token { uri: uri.clone() },
-            KeyLocation::File { path } => KeyLocation::File {
-                path: path.with_file_name(format!("{label}.pem")),
-            },
-        };
         selection.jobs.push(JobSpec {
             job_id: next_generation(job_id),
-            algorithm: row.spec.algorithm,
-            subject: row.spec.subject.clone(),
-            location,
+            algorithm: spec.algorithm,
+            subject: spec.subject.clone(),
+            location: next_location(&spec.location, &label),
             label,
             renewal_of: Some(Predecessor {
                 job_id: job_id.clone(),

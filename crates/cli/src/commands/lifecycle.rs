@@ -361,7 +361,13 @@ fn retire_old(journal: &Journal, module: Option<&Path>) -> Result<()> {
                 if path.exists() {
                     std::fs::remove_file(path)
                         .with_context(|| format!("cannot remove {}", path.display()))?;
-                    let _ = std::fs::remove_file(&chain);
+                    match std::fs::remove_file(&chain) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(anyhow::Error::new(e)
+                                .context(format!("cannot remove {}", chain.display())));
+                        }
+                        _ => {}
+                    }
                     Some(format!("{} and its chain file", path.display()))
                 } else {
                     None
