@@ -878,3 +878,322 @@ fn the_chain_is_on_the_token_and_exports_with_its_key() {
         "{said}"
     );
 }
+
+/// DigiCert's HSM flow by hand: `keygen --csr-out` (key and CSR in one process), `order`,
+/// `download`, then `cert install` puts the leaf beside the key it was found by (its public key,
+/// not its label) and the intermediate as a CA certificate; `cert export --chain` gives back
+/// what openssl verifies against the emulator's root. Installing it again, a certificate whose
+/// key the token does not hold, and a bundle out of order are refused and change nothing.
+#[test]
+fn the_manual_path_ends_with_the_chain_on_the_token() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("manual");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let csr = dir.path().join("req.csr");
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "keygen",
+            "--alg",
+            "p384",
+            "--pkcs11",
+            &hsm.uri("manual", ""),
+            "--label",
+            "by-hand",
+            "--csr-out",
+            &p(&csr),
+            "--subject",
+            "CN=Example Corp,O=Example Corp,C=US",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["csr"]["path"], p(&csr), "{made}");
+    let verify = openssl(&["req", "-in", &p(&csr), "-verify", "-noout", "-pubkey"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    std::fs::write(
+        dir.path().join("body.json"),
+        r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+            "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
+    )
+    .unwrap();
+    let key_uri = hsm.uri("manual", ";object=by-hand");
+    let placed = cli(
+        &hsm,
+        &emu,
+        &[
+            "order",
+            "--product",
+            "code-signing-ev",
+            "--request",
+            &p(&dir.path().join("body.json")),
+            "--csr",
+            &p(&csr),
+            "--key",
+            &key_uri,
+            "--json",
+        ],
+    );
+    assert_eq!(placed.status.code(), Some(0), "{}", text(&placed));
+    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
+    let order_id = placed["order_id"].as_u64().unwrap().to_string();
+    let status = cli(&hsm, &emu, &["status", &order_id, "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let info: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(info["status"], "issued", "{info}");
+    let chain = dir.path().join("chain.pem");
+    let out = cli(
+        &hsm,
+        &emu,
+        &["download", &order_id, "--by-order", "--out", &p(&chain)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Another key with a label of its own, so that the install cannot be right by label alone.
+    let other = cli(
+        &hsm,
+        &emu,
+        &[
+            "keygen",
+            "--alg",
+            "p384",
+            "--pkcs11",
+            &hsm.uri("manual", ""),
+            "--label",
+            "other",
+        ],
+    );
+    assert_eq!(other.status.code(), Some(0), "{}", text(&other));
+    let before = hsm.object_count("manual");
+
+    let token_uri = hsm.uri("manual", "");
+    let out = cli(
+        &hsm,
+        &emu,
+        &["cert", "install", &token_uri, &p(&chain), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let installed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(installed["label"], "by-hand", "{installed}");
+    assert_eq!(installed["intermediates_added"], 1, "{installed}");
+    assert_eq!(installed["roots_skipped"], 1, "{installed}");
+    assert_eq!(
+        hsm.object_count("manual"),
+        before + 2,
+        "the leaf and the intermediate"
+    );
+
+    let exported = dir.path().join("exported.pem");
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "cert",
+            "export",
+            &key_uri,
+            "--chain",
+            "--out",
+            &p(&exported),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, emu.root_pem()).unwrap();
+    let exported_text = std::fs::read_to_string(&exported).unwrap();
+    let blocks: Vec<&str> = exported_text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    assert_eq!(blocks.len(), 2, "leaf and intermediate: {exported_text}");
+    let (leaf, intermediate) = (dir.path().join("leaf.pem"), dir.path().join("int.pem"));
+    std::fs::write(&leaf, blocks[0]).unwrap();
+    std::fs::write(&intermediate, blocks[1]).unwrap();
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(&root),
+        "-untrusted",
+        &p(&intermediate),
+        &p(&leaf),
+    ]);
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // Refusals, each by name, each leaving the token as it is.
+    let count = hsm.object_count("manual");
+    let again = cli(&hsm, &emu, &["cert", "install", &token_uri, &p(&chain)]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("installed already"),
+        "{}",
+        text(&again)
+    );
+    let reversed = dir.path().join("reversed.pem");
+    std::fs::write(&reversed, format!("{}{}", blocks[1], blocks[0])).unwrap();
+    let out = cli(&hsm, &emu, &["cert", "install", &token_uri, &p(&reversed)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the leaf is not the first certificate"),
+        "{}",
+        text(&out)
+    );
+    let (foreign_key, foreign_csr, foreign) = (
+        dir.path().join("f.key"),
+        dir.path().join("f.csr"),
+        dir.path().join("f.pem"),
+    );
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "keygen",
+            "--alg",
+            "p256",
+            "--out",
+            &p(&foreign_key),
+            "--csr-out",
+            &p(&foreign_csr),
+            "--subject",
+            "CN=Foreign",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let signed = openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&foreign_csr),
+        "-signkey",
+        &p(&foreign_key),
+        "-days",
+        "2",
+        "-out",
+        &p(&foreign),
+    ]);
+    assert!(signed.status.success(), "{}", text(&signed));
+    let out = cli(&hsm, &emu, &["cert", "install", &token_uri, &p(&foreign)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no key on token \"manual\"")
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("carries the certificate's public key"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(hsm.object_count("manual"), count, "nothing changed");
+}
+
+/// `token delete`: refuses a URI naming no object, one matching two keys' objects, and (without
+/// a terminal) to go on without --yes; `type=cert` takes the certificate alone; `object=` the
+/// rest of that key. pkcs11-tool judges what is left.
+#[test]
+fn token_delete_takes_what_the_uri_names_and_nothing_more() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("deleting");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    provision(&hsm, &emu, dir.path(), "deleting", 2);
+    let listing = || hsm.list_objects("deleting");
+    // Two keys labelled alike (pkcs11-tool makes them; our keygen would refuse the second).
+    for id in ["a1", "a2"] {
+        let out = Command::new("pkcs11-tool")
+            .args(["--module", hsm.module().to_str().unwrap()])
+            .args(["--token-label", "deleting", "--login", "--pin", USER_PIN])
+            .args(["--keypairgen", "--key-type", "EC:prime256v1", "--id", id])
+            .args(["--label", "twin", "--usage-sign"])
+            .envs(hsm.env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let before = hsm.object_count("deleting");
+
+    let refused = [
+        (hsm.uri("deleting", ""), 2, "name the objects to delete"),
+        (
+            hsm.uri("deleting", ";object=twin"),
+            1,
+            "matches 4 objects of more than one key",
+        ),
+        (
+            hsm.uri("deleting", ";object=life-1"),
+            2,
+            "confirm on a terminal, or pass --yes",
+        ),
+        (
+            hsm.uri("deleting", ";object=no-such-key"),
+            1,
+            "no object matches",
+        ),
+    ];
+    for (uri, status, said) in refused {
+        let mut args = vec!["token", "delete", uri.as_str()];
+        if !said.contains("--yes") {
+            args.push("--yes");
+        }
+        let out = cli(&hsm, &emu, &args);
+        assert_eq!(out.status.code(), Some(status), "{uri}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(said),
+            "{uri}: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("nothing was deleted") || status == 2,
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(hsm.object_count("deleting"), before, "nothing went");
+
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "token",
+            "delete",
+            &hsm.uri("deleting", ";object=life-1;type=cert"),
+            "--yes",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["deleted"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["deleted"][0]["type"], "cert", "{doc}");
+    let left = listing();
+    assert!(
+        left.contains("Private Key Object") && left.contains("life-1"),
+        "the key stays: {left}"
+    );
+    assert_eq!(hsm.object_count("deleting"), before - 1);
+
+    let out = cli(
+        &hsm,
+        &emu,
+        &[
+            "token",
+            "delete",
+            &hsm.uri("deleting", ";object=life-1"),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("deleted private key \"life-1\"")
+            && said.contains("deleted public key \"life-1\""),
+        "{said}"
+    );
+    let left = listing();
+    assert!(!left.contains("life-1"), "{left}");
+    assert!(left.contains("life-2"), "the other key stays: {left}");
+    assert!(
+        left.contains("CertCentral Emulator Code Signing CA"),
+        "the CA certificate stays: {left}"
+    );
+    assert_eq!(hsm.object_count("deleting"), before - 3);
+}

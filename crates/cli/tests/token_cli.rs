@@ -212,3 +212,36 @@ fn keys_that_always_authenticate_get_a_login_before_each_signature() {
     let context = log.matches("userType = CKU_CONTEXT_SPECIFIC").count();
     assert_eq!((user, context), (1, 1), "{log}");
 }
+
+/// `keygen --csr-out`: the CSR file is checked before the token is touched (an existing file
+/// without --force, a --subject that is not a DN), so a refused run leaves no key; `--subject`
+/// without `--csr-out`, and `--force` for a token key alone, are usage errors.
+#[test]
+fn keygen_with_a_csr_checks_the_csr_file_before_the_token() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("csr-out");
+    let uri = hsm.uri("csr-out", "");
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken.csr");
+    std::fs::write(&taken, "keep me").unwrap();
+    let keygen = |extra: &[&str]| {
+        let mut args = vec!["keygen", "--alg", "p256", "--pkcs11", &uri, "--label", "k"];
+        args.extend_from_slice(extra);
+        cli(&hsm, &args, USER_PIN)
+    };
+    let refused = keygen(&["--csr-out", p(&taken), "--subject", SUBJECT]);
+    assert_exit(&refused, 1);
+    assert!(stderr(&refused).contains("exists"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "keep me");
+    let bad_dn = keygen(&["--csr-out", p(&dir.path().join("n.csr")), "--subject", "CN"]);
+    assert_exit(&bad_dn, 1);
+    assert!(stderr(&bad_dn).contains("--subject"), "{}", stderr(&bad_dn));
+    assert_exit(&keygen(&["--subject", SUBJECT]), 2);
+    assert_exit(&keygen(&["--force"]), 2);
+    assert_eq!(hsm.object_count("csr-out"), 0, "no key was made");
+
+    let made = keygen(&["--csr-out", p(&taken), "--subject", SUBJECT, "--force"]);
+    assert_exit(&made, 0);
+    openssl_csr_signature_ok(&taken, false).unwrap();
+    assert_eq!(hsm.object_count("csr-out"), 2);
+}

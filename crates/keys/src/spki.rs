@@ -300,6 +300,8 @@ pub struct CertificateFacts {
     pub not_before_unix: i64,
     /// The last moment it is valid (Unix seconds).
     pub not_after_unix: i64,
+    /// Whether its issuer is its subject (a root).
+    pub self_signed: bool,
 }
 
 /// Reads the facts of a DER certificate.
@@ -316,5 +318,6 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, KeysError> {
         sha256: sha256_hex(der),
         not_before_unix: cert.validity().not_before.timestamp(),
         not_after_unix: cert.validity().not_after.timestamp(),
+        self_signed: cert.tbs_certificate.subject.as_raw() == cert.tbs_certificate.issuer.as_raw(),
     })
 }

@@ -142,6 +142,29 @@ pub fn shown_path(path: &Path) -> String {
     codesign_kit::keys::text::shown_path(path)
 }
 
+/// Asks a question on the terminal and goes on only when the answer is `expected`. Without a
+/// terminal, refuses with a usage error saying `what` needs confirming (or `--yes`).
+pub fn confirm_on_terminal(
+    what: &str,
+    question: &str,
+    expected: &str,
+    refused: &str,
+) -> Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!("{what}; confirm on a terminal, or pass --yes")).into());
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the confirmation")?;
+    if answer.trim_end_matches(['\r', '\n']) != expected {
+        return Err(UsageError(format!("not confirmed; {refused}")).into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

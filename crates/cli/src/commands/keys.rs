@@ -44,12 +44,82 @@ pub struct KeygenArgs {
     /// Encrypt the key file with the passphrase held in this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with = "pkcs11")]
     passphrase_env: Option<String>,
-    /// Replace the key file if it exists.
-    #[arg(long, conflicts_with = "pkcs11")]
+    /// Also write a CSR for the new key to this file (PEM), signed by it in the same process and
+    /// login: the step DigiCert's HSM flow asks for. Needs --subject.
+    #[arg(long, value_name = "REQ.csr", requires = "subject")]
+    csr_out: Option<PathBuf>,
+    /// The CSR's subject (with --csr-out), e.g. "CN=Example Corp,O=Example Corp,C=US".
+    #[arg(long, value_name = "DN", requires = "csr_out")]
+    subject: Option<String>,
+    /// Replace the key file or the --csr-out file if it exists (never a token key).
+    #[arg(long)]
     force: bool,
     /// Print one JSON document describing the result.
     #[arg(long)]
     json: bool,
+}
+
+/// `keygen --csr-out`: where the CSR of the new key goes and its subject, checked before the key
+/// is made.
+pub struct CsrOut {
+    output: Output,
+    path: PathBuf,
+    subject: SubjectDn,
+    force: bool,
+}
+
+impl CsrOut {
+    /// The `--csr-out` of `args`, when given: the subject parsed and the file checked writable
+    /// (never over `inputs`, never over an existing file without --force).
+    fn of(args: &KeygenArgs, inputs: &[&Path]) -> Result<Option<CsrOut>> {
+        let (Some(path), Some(subject)) = (&args.csr_out, &args.subject) else {
+            return Ok(None);
+        };
+        let subject: SubjectDn = subject.parse().context("--subject is not usable")?;
+        let output = Output::new("--csr-out", path, inputs)?;
+        if output.is_stdout() && args.json {
+            return Err(UsageError(
+                "--csr-out - writes the CSR to standard output; --json cannot share it".to_string(),
+            )
+            .into());
+        }
+        output.check(overwrite(args.force))?;
+        Ok(Some(CsrOut {
+            output,
+            path: path.clone(),
+            subject,
+            force: args.force,
+        }))
+    }
+
+    /// Builds the CSR with `key`, checks it and writes it; what `--json` says of it.
+    pub fn write(&self, key: &dyn KeySigner) -> Result<serde_json::Value> {
+        let request = csr::build(key, &self.subject).context("cannot build the CSR")?;
+        self.output.write(
+            request.pem().as_bytes(),
+            PUBLIC_FILE_MODE,
+            overwrite(self.force),
+        )?;
+        Ok(serde_json::json!({
+            "path": self.path,
+            "subject": self.subject.to_string(),
+            "signature_algorithm": key.algorithm().signature_algorithm_name(),
+        }))
+    }
+
+    /// One line for the text report.
+    pub fn describe(&self) -> String {
+        format!(
+            "wrote CSR for {} to {} (self-check: signature verifies)",
+            self.subject,
+            self.output.describe()
+        )
+    }
+
+    /// Whether the CSR goes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        self.output.is_stdout()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,17 +201,28 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     let algorithm = parse_algorithm(&args.alg)?;
     match (&args.out, &args.pkcs11) {
         (Some(out), None) => keygen_file(&args, algorithm, out),
-        (None, Some(uri)) => super::token::keygen(
-            &super::token::TokenKeygen {
-                uri,
-                label: args.label.as_deref(),
-                id: args.id.as_deref(),
-                module: args.module.as_deref(),
-                digicert_token: args.digicert_token,
-                json: args.json,
-            },
-            algorithm,
-        ),
+        (None, Some(uri)) => {
+            if args.force && args.csr_out.is_none() {
+                return Err(UsageError(
+                    "--force replaces a key file or a --csr-out file; a token key is never replaced"
+                        .to_string(),
+                )
+                .into());
+            }
+            let csr_out = CsrOut::of(&args, &[])?;
+            super::token::keygen(
+                &super::token::TokenKeygen {
+                    uri,
+                    label: args.label.as_deref(),
+                    id: args.id.as_deref(),
+                    module: args.module.as_deref(),
+                    digicert_token: args.digicert_token,
+                    json: args.json,
+                    csr_out: csr_out.as_ref(),
+                },
+                algorithm,
+            )
+        }
         _ => unreachable!("clap requires exactly one of --out and --pkcs11"),
     }
 }
@@ -156,11 +237,20 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
         .into());
     }
     let overwrite = overwrite(args.force);
-    // Fail before the (slow) generation when the file cannot be written; the final write checks
+    // Fail before the (slow) generation when a file cannot be written; the final writes check
     // again.
     output.check(overwrite)?;
+    let csr_out = CsrOut::of(args, &[out])?;
+    if output.is_stdout() && csr_out.as_ref().is_some_and(CsrOut::is_stdout) {
+        return Err(UsageError(
+            "--out - and --csr-out - cannot both write to standard output".to_string(),
+        )
+        .into());
+    }
     let key = SoftwareKey::generate(algorithm).context("key generation failed")?;
     let pem = key.to_pkcs8_pem(passphrase.as_ref())?;
+    // The CSR first: if it cannot be written, no key file is left without the CSR asked for.
+    let csr_json = csr_out.as_ref().map(|c| c.write(&key)).transpose()?;
     output.write(pem.as_bytes(), PRIVATE_FILE_MODE, overwrite)?;
     let fingerprint = spki_sha256(&key);
     if args.json {
@@ -171,6 +261,7 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
             "encrypted": passphrase.is_some(),
             "mode": "0600",
             "public_key_sha256": fingerprint,
+            "csr": csr_json,
         });
         println!("{doc}");
     } else {
@@ -188,7 +279,11 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
                 ", mode 0600"
             },
         );
-        if output.is_stdout() {
+        let report = match &csr_out {
+            Some(c) => format!("{report}\n{}", c.describe()),
+            None => report,
+        };
+        if output.is_stdout() || csr_out.as_ref().is_some_and(CsrOut::is_stdout) {
             eprintln!("{report}");
         } else {
             println!("{report}");

@@ -2,7 +2,6 @@
 //! (a certificate or an order, and optionally the key on its token) and `expiring` (what ends
 //! within a window, from a journal and from CertCentral).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,23 +119,14 @@ pub fn revoke(args: RevokeArgs) -> Result<()> {
 
 /// Asks for the key's label on a terminal; refuses without one.
 fn confirm(label: &str, token: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError(format!(
-            "--destroy-key: destroying key \"{label}\" on {token} cannot be undone; confirm on a terminal, or pass --yes"
-        ))
-        .into());
-    }
-    eprint!("destroy key \"{label}\" on {token} after the revocation? type its label to confirm: ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("cannot read the confirmation")?;
-    if answer.trim_end_matches(['\r', '\n']) != label {
-        return Err(
-            UsageError("not confirmed; nothing was revoked or destroyed".to_string()).into(),
-        );
-    }
-    Ok(())
+    super::io::confirm_on_terminal(
+        &format!("--destroy-key: destroying key \"{label}\" on {token} cannot be undone"),
+        &format!(
+            "destroy key \"{label}\" on {token} after the revocation? type its label to confirm: "
+        ),
+        label,
+        "nothing was revoked or destroyed",
+    )
 }
 
 /// `expiring`'s arguments.

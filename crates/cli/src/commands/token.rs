@@ -109,6 +109,8 @@ pub struct TokenKeygen<'a> {
     pub digicert_token: Option<DigicertToken>,
     /// `--json`.
     pub json: bool,
+    /// `--csr-out` and `--subject`, checked.
+    pub csr_out: Option<&'a super::keys::CsrOut>,
 }
 
 /// `keygen --pkcs11`: a key pair generated on the token, audited, reported.
@@ -152,6 +154,18 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
         .with_context(|| format!("cannot generate an {algorithm} key"))?;
     let fingerprint = codesign_kit::keys::spki::sha256_hex(&pending.subject_public_key_info());
     let generation_ms = pending.generation_time().as_secs_f64() * 1000.0;
+    // The CSR is signed while the key is still pending: if it cannot be built or written, the
+    // key is taken off the token again (no key without the CSR asked for).
+    let csr_json = match args.csr_out.map(|c| c.write(&*pending)).transpose() {
+        Ok(json) => json,
+        Err(e) => {
+            let removed = match pending.discard() {
+                Ok(()) => "the new key was removed from the token".to_string(),
+                Err(why) => format!("the new key could not be removed from the token: {why}"),
+            };
+            return Err(e.context(format!("{}: {removed}", token.description())));
+        }
+    };
     let (key, audit) = pending.keep();
     let key_uri = key.uri().to_uri_string(false);
     if args.json {
@@ -165,14 +179,20 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
             "audit": audit,
             "public_key_sha256": fingerprint,
             "generation_ms": generation_ms,
+            "csr": csr_json,
         });
         println!("{doc}");
     } else {
-        println!(
+        let report = format!(
             "generated {algorithm} key on {}\nuri: {key_uri}\naudit: {}\npublic key SHA-256: {fingerprint}",
             token.description(),
             audit.summary()
         );
+        match args.csr_out {
+            Some(c) if c.is_stdout() => eprintln!("{report}\n{}", c.describe()),
+            Some(c) => println!("{report}\n{}", c.describe()),
+            None => println!("{report}"),
+        }
     }
     Ok(())
 }
@@ -302,6 +322,28 @@ pub enum CertCommand {
     /// The certificate kept beside a token key (with --chain, its issuers found on the token),
     /// PEM, leaf first.
     Export(CertExportArgs),
+    /// Put a downloaded certificate (or chain, leaf first) on a token beside the key whose public
+    /// key it carries, with that key's CKA_ID and label; its intermediates go on as CA
+    /// certificates.
+    Install(CertInstallArgs),
+}
+
+/// `cert install`'s arguments.
+#[derive(Debug, Args)]
+pub struct CertInstallArgs {
+    /// The token, e.g. "pkcs11:token=Code%20Signing" (the key is found by the certificate's
+    /// public key, not by the URI's id= or object=).
+    uri: String,
+    /// The certificate or chain: PEM (leaf first, as CertCentral's pem_all and pem_noroot
+    /// downloads are) or one DER certificate; `-` for standard input.
+    #[arg(value_name = "CERT.pem")]
+    certificate: PathBuf,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
 }
 
 /// `cert export`'s arguments.
@@ -327,7 +369,117 @@ pub struct CertExportArgs {
 pub fn cert(command: CertCommand) -> Result<()> {
     match command {
         CertCommand::Export(args) => cert_export(args),
+        CertCommand::Install(args) => cert_install(args),
     }
+}
+
+/// A certificate file as a chain: PEM blocks, or one DER certificate.
+fn read_chain(path: &Path) -> Result<codesign_kit::order::Chain> {
+    use codesign_kit::keys::files::InputKind;
+    let bytes = super::io::read_arg(path, InputKind::Certificates)?;
+    let name = super::io::shown_path(path);
+    let pem_bytes = if bytes.starts_with(&[0x30]) {
+        csr::pem_lf("CERTIFICATE", &bytes).into_bytes()
+    } else {
+        bytes
+    };
+    let chain = codesign_kit::order::Chain::from_pem(&pem_bytes)
+        .with_context(|| format!("{name}: not a certificate or chain"))?;
+    chain
+        .ensure_path_order()
+        .with_context(|| format!("{name}: not a chain (the leaf, then each issuer)"))?;
+    Ok(chain)
+}
+
+fn cert_install(args: CertInstallArgs) -> Result<()> {
+    let uri = parse_uri(&args.uri)?;
+    // Everything about the file is checked before the token is touched.
+    let chain = read_chain(&args.certificate)?;
+    let facts = codesign_kit::keys::spki::certificate_facts(&chain.leaf)?;
+    let spki = facts.subject_public_key_info.clone();
+    let token = find_token(&uri, args.module.as_deref())?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
+    let session = token.login(&pin)?;
+    let Some(key) = session.find_key_by_public_key(&spki)? else {
+        bail!(
+            "{}: no key on {} carries the certificate's public key (SHA-256 {}); nothing was installed",
+            super::io::shown_path(&args.certificate),
+            token.description(),
+            codesign_kit::keys::spki::sha256_hex(&spki)
+        );
+    };
+    if let Some(existing) = session.certificate_for(&key)? {
+        let said = if existing == chain.leaf {
+            "this certificate is installed already".to_string()
+        } else {
+            let other = codesign_kit::keys::spki::certificate_facts(&existing)
+                .map(|f| format!("{} (serial {})", f.subject, f.serial_hex))
+                .unwrap_or_else(|_| "an unreadable certificate".to_string());
+            format!(
+                "another certificate is kept beside it: {other}; remove it first with `token delete` and type=cert"
+            )
+        };
+        bail!(
+            "{}: key \"{}\" (CKA_ID {}): {said}; nothing was installed",
+            token.description(),
+            key.label(),
+            hex(key.id())
+        );
+    }
+    session
+        .install_certificate(&key, &chain.leaf)
+        .context("cannot install the certificate")?;
+    let (mut added, mut present, mut roots) = (0, 0, 0);
+    for der in &chain.cas {
+        let ca = codesign_kit::keys::spki::certificate_facts(der)?;
+        if ca.self_signed {
+            roots += 1;
+            continue;
+        }
+        match session.install_authority(der) {
+            Ok(true) => added += 1,
+            Ok(false) => present += 1,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "the certificate is installed beside key \"{}\", but its issuer {} could not be",
+                    key.label(),
+                    ca.subject
+                )));
+            }
+        }
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "token": token.summary(),
+            "key": key.uri().to_uri_string(false),
+            "label": key.label(),
+            "id": hex(key.id()),
+            "certificate": certificate_json(&chain.leaf),
+            "intermediates_added": added,
+            "intermediates_present": present,
+            "roots_skipped": roots,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "installed {} (serial {}, valid till {}) beside key \"{}\" (CKA_ID {}) on {}",
+            codesign_kit::keys::text::escape_unsafe(&facts.subject, false),
+            facts.serial_hex,
+            time_text(facts.not_after_unix),
+            key.label(),
+            hex(key.id()),
+            token.description()
+        );
+        println!(
+            "intermediate certificates: {added} added, {present} already there{}",
+            if roots > 0 {
+                "; the root is not stored (the verifier trusts it)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 fn cert_export(args: CertExportArgs) -> Result<()> {
@@ -368,6 +520,27 @@ pub enum TokenCommand {
     /// The token's keys (label, ID, algorithm) with the certificates beside them (subject,
     /// serial, end), and its CA certificates.
     List(TokenListArgs),
+    /// Destroy the objects a URI names (id=, object=, type=) after a confirmation, or with
+    /// --yes; a URI matching more than one key's objects is refused.
+    Delete(TokenDeleteArgs),
+}
+
+/// `token delete`'s arguments.
+#[derive(Debug, Args)]
+pub struct TokenDeleteArgs {
+    /// The objects, e.g. "pkcs11:token=Code%20Signing;object=cs-001" (every object of that
+    /// label: private key, public key, certificate) or "...;id=%01;type=cert" (its certificate
+    /// alone).
+    uri: String,
+    /// Do not ask: destroy what matches.
+    #[arg(long)]
+    yes: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// The PKCS#11 module when the URI has no module-path (else PKCS11_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
 }
 
 /// `token list`'s arguments.
@@ -387,7 +560,86 @@ pub struct TokenListArgs {
 pub fn token(command: TokenCommand) -> Result<()> {
     match command {
         TokenCommand::List(args) => token_list(args),
+        TokenCommand::Delete(args) => token_delete(args),
     }
+}
+
+fn token_delete(args: TokenDeleteArgs) -> Result<()> {
+    use codesign_kit::keys::pkcs11::ObjectType;
+    let uri = parse_uri(&args.uri)?;
+    if uri.id.is_none() && uri.object.is_none() {
+        return Err(UsageError(format!(
+            "{uri}: name the objects to delete with id=... or object=... (a URI naming neither would match the whole token)"
+        ))
+        .into());
+    }
+    let token = find_token(&uri, args.module.as_deref())?;
+    let pin = Pin::resolve(&uri, &token.description(), &super::sources::EnvOrPrompt)?;
+    let session = token.login(&pin)?;
+    let objects =
+        session.objects_matching(uri.id.as_deref(), uri.object.as_deref(), uri.object_type)?;
+    if objects.is_empty() {
+        bail!(
+            "{}: no object matches {uri}; nothing was deleted",
+            token.description()
+        );
+    }
+    // One key's objects share a CKA_ID and there is one of each kind; more is ambiguous.
+    let mut ids: Vec<&[u8]> = objects.iter().map(|o| o.id.as_slice()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut kinds: Vec<Option<ObjectType>> = objects.iter().map(|o| o.kind).collect();
+    let total = kinds.len();
+    kinds.sort_by_key(|k| k.map(ObjectType::as_str));
+    kinds.dedup();
+    if ids.len() > 1 || kinds.len() < total {
+        let listed: Vec<String> = objects
+            .iter()
+            .map(|o| format!("  {}", o.describe()))
+            .collect();
+        bail!(
+            "{}: {uri} matches {} objects of more than one key; name one with id=... (and type=...); nothing was deleted:\n{}",
+            token.description(),
+            objects.len(),
+            listed.join("\n")
+        );
+    }
+    if !args.yes {
+        eprintln!("{} holds:", token.description());
+        for object in &objects {
+            eprintln!("  {}", object.describe());
+        }
+        super::io::confirm_on_terminal(
+            &format!(
+                "deleting {} object(s) from {} cannot be undone",
+                objects.len(),
+                token.description()
+            ),
+            "delete them? type yes to confirm: ",
+            "yes",
+            "nothing was deleted",
+        )?;
+    }
+    session.destroy_objects(&objects)?;
+    if args.json {
+        let deleted: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "type": o.kind.map(|k| k.as_str()),
+                    "label": o.label,
+                    "id": hex(&o.id),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({ "token": token.summary(), "deleted": deleted });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for object in &objects {
+            println!("deleted {}", object.describe());
+        }
+    }
+    Ok(())
 }
 
 /// What `token list` shows of a certificate.

@@ -43,7 +43,8 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
-    fn as_str(self) -> &'static str {
+    /// Its name in a URI's `type=`: private, public, cert, secret-key, data.
+    pub fn as_str(self) -> &'static str {
         match self {
             ObjectType::Private => "private",
             ObjectType::Public => "public",

@@ -37,7 +37,12 @@ pub struct BenchArgs {
     /// RSA-3072 jobs of the limits section's token-bound row (SoftHSM, 2 workers; 0 skips it).
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub(super) token_bound_jobs: usize,
-    /// Only these algorithms in the software and token sections (default: all four).
+    /// The cli section's token lives here (default: the system's temporary directory); e.g.
+    /// /dev/shm to see the processes without the disk under SoftHSM's object files.
+    #[arg(long, value_name = "DIR")]
+    pub(super) token_dir: Option<std::path::PathBuf>,
+    /// Only these algorithms in the software and token sections (default: all four; the cli
+    /// section: p256 and p384).
     #[arg(long, value_delimiter = ',', value_name = "ALG")]
     pub(super) algorithms: Vec<String>,
     /// Run only these sections (default: all).
@@ -54,6 +59,9 @@ pub(super) enum Section {
     Token,
     /// Batch throughput and peak memory of `provision`.
     Batch,
+    /// `keygen --csr-out` on a SoftHSM token as whole processes of the release binary, beside
+    /// `pkcs11-tool --keypairgen` + `openssl req -engine pkcs11` and `keygen` + `csr`.
+    Cli,
     /// A batch against CertCentral's request limits (emulator limits on, ~150 ms answers); not
     /// in the default set: it takes minutes by design.
     Limits,

@@ -6,6 +6,7 @@
 
 mod args;
 mod batch;
+mod cli;
 mod limits;
 mod measure;
 mod software;
@@ -29,6 +30,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs(Section::Token) {
         token(&args, &mut rows)?;
     }
+    let cli_rows = if args.runs(Section::Cli) {
+        cli::cli(&args)?
+    } else {
+        Vec::new()
+    };
     let batch = if args.runs(Section::Batch) {
         Some(batch(&args)?)
     } else {
@@ -88,10 +94,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "api_least_s": t.api.as_secs_f64(), "ratio": t.wall.as_secs_f64() / bound,
             })
         });
+        let cli_doc: Vec<_> = cli_rows
+            .iter()
+            .map(|r| {
+                let stats = |s: &Samples| s.stats().map(|(mean, median, p90)| json!({"mean_ms": mean, "median_ms": median, "p90_ms": p90, "n": s.0.len()}));
+                json!({
+                    "algorithm": r.algorithm.cli_name(),
+                    "keygen_csr_out": stats(&r.one_process),
+                    "token_generation_inside": stats(&r.token_call),
+                    "keygen_then_csr": stats(&r.two_calls),
+                    "pkcs11_tool_then_openssl_req": r.shell.as_ref().and_then(stats),
+                    "speedup_over_shell": r.shell.as_ref().and_then(|s| r.speedup(s)),
+                    "speedup_over_two_calls": r.speedup(&r.two_calls),
+                })
+            })
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "per_key": doc, "batch": batch_doc, "api_bound": limits_doc, "token_bound": token_doc
+                "per_key": doc, "cli": cli_doc, "batch": batch_doc, "api_bound": limits_doc, "token_bound": token_doc
             }))?
         );
         return Ok(());
@@ -125,6 +146,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
             };
             println!("  {:<28} {}{ratio}", name, fmt_stats(samples));
         }
+    }
+    for row in &cli_rows {
+        println!(
+            "\nkeygen + CSR as whole processes (release binary, SoftHSM) {}: median ms; speedup = their median / ours",
+            row.algorithm
+        );
+        let speedup = |s: &Samples| {
+            row.speedup(s)
+                .map(|x| format!("  one process is {x:.2}x faster"))
+                .unwrap_or_default()
+        };
+        println!(
+            "  {:<38} {}",
+            "keygen --csr-out (one process)",
+            fmt_stats(&Some(row.one_process.clone()))
+        );
+        println!(
+            "  {:<38} {}",
+            "  its C_GenerateKeyPair call",
+            fmt_stats(&Some(row.token_call.clone()))
+        );
+        println!(
+            "  {:<38} {}{}",
+            "keygen, then csr (two processes)",
+            fmt_stats(&Some(row.two_calls.clone())),
+            speedup(&row.two_calls)
+        );
+        println!(
+            "  {:<38} {}{}",
+            "pkcs11-tool, then openssl req",
+            fmt_stats(&row.shell),
+            row.shell.as_ref().map(speedup).unwrap_or_default()
+        );
     }
     if let Some(batch) = batch {
         println!("\nbatch (P-256 software keys, emulator on loopback)");
