@@ -18,5 +18,6 @@ pub use error::PipelineError;
 pub use journal::{JobRow, JobState, Journal, Step};
 pub use plan::{JobSpec, KeyLocation, Plan, Predecessor};
 pub use provision::{
-    JobOutcome, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig, RunSummary,
+    JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig,
+    RunSummary,
 };

@@ -45,5 +45,6 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => commands::fuzz::run(args),
         Command::Test(args) => commands::test::run(args),
     };
-    ExitCode::from(codesign_kit_cli::exit_status(result))
+    let format = codesign_kit_cli::ErrorFormat::of_args(std::env::args_os());
+    ExitCode::from(codesign_kit_cli::exit_status(result, format))
 }

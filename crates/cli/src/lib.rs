@@ -2,9 +2,10 @@
 //! and the same commands under `cargo xtask` in a checkout, which forwards to [`Command::run`].
 //!
 //! Exit status: 0 success, 1 failure or policy refusal, 2 usage error; `expiring` exits 3 when
-//! something ends within its window; a run whose jobs wait for CertCentral exits 75. Errors go to stderr as one
-//! sentence plus its cause, with untrusted text escaped; `--json` makes a command print one JSON
-//! document on stdout.
+//! something ends within its window; a run whose jobs wait for CertCentral exits 75. Errors go to
+//! stderr as one sentence plus its cause, with untrusted text escaped; `--json` makes a command
+//! print one JSON document on stdout, and an error one JSON object on stderr
+//! ([`ErrorFormat::Json`]).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -17,7 +18,8 @@
 //!
 //! let cli = Cli::parse();
 //! codesign_kit_cli::init_logging(&codesign_kit_cli::LogArgs::default());
-//! std::process::exit(i32::from(codesign_kit_cli::exit_status(cli.command.run())));
+//! let format = codesign_kit_cli::ErrorFormat::of_args(std::env::args_os());
+//! std::process::exit(i32::from(codesign_kit_cli::exit_status(cli.command.run(), format)));
 //! ```
 
 pub mod commands;
@@ -272,25 +274,70 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
     }
 }
 
+/// How a failed command says why: a line of text, or with `--json` one JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    /// `error: ...` on stderr.
+    Text,
+    /// `{"error": {...}}` on stderr, one line: the message, its causes, the hint and the exit
+    /// status, for a script that reads the command's `--json` result on stdout.
+    Json,
+}
+
+impl ErrorFormat {
+    /// JSON when the command line asks for `--json` (before any `--`): every command's `--json`
+    /// is a flag, so the word cannot be another option's value.
+    pub fn of_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ErrorFormat {
+        let json = args
+            .into_iter()
+            .skip(1)
+            .take_while(|a| a != "--")
+            .any(|a| a == "--json");
+        if json {
+            ErrorFormat::Json
+        } else {
+            ErrorFormat::Text
+        }
+    }
+
+    /// Says an error: `message` the whole chain, `causes` its links.
+    pub fn say(self, message: &str, causes: &[String], hint: Option<&str>, status: u8) {
+        match self {
+            ErrorFormat::Text => eprintln!(
+                "error: {}{}",
+                commands::io::terminal_safe(message),
+                hint.unwrap_or_default()
+            ),
+            ErrorFormat::Json => {
+                let doc = serde_json::json!({ "error": {
+                    "message": message,
+                    "causes": causes,
+                    "hint": hint.map(|h| h.trim().trim_start_matches('(').trim_end_matches(')')),
+                    "exit_status": status,
+                }});
+                eprintln!("{doc}");
+            }
+        }
+    }
+}
+
 /// The exit status of a command's result; an error is said on stderr first, escaped (input may
-/// reach it: a label, a path, a subject) and with the CLI's hint.
-pub fn exit_status(result: anyhow::Result<()>) -> u8 {
+/// reach it: a label, a path, a subject) and with the CLI's hint, as text or JSON.
+pub fn exit_status(result: anyhow::Result<()>, format: ErrorFormat) -> u8 {
     match result {
         Ok(()) => 0,
         Err(err) if err.downcast_ref::<QuietExit>().is_some() => err
             .downcast_ref::<QuietExit>()
             .map_or(exit::FAILURE, |q| q.0),
         Err(err) => {
-            eprintln!(
-                "error: {}{}",
-                commands::io::terminal_safe(&format!("{err:#}")),
-                hint(&err).unwrap_or_default()
-            );
-            if err.downcast_ref::<UsageError>().is_some() {
+            let status = if err.downcast_ref::<UsageError>().is_some() {
                 exit::USAGE
             } else {
                 exit::FAILURE
-            }
+            };
+            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            format.say(&format!("{err:#}"), &causes, hint(&err), status);
+            status
         }
     }
 }

@@ -1197,3 +1197,188 @@ fn token_delete_takes_what_the_uri_names_and_nothing_more() {
     );
     assert_eq!(hsm.object_count("deleting"), before - 3);
 }
+
+/// `provision --json` lists every job of the run, done ones too (and again on a `--resume` that
+/// has nothing left to do), each with its key URI, order, certificate, chain file and record;
+/// a pending run exits 75 with its jobs listed as pending and no files; an error under `--json`
+/// is one JSON object on stderr with the exit status it gives.
+#[test]
+fn provision_json_lists_every_job_and_errors_come_as_json() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("listing");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = provision(&hsm, &emu, dir.path(), "listing", 2);
+    let plan = dir.path().join("plan.toml");
+    let lock_dir = dir.path().join("locks");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "provision",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--lock-dir",
+            lock_dir.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        cli(&hsm, &emu, &args)
+    };
+    let out = run(&["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["done"], 2, "{doc}");
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{doc}");
+    let journal = Journal::open(&journal).unwrap();
+    for (job, name) in jobs.iter().zip(["life-1", "life-2"]) {
+        let row = journal.load(name).unwrap().unwrap();
+        assert_eq!(job["job_id"], name, "{doc}");
+        assert_eq!(job["state"], "done", "{doc}");
+        assert_eq!(job["order_id"], row.order_id.unwrap(), "{doc}");
+        assert_eq!(job["certificate_id"], row.certificate_id.unwrap(), "{doc}");
+        let key = job["key"].as_str().unwrap();
+        assert!(
+            key.starts_with("pkcs11:") && key.contains(&format!("object={name}")),
+            "{key}"
+        );
+        assert!(!key.contains("pin-value"), "{key}");
+        // The URI names the key well enough for `pubkey` to find it.
+        let pubkey = cli(&hsm, &emu, &["pubkey", key]);
+        assert_eq!(pubkey.status.code(), Some(0), "{}", text(&pubkey));
+        let chain = std::fs::read_to_string(job["chain_file"].as_str().unwrap()).unwrap();
+        assert_eq!(Some(chain), row.chain_pem);
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(job["record_file"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(record["chain_file"], job["chain_file"]);
+    }
+    drop(journal);
+
+    // Pending: the next job's order waits for CertCentral; --wait 0s leaves it there.
+    emu.set_settings(Settings {
+        polls_until_issued: 1000,
+        rate_limits: false,
+        ..Settings::default()
+    });
+    let more = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("count = 2", "count = 3");
+    std::fs::write(&plan, more).unwrap();
+    let out = run(&["--resume", "--wait", "0s"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["done"].as_u64(), doc["pending"].as_u64()),
+        (Some(2), Some(1)),
+        "{doc}"
+    );
+    let waiting = &doc["jobs"][2];
+    assert_eq!(waiting["job_id"], "life-3", "{doc}");
+    assert_eq!(waiting["state"], "pending", "{doc}");
+    assert!(waiting["order_id"].is_u64(), "{doc}");
+    assert!(
+        waiting["chain_file"].is_null() && waiting["record_file"].is_null(),
+        "{doc}"
+    );
+
+    // Errors as JSON: a usage error (2) and a refusal (1), each one object on stderr.
+    for (extra, status, said) in [
+        (vec!["--resume", "--wait", "10x"], 2, "--wait"),
+        (vec![], 1, "pass --resume"),
+    ] {
+        let out = run(&extra);
+        assert_eq!(out.status.code(), Some(status), "{}", text(&out));
+        assert!(out.stdout.is_empty(), "{}", text(&out));
+        let error: serde_json::Value =
+            serde_json::from_slice(&out.stderr).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        assert_eq!(error["error"]["exit_status"], status, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(said),
+            "{error}"
+        );
+    }
+}
+
+/// The end of the user's job: after `provision`, osslsigncode (through OpenSSL's pkcs11 engine)
+/// signs a PowerShell script with the token key and the chain file beside the record, and
+/// verifies the signature against the emulator's root. The same check against another root, and
+/// of the script changed after signing, fails: the verification is a real one.
+#[test]
+fn a_provisioned_key_signs_code_that_osslsigncode_verifies() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("signing");
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    provision(&hsm, &emu, dir.path(), "signing", 1);
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let script = dir.path().join("hello.ps1");
+    std::fs::write(&script, "Write-Host \"hello\"\r\n").unwrap();
+    let signed = dir.path().join("hello.signed.ps1");
+    let chain = dir.path().join("records/life-1.chain.pem");
+    let engine = codesign_testkit::pkcs11_engine();
+    let env = hsm.env();
+    let sign = codesign_testkit::osslsigncode(
+        &[
+            "sign",
+            "-pkcs11engine",
+            &p(&engine),
+            "-pkcs11module",
+            &p(hsm.module()),
+            "-certs",
+            &p(&chain),
+            "-key",
+            "pkcs11:token=signing;object=life-1;type=private",
+            "-pass",
+            USER_PIN,
+            "-h",
+            "sha256",
+            "-in",
+            &p(&script),
+            "-out",
+            &p(&signed),
+        ],
+        &env,
+    );
+    assert!(sign.status.success(), "{}", text(&sign));
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, emu.root_pem()).unwrap();
+    let verify = |file: &Path, ca: &Path| {
+        codesign_testkit::osslsigncode(&["verify", "-in", &p(file), "-CAfile", &p(ca)], &env)
+    };
+    let verified = verify(&signed, &root);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("Signature verification: ok"),
+        "{}",
+        text(&verified)
+    );
+
+    // Another root does not vouch for it.
+    let other_root = dir.path().join("other-root.pem");
+    let made = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p(&dir.path().join("other-root.key")),
+        "-subj",
+        "/CN=Some Other Root",
+        "-days",
+        "2",
+        "-out",
+        &p(&other_root),
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    assert!(!verify(&signed, &other_root).status.success());
+    // A changed script does not verify.
+    let tampered = dir.path().join("tampered.ps1");
+    let body = std::fs::read_to_string(&signed)
+        .unwrap()
+        .replacen("hello", "HELLO", 1);
+    std::fs::write(&tampered, body).unwrap();
+    assert!(!verify(&tampered, &root).status.success());
+}

@@ -39,6 +39,33 @@ pub fn openssl_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     })
 }
 
+/// OpenSSL's pkcs11 engine (`libengine-pkcs11-openssl`), which osslsigncode signs through;
+/// panics (failing the test) when it is not installed.
+pub fn pkcs11_engine() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("engines-3/pkcs11.so"))
+        .find(|path| path.exists());
+    found.expect(
+        "OpenSSL's pkcs11 engine is missing: apt-get install -y libengine-pkcs11-openssl (or run `cargo xtask test`)",
+    )
+}
+
+/// Runs `osslsigncode` with `args` and extra environment variables; panics (failing the test)
+/// when it is not installed.
+pub fn osslsigncode(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = Command::new("osslsigncode");
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap_or_else(|e| {
+        panic!("cannot run osslsigncode ({e}); install it: apt-get install -y osslsigncode (or run `cargo xtask test`)")
+    })
+}
+
 pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",

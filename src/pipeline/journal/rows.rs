@@ -44,6 +44,21 @@ impl Step {
         }
     }
 
+    /// What a job working towards this step is doing, for progress displays.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Step::Planned => "planning",
+            Step::KeyGenerated => "making its key",
+            Step::CsrBuilt => "building its CSR",
+            Step::OrderValidated => "checking its order",
+            Step::OrderSubmitted => "ordering",
+            Step::OrderIssued => "waiting for issuance",
+            Step::ChainDownloaded => "downloading its chain",
+            Step::CertificateInstalled => "installing its certificate",
+            Step::Done => "writing its record",
+        }
+    }
+
     /// Whether the step makes something outside that a resumed run can only find again through
     /// an ID the journal chose before: the key (its CKA_ID) and the order (its alternative order
     /// ID). Such a step's begin, and every write before it, is on disk before the step acts.
@@ -95,7 +110,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The name stored in the journal and shown to users.
+    pub fn as_str(self) -> &'static str {
         match self {
             JobState::Open => "open",
             JobState::Pending => "pending",

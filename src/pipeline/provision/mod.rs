@@ -23,7 +23,7 @@ mod worker;
 use std::sync::Arc;
 
 pub use context::ProvisionerConfig;
-pub use report::{JobOutcome, Observer, OrderTemplate, PrintObserver, RunSummary};
+pub use report::{JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, RunSummary};
 
 use crate::order::Client;
 use crate::pipeline::error::PipelineError;
@@ -64,6 +64,44 @@ impl Provisioner {
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.context.journal
+    }
+
+    /// Where job `job_id` stands: its key, order, certificate and files, from the journal (and
+    /// the records directory for the files a done job wrote); `None` for a job the journal does
+    /// not hold.
+    ///
+    /// # Errors
+    /// [`PipelineError`] when the journal cannot be read.
+    pub fn job_report(&self, job_id: &str) -> Result<Option<JobReport>, PipelineError> {
+        let Some(row) = self.context.journal.load(job_id)? else {
+            return Ok(None);
+        };
+        let key = match &row.spec.location {
+            crate::pipeline::plan::KeyLocation::Token { uri } => {
+                let mut named = (**uri).clone();
+                named.object = Some(row.spec.label.clone());
+                named.id = (!row.key_id.is_empty()).then(|| row.key_id.clone());
+                named.object_type = Some(crate::keys::pkcs11::ObjectType::Private);
+                named.to_uri_string(false)
+            }
+            crate::pipeline::plan::KeyLocation::File { path } => path.display().to_string(),
+        };
+        let records = &self.context.config.records_dir;
+        let written = |name: String| {
+            let path = records.join(name);
+            (row.state == JobState::Done && path.is_file()).then_some(path)
+        };
+        Ok(Some(JobReport {
+            job_id: row.spec.job_id.clone(),
+            state: row.state,
+            step: row.step,
+            key,
+            order_id: row.order_id,
+            certificate_id: row.certificate_id,
+            chain_file: written(format!("{job_id}.chain.pem")),
+            record_file: written(format!("{job_id}.json")),
+            note: row.note.clone(),
+        }))
     }
 
     /// Ends the provisioner and gives its journal back (for [`Journal::discard_if_empty`]);

@@ -6,6 +6,10 @@ use crate::pipeline::journal::{JobState, Step};
 
 /// Receives progress. Called from worker threads.
 pub trait Observer: Send + Sync {
+    /// A job began working towards `step` (a key being made, an order placed, issuance awaited):
+    /// what it is doing now, until [`Observer::step`] says it completed or
+    /// [`Observer::finished`] that it stopped.
+    fn started(&self, _job_id: &str, _step: Step) {}
     /// A job completed `step`.
     fn step(&self, job_id: &str, step: Step, detail: &str);
     /// A job stopped: done, pending or failed.
@@ -21,7 +25,11 @@ pub struct PrintObserver;
 
 impl Observer for PrintObserver {
     fn step(&self, job_id: &str, step: Step, detail: &str) {
-        eprintln!("{job_id}: {} {detail}", step.as_str());
+        if detail.is_empty() {
+            eprintln!("{job_id}: {}", step.as_str());
+        } else {
+            eprintln!("{job_id}: {} {detail}", step.as_str());
+        }
     }
     /// A job that did not end done says how it stands; a done one said so with its last step.
     fn finished(&self, outcome: &JobOutcome) {
@@ -84,6 +92,9 @@ pub struct OrderTemplate {
 pub struct RunSummary {
     /// Jobs done (now or earlier).
     pub done: u64,
+    /// Their IDs, in the order they ended.
+    #[serde(skip)]
+    pub done_jobs: Vec<String>,
     /// Jobs waiting for CertCentral.
     pub pending: Vec<JobOutcome>,
     /// Jobs stopped on an error.
@@ -108,9 +119,35 @@ impl RunSummary {
             self.key_generation_us += us;
         }
         match outcome.state {
-            JobState::Done => self.done += 1,
+            JobState::Done => {
+                self.done += 1;
+                self.done_jobs.push(outcome.job_id);
+            }
             JobState::Pending | JobState::Open => self.pending.push(outcome),
             JobState::Failed => self.failed.push(outcome),
         }
     }
+}
+
+/// Where a job stands, from its journal row: what `provision --json` lists for every job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobReport {
+    /// The job.
+    pub job_id: String,
+    /// Done, pending, failed or open.
+    pub state: JobState,
+    /// The last completed step.
+    pub step: Step,
+    /// The key: a PKCS#11 URI naming it by token, label and `CKA_ID` (no PIN), or its file.
+    pub key: String,
+    /// The CertCentral order, once placed.
+    pub order_id: Option<u64>,
+    /// The certificate, once issued.
+    pub certificate_id: Option<u64>,
+    /// The chain file (leaf first, PEM) beside the record, once written.
+    pub chain_file: Option<std::path::PathBuf>,
+    /// The provisioning record, once written.
+    pub record_file: Option<std::path::PathBuf>,
+    /// Why pending or failed.
+    pub note: Option<String>,
 }

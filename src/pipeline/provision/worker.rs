@@ -219,6 +219,7 @@ impl<'p> Worker<'p> {
         if let Some(detail) = begin {
             self.context.journal.begin(&row.spec.job_id, step, detail)?;
         }
+        self.observer.started(&row.spec.job_id, step);
         match act(row)? {
             Ended::Done(detail) => {
                 row.step = step;

@@ -142,6 +142,15 @@ pub fn shown_path(path: &Path) -> String {
     codesign_kit::keys::text::shown_path(path)
 }
 
+/// Prints a command's `--json` result: one document, pretty-printed, on standard output; every
+/// command says its result this way (snake_case names, RFC 3339 times, hex IDs in lower case).
+pub fn print_json(doc: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(doc).context("cannot encode the JSON result")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").context("cannot write the result to standard output")?;
+    Ok(())
+}
+
 /// Asks a question on the terminal and goes on only when the answer is `expected`. Without a
 /// terminal, refuses with a usage error saying `what` needs confirming (or `--yes`).
 pub fn confirm_on_terminal(

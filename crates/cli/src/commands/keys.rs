@@ -263,7 +263,7 @@ fn keygen_file(args: &KeygenArgs, algorithm: KeyAlgorithm, out: &Path) -> Result
             "public_key_sha256": fingerprint,
             "csr": csr_json,
         });
-        println!("{doc}");
+        super::io::print_json(&doc)?;
     } else {
         let report = format!(
             "wrote {algorithm} key to {} (PKCS#8{}{})\npublic key SHA-256: {fingerprint}",
@@ -364,7 +364,7 @@ fn write_csr(
             "signature_algorithm": algorithm.signature_algorithm_name(),
             "public_key_sha256": fingerprint,
         });
-        println!("{doc}");
+        super::io::print_json(&doc)?;
     } else {
         let report = format!(
             "wrote CSR for {subject} to {}\nkey: {algorithm}, signature: {}, self-check: signature verifies",
@@ -386,7 +386,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let name = shown_path(&args.csr);
     let report = csr::inspect(&input).with_context(|| name.clone())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json_view())?);
+        super::io::print_json(&report.to_json_view())?;
     } else {
         print!("{}", super::io::terminal_safe(&render(&args.csr, &report)));
     }

@@ -107,7 +107,7 @@ pub fn revoke(args: RevokeArgs) -> Result<()> {
         if let Some((uri, count)) = &destroyed {
             doc["destroyed"] = serde_json::json!({ "key": uri, "objects": count });
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
     } else {
         println!("{said}");
         if let Some((uri, count)) = destroyed {
@@ -174,7 +174,7 @@ pub fn expiring(args: ExpiringArgs) -> Result<()> {
     let inside = expiry::inside(&all, days);
     if args.json {
         let doc = serde_json::json!({ "within_days": days, "expiring": inside, "seen": all.len() });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
     } else if inside.is_empty() {
         println!(
             "nothing ends within {days} days ({} certificate(s) seen)",
@@ -291,10 +291,10 @@ pub fn renew(args: RenewArgs) -> Result<()> {
         request: prepared.plan.request.clone(),
     };
     let observer = super::provision::observer(selection.jobs.len() as u64);
-    let result =
-        prepared
-            .provisioner
-            .run_jobs(selection.jobs.into_iter(), &template, observer.as_ref());
+    let result = prepared
+        .provisioner
+        .run_jobs(selection.jobs.into_iter(), &template, &observer);
+    observer.end(result.as_ref().ok());
     if args.retire_old && result.is_ok() {
         retire_old(prepared.provisioner.journal(), args.run.module.as_deref())?;
     }
@@ -416,6 +416,7 @@ pub fn reissue(args: ReissueArgs) -> Result<()> {
     let observer = super::provision::observer(1);
     let result = prepared
         .provisioner
-        .run_jobs(std::iter::once(job), &template, observer.as_ref());
+        .run_jobs(std::iter::once(job), &template, &observer);
+    observer.end(result.as_ref().ok());
     super::provision::finish(prepared, result, args.run.json, "run reissue again").map(|_| ())
 }

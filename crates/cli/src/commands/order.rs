@@ -273,7 +273,7 @@ pub fn order(args: OrderArgs) -> Result<()> {
             "body": order.request().to_json(),
             "sent": false,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
         return Ok(());
     }
     let client = args.connection.client()?;
@@ -286,7 +286,7 @@ pub fn order(args: OrderArgs) -> Result<()> {
             "requests": placed.requests.iter().map(|r| serde_json::json!({"id": r.id, "status": r.status.to_string()})).collect::<Vec<_>>(),
             "recovered": placed.recovered,
         });
-        println!("{doc}");
+        super::io::print_json(&doc)?;
     } else {
         println!(
             "{} order {} (alternative order ID {})",
@@ -380,7 +380,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     let client = args.connection.client()?;
     let info = runtime()?.block_on(client.order_info(args.order_id))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        super::io::print_json(&info)?;
         return Ok(());
     }
     // What CertCentral says is shown escaped: it is text from outside.
@@ -474,7 +474,7 @@ pub fn download(args: DownloadArgs) -> Result<()> {
             "leaf_sha256": leaf_fingerprint.as_ref().map(|f| f.0.clone()),
             "ca_certificates": leaf_fingerprint.as_ref().map(|f| f.1),
         });
-        println!("{doc}");
+        super::io::print_json(&doc)?;
     } else {
         let report = match leaf_fingerprint {
             Some((fingerprint, cas)) => format!(

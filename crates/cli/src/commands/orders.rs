@@ -94,7 +94,7 @@ fn list(args: ListArgs) -> Result<()> {
     };
     if args.json {
         let doc = serde_json::json!({ "orders": orders, "total": total });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
         return Ok(());
     }
     let shown = |text: &str| escape_unsafe(text, false);
@@ -123,7 +123,7 @@ fn expiring(args: ExpiringArgs) -> Result<()> {
     let client = args.connection.client()?;
     let report = runtime()?.block_on(client.expiring_orders(args.include_certificates))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::io::print_json(&report)?;
         return Ok(());
     }
     for bucket in &report.expiring_orders {

@@ -9,11 +9,7 @@ use std::sync::Arc;
 
 use codesign_kit::keys::files::InputKind;
 use codesign_kit::keys::{KeysError, SoftwareKey};
-use codesign_kit::pipeline::{
-    JobOutcome, JobState, Journal, Observer, Plan, PrintObserver, Provisioner, ProvisionerConfig,
-    RunSummary, Step,
-};
-use std::io::IsTerminal;
+use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig, RunSummary};
 
 use super::order::ConnectionArgs;
 use crate::UsageError;
@@ -107,47 +103,9 @@ pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String
     Ok(Duration::from_secs(seconds))
 }
 
-/// A progress bar on a terminal: one tick per finished job, the latest step as its message.
-struct BarObserver(indicatif::ProgressBar);
-
-impl Observer for BarObserver {
-    fn notice(&self, text: &str) {
-        self.0.println(text);
-    }
-    fn step(&self, job_id: &str, step: Step, _detail: &str) {
-        self.0.set_message(format!("{job_id}: {}", step.as_str()));
-    }
-    fn finished(&self, outcome: &JobOutcome) {
-        if outcome.state != JobState::Done {
-            self.0.println(format!(
-                "{}: {} after {}{}",
-                outcome.job_id,
-                format!("{:?}", outcome.state).to_lowercase(),
-                outcome.step.as_str(),
-                outcome
-                    .note
-                    .as_deref()
-                    .map(|note| format!(": {note}"))
-                    .unwrap_or_default()
-            ));
-        }
-        self.0.inc(1);
-    }
-}
-
-/// The observer for this output: a bar on a terminal, plain lines otherwise.
-pub(crate) fn observer(total: u64) -> Box<dyn Observer> {
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        Box::new(BarObserver(bar))
-    } else {
-        Box::new(PrintObserver)
-    }
+/// The progress display for this output: a bar on a terminal, plain lines otherwise.
+pub(crate) fn observer(total: u64) -> super::progress::Progress {
+    super::progress::Progress::new(total)
 }
 
 fn print_summary(summary: &RunSummary) {
@@ -162,7 +120,7 @@ fn print_summary(summary: &RunSummary) {
         println!(
             "  {:<24} {:<8} after {:<22} {}",
             o.job_id,
-            format!("{:?}", o.state).to_lowercase(),
+            o.state.as_str(),
             o.step.as_str(),
             o.note.as_deref().unwrap_or("")
         );
@@ -249,6 +207,41 @@ pub(crate) fn prepare(
     })
 }
 
+/// `--json`'s document of a run: the counts, then every job of the run (done ones too) with its
+/// key, order, certificate and files, in job ID order.
+fn run_document(provisioner: &Provisioner, summary: &RunSummary) -> Result<serde_json::Value> {
+    let mut ids: Vec<&str> = summary
+        .done_jobs
+        .iter()
+        .map(String::as_str)
+        .chain(summary.pending.iter().map(|o| o.job_id.as_str()))
+        .chain(summary.failed.iter().map(|o| o.job_id.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        match provisioner.job_report(id)? {
+            Some(report) => jobs.push(serde_json::to_value(report)?),
+            None => {
+                // A job refused before its row existed: its outcome is all there is.
+                if let Some(o) = summary.failed.iter().find(|o| o.job_id == id) {
+                    jobs.push(serde_json::to_value(o)?);
+                }
+            }
+        }
+    }
+    Ok(serde_json::json!({
+        "total": summary.total(),
+        "done": summary.done,
+        "pending": summary.pending.len(),
+        "failed": summary.failed.len(),
+        "token_keys_made": summary.token_keys_made,
+        "key_generation_us": summary.key_generation_us,
+        "jobs": jobs,
+    }))
+}
+
 /// Ends a run: a refusal before any job removes the journal this run made and left empty; the
 /// summary is printed; failed jobs make the run fail.
 pub(crate) fn finish(
@@ -272,7 +265,7 @@ pub(crate) fn finish(
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::io::print_json(&run_document(&prepared.provisioner, &summary)?)?;
     } else {
         print_summary(&summary);
     }
@@ -305,6 +298,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
         Ok(())
     })?;
     let observer = observer(prepared.plan.len());
-    let result = prepared.provisioner.run(&prepared.plan, observer.as_ref());
+    let result = prepared.provisioner.run(&prepared.plan, &observer);
+    observer.end(result.as_ref().ok());
     finish(prepared, result, args.run.json, "run again with --resume").map(|_| ())
 }

@@ -181,7 +181,7 @@ pub fn keygen(args: &TokenKeygen<'_>, algorithm: KeyAlgorithm) -> Result<()> {
             "generation_ms": generation_ms,
             "csr": csr_json,
         });
-        println!("{doc}");
+        super::io::print_json(&doc)?;
     } else {
         let report = format!(
             "generated {algorithm} key on {}\nuri: {key_uri}\naudit: {}\npublic key SHA-256: {fingerprint}",
@@ -217,7 +217,7 @@ pub fn doctor(args: DoctorArgs) -> Result<()> {
     let token = find_token(&uri, args.module.as_deref())?;
     let report = token.report(args.digicert_token)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::io::print_json(&report)?;
         return Ok(());
     }
     let t = &report.token;
@@ -459,7 +459,7 @@ fn cert_install(args: CertInstallArgs) -> Result<()> {
             "intermediates_present": present,
             "roots_skipped": roots,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
     } else {
         println!(
             "installed {} (serial {}, valid till {}) beside key \"{}\" (CKA_ID {}) on {}",
@@ -633,7 +633,7 @@ fn token_delete(args: TokenDeleteArgs) -> Result<()> {
             })
             .collect();
         let doc = serde_json::json!({ "token": token.summary(), "deleted": deleted });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
     } else {
         for object in &objects {
             println!("deleted {}", object.describe());
@@ -697,7 +697,7 @@ fn token_list(args: TokenListArgs) -> Result<()> {
             "keys": keys,
             "ca_certificates": authorities,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::io::print_json(&doc)?;
         return Ok(());
     }
     let shown = |text: &str| codesign_kit::keys::text::escape_unsafe(text, false);
