@@ -87,9 +87,11 @@ impl Provisioner {
             crate::pipeline::plan::KeyLocation::File { path } => path.display().to_string(),
         };
         let records = &self.context.config.records_dir;
+        // Absolute, so that whoever reads the report finds the files from any directory.
         let written = |name: String| {
             let path = records.join(name);
-            (row.state == JobState::Done && path.is_file()).then_some(path)
+            (row.state == JobState::Done && path.is_file())
+                .then(|| std::path::absolute(&path).unwrap_or(path))
         };
         Ok(Some(JobReport {
             job_id: row.spec.job_id.clone(),

@@ -144,9 +144,9 @@ pub struct JobReport {
     pub order_id: Option<u64>,
     /// The certificate, once issued.
     pub certificate_id: Option<u64>,
-    /// The chain file (leaf first, PEM) beside the record, once written.
+    /// The chain file (leaf first, PEM) beside the record, once written (an absolute path).
     pub chain_file: Option<std::path::PathBuf>,
-    /// The provisioning record, once written.
+    /// The provisioning record, once written (an absolute path).
     pub record_file: Option<std::path::PathBuf>,
     /// Why pending or failed.
     pub note: Option<String>,

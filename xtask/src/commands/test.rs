@@ -30,7 +30,22 @@ const REQUIRED_TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("softhsm2-util", "softhsm2"),
     ("pkcs11-tool", "opensc"),
+    ("osslsigncode", "osslsigncode"),
+    ("jq", "jq"),
+    ("curl", "curl"),
 ];
+
+/// Libraries the tests load, by a file each leaves: (shell glob, Debian package).
+const REQUIRED_FILES: &[(&str, &str)] =
+    &[("/usr/lib/*/engines-3/pkcs11.so", "libengine-pkcs11-openssl")];
+
+fn have_file(glob: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("ls {glob} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -56,6 +71,7 @@ fn ensure_tools() -> Result<()> {
     let missing: Vec<&str> = REQUIRED_TOOLS
         .iter()
         .filter(|(program, _)| !have(program))
+        .chain(REQUIRED_FILES.iter().filter(|(glob, _)| !have_file(glob)))
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {

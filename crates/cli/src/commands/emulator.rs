@@ -35,6 +35,10 @@ pub struct EmulatorArgs {
     /// Do not enforce CertCentral's rate limits (100 per 5 s, 1000 per 3 min).
     #[arg(long)]
     no_rate_limits: bool,
+    /// Once listening, write the base URL (for CERTCENTRAL_BASE_URL) to this file, atomically:
+    /// with --listen 127.0.0.1:0, how a script learns the port.
+    #[arg(long, value_name = "FILE")]
+    url_file: Option<PathBuf>,
     /// Delay every answer this many milliseconds, as over the internet.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
@@ -49,7 +53,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
     let api_key = match std::env::var("DIGICERT_API_KEY") {
         Ok(key) if !key.is_empty() => key,
         _ => anyhow::bail!(
-            "no API key for the emulator: set DIGICERT_API_KEY (the emulator accepts the key the client sends from it)"
+            "no API key for the emulator: set DIGICERT_API_KEY; the emulator's account takes that key alone, as the client sends it from the same variable"
         ),
     };
     let mut config = EmulatorConfig::new(api_key);
@@ -73,6 +77,15 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         emulator.url()
     );
     println!("export CERTCENTRAL_BASE_URL={}", emulator.api_base());
+    if let Some(path) = &args.url_file {
+        codesign_kit::keys::files::write_atomically(
+            path,
+            format!("{}\n", emulator.api_base()).as_bytes(),
+            codesign_kit::keys::files::PUBLIC_FILE_MODE,
+            codesign_kit::keys::files::Overwrite::Replace,
+        )
+        .with_context(|| format!("--url-file {}", path.display()))?;
+    }
     println!("press Ctrl-C to stop");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

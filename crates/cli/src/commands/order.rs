@@ -193,6 +193,10 @@ pub struct DownloadArgs {
     /// The ID is an order ID: download the order's active certificate.
     #[arg(long)]
     by_order: bool,
+    /// With --by-order: wait this long (e.g. 30s, 10m) for the order to be issued first; an
+    /// order still waiting then exits 75 (try again later), nothing written.
+    #[arg(long, value_name = "DURATION", requires = "by_order", value_parser = super::provision::parse_duration)]
+    wait: Option<std::time::Duration>,
     /// Print one JSON document.
     #[arg(long)]
     json: bool,
@@ -452,7 +456,25 @@ pub fn download(args: DownloadArgs) -> Result<()> {
     output.check(overwrite(args.force))?;
     let client = args.connection.client()?;
     let runtime = runtime()?;
-    let bytes = if args.by_order {
+    let bytes = if let Some(wait) = args.wait {
+        let issued = match runtime.block_on(client.wait_for_issuance(OrderId(args.id), wait)) {
+            Ok(certificate) => certificate,
+            Err(codesign_kit::order::CertCentralError::StillPending {
+                status,
+                waited_secs,
+                ..
+            }) => {
+                eprintln!(
+                    "order {} is still {status} after {waited_secs} s; nothing was written; run again later (exit status {})",
+                    args.id,
+                    crate::exit::PENDING
+                );
+                return Err(crate::QuietExit(crate::exit::PENDING).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        runtime.block_on(client.download(issued, format))?
+    } else if args.by_order {
         runtime.block_on(client.download_by_order(OrderId(args.id), format))?
     } else {
         runtime.block_on(client.download(CertificateId(args.id), format))?
