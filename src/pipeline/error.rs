@@ -35,6 +35,46 @@ pub enum PipelineError {
         path: PathBuf,
     },
 
+    /// The journal's PostgreSQL database failed.
+    #[error("journal {database}: {action}: {}", database_error_text(.cause))]
+    Database {
+        /// The database (its URL without the password).
+        database: String,
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        cause: postgres::Error,
+    },
+
+    /// Another run holds the journal's database.
+    #[error(
+        "journal {database}: another provision run is working on this plan's journal; wait for it to end"
+    )]
+    DatabaseInUse {
+        /// The database (its URL without the password).
+        database: String,
+    },
+
+    /// The journal's database holds another plan's jobs.
+    #[error(
+        "journal {journal}: it holds the jobs of plan \"{holds}\", not \"{plan}\"; give each plan a database of its own"
+    )]
+    JournalOfAnotherPlan {
+        /// The database (its URL without the password).
+        journal: String,
+        /// The plan it holds.
+        holds: String,
+        /// The plan of this run.
+        plan: String,
+    },
+
+    /// A `--journal` database URL that cannot be used.
+    #[error("--journal: {reason}")]
+    JournalUrl {
+        /// Why.
+        reason: String,
+    },
+
     /// A journal row cannot be read, or is missing what its step says it holds.
     #[error("journal: job {job_id}: {what}")]
     JournalContent {
@@ -177,4 +217,13 @@ impl PipelineError {
 
 fn shown_path(path: &std::path::Path) -> String {
     crate::keys::text::shown_path(path)
+}
+
+/// The PostgreSQL driver's error with the server's own message, when it has one (the driver's
+/// `Display` says "db error" alone).
+fn database_error_text(cause: &postgres::Error) -> String {
+    match cause.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => cause.to_string(),
+    }
 }

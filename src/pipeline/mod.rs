@@ -15,7 +15,7 @@ pub mod provision;
 pub mod renew;
 
 pub use error::PipelineError;
-pub use journal::{JobRow, JobState, Journal, Step};
+pub use journal::{DatabaseUrl, JobRow, JobState, Journal, JournalLocation, Step};
 pub use plan::{JobSpec, KeyLocation, Plan, Predecessor};
 pub use provision::{
     JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig,

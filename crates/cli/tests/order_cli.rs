@@ -476,3 +476,72 @@ fn client_limits_are_dropped_only_for_a_certcentral_on_this_machine() {
     let out = cli(&emu, Some(KEY), &["orders", "list", "--no-request-limits"]);
     assert_exit(&out, 0);
 }
+
+/// `download --by-order --wait`: an order that is still not issued when the time is up exits 75
+/// and writes nothing; once CertCentral issues it, the same command waits for it and writes the
+/// chain.
+#[test]
+fn download_waits_for_issuance_and_says_pending_with_75() {
+    let emu = emulator();
+    emu.set_settings(Settings {
+        polls_until_issued: 1_000,
+        ..Settings::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let body = body_file(dir.path(), EMAIL_BODY);
+    let csr = fixture("openssl-p384.csr");
+    let out = cli(
+        &emu,
+        Some(KEY),
+        &[
+            "order",
+            "--product",
+            "code-signing-ev",
+            "--request",
+            &body,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let placed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let order_id = placed["order_id"].as_u64().unwrap().to_string();
+    let chain = dir.path().join("chain.pem");
+    let chain_arg = chain.to_str().unwrap();
+    let download = |wait: &str| {
+        cli(
+            &emu,
+            Some(KEY),
+            &[
+                "download",
+                &order_id,
+                "--by-order",
+                "--wait",
+                wait,
+                "--out",
+                chain_arg,
+            ],
+        )
+    };
+    let out = download("1s");
+    assert_exit(&out, 75);
+    assert!(text(&out).1.contains("still pending"), "{:?}", text(&out));
+    assert!(!chain.exists(), "nothing written");
+
+    emu.set_settings(Settings {
+        polls_until_issued: 2,
+        ..Settings::default()
+    });
+    let out = download("30s");
+    assert_exit(&out, 0);
+    let written = std::fs::read_to_string(&chain).unwrap();
+    assert_eq!(written.matches("BEGIN CERTIFICATE").count(), 3, "{written}");
+    // Without --by-order, --wait is a usage error.
+    let out = cli(
+        &emu,
+        Some(KEY),
+        &["download", "1", "--wait", "1s", "--out", "-"],
+    );
+    assert_exit(&out, 2);
+}

@@ -193,8 +193,10 @@ pub fn openssl_issue_certificate(dir: &Path, csr_pem: &str) -> Vec<u8> {
 }
 
 mod modules;
+mod postgres;
 mod softhsm;
 pub use modules::{SuiteModule, SuiteToken, object_blocks};
+pub use postgres::{POSTGRES_USER, Postgres, postgres_bin_dir};
 pub use softhsm::{
     PROCESS_WIDE_TOKENS, SO_PIN, SOFTHSM_MODULE, SoftHsm, USER_PIN, authority_certificates,
     count_labelled, count_with_id,

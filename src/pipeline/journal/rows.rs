@@ -156,3 +156,47 @@ pub struct JobRow {
     /// The last error or pending reason.
     pub note: Option<String>,
 }
+
+/// The columns of a job's row, in [`StoredRow`]'s order.
+pub(super) const STORED_COLUMNS: &str = "spec, step, state, key_id, alternative_order_id, csr_pem, \
+     audit_json, order_id, certificate_id, chain_pem, note";
+
+/// A job's row as a backend stores it (the spec as JSON, the step and state as names).
+pub(super) struct StoredRow {
+    pub(super) spec: String,
+    pub(super) step: String,
+    pub(super) state: String,
+    pub(super) key_id: Vec<u8>,
+    pub(super) alternative_order_id: String,
+    pub(super) csr_pem: Option<String>,
+    pub(super) audit_json: Option<String>,
+    pub(super) order_id: Option<i64>,
+    pub(super) certificate_id: Option<i64>,
+    pub(super) chain_pem: Option<String>,
+    pub(super) note: Option<String>,
+}
+
+impl StoredRow {
+    /// The row, its spec and step read back.
+    pub(super) fn decode(self, job_id: &str) -> Result<JobRow, crate::pipeline::PipelineError> {
+        let bad = |what: String| crate::pipeline::PipelineError::JournalContent {
+            job_id: job_id.to_string(),
+            what,
+        };
+        Ok(JobRow {
+            spec: serde_json::from_str(&self.spec)
+                .map_err(|e| bad(format!("unreadable spec: {e}")))?,
+            step: Step::parse(&self.step)
+                .ok_or_else(|| bad(format!("unknown step {}", self.step)))?,
+            state: JobState::parse(&self.state),
+            key_id: self.key_id,
+            alternative_order_id: self.alternative_order_id,
+            csr_pem: self.csr_pem,
+            audit_json: self.audit_json,
+            order_id: self.order_id.map(|v| v as u64),
+            certificate_id: self.certificate_id.map(|v| v as u64),
+            chain_pem: self.chain_pem,
+            note: self.note,
+        })
+    }
+}

@@ -1,6 +1,8 @@
 //! Unit tests of the journal module.
+use super::sqlite::STEP_TIMES;
 use super::*;
 use crate::pipeline::plan::KeyLocation;
+use rusqlite::params;
 
 fn spec(id: &str) -> JobSpec {
     JobSpec {
@@ -47,6 +49,7 @@ fn rows_survive_reopening_and_keep_their_ids() {
     assert_eq!(journal.counts().unwrap(), (1, 0, 0, 1));
     assert!(journal.load("c").unwrap().is_none());
     let history: i64 = journal
+        .sqlite()
         .lock()
         .query_row("SELECT COUNT(*) FROM history WHERE job_id = 'a'", [], |r| {
             r.get(0)
@@ -61,6 +64,7 @@ fn step_times_use_the_history_index() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
     let plan: Vec<String> = journal
+        .sqlite()
         .lock()
         .prepare(&format!("EXPLAIN QUERY PLAN {STEP_TIMES}"))
         .unwrap()
@@ -140,7 +144,7 @@ fn a_journal_in_use_is_refused_until_it_is_closed() {
     let first = Journal::open(&path).unwrap();
     first.ensure(&spec("a")).unwrap();
     let started = std::time::Instant::now();
-    let err = Journal::open(&path).err().expect("the journal is held");
+    let err = Journal::open(&path).expect_err("the journal is held");
     assert!(
         err.to_string().contains("in use by another process"),
         "{err}"
@@ -160,16 +164,16 @@ fn writes_flush_the_write_ahead_log_and_fail_when_it_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.sqlite");
     let journal = Journal::open(&path).unwrap();
-    assert_eq!(journal.wal_path, dir.path().join("j.sqlite-wal"));
-    let before = std::fs::metadata(&journal.wal_path).unwrap().len();
+    assert_eq!(journal.sqlite().wal_path, dir.path().join("j.sqlite-wal"));
+    let before = std::fs::metadata(&journal.sqlite().wal_path).unwrap().len();
     journal.ensure(&spec("a")).unwrap();
-    let after = std::fs::metadata(&journal.wal_path).unwrap().len();
+    let after = std::fs::metadata(&journal.sqlite().wal_path).unwrap().len();
     assert!(
         after > before,
         "the commit went to the log we flush: {before} -> {after}"
     );
 
-    let flushes = || journal.flushed.lock().unwrap().flushes;
+    let flushes = || journal.sqlite().flushed.lock().unwrap().flushes;
     // The begin of a key generation is flushed before it returns, with the insert before it;
     // a second flush with nothing new to cover does not touch the disk.
     let opened = flushes();
@@ -194,7 +198,7 @@ fn writes_flush_the_write_ahead_log_and_fail_when_it_is_gone() {
     journal.save(&row, "").unwrap();
     assert_eq!(flushes(), opened + 3);
 
-    std::fs::remove_file(&journal.wal_path).unwrap();
+    std::fs::remove_file(&journal.sqlite().wal_path).unwrap();
     // A step that acts on nothing outside is committed and waits for the next flush...
     journal.begin("a", Step::CsrBuilt, "").unwrap();
     // ...one that does is flushed before it returns.

@@ -125,6 +125,44 @@ fn ensure_module_packages() {
     }
 }
 
+/// The test binaries that need a PostgreSQL server (their tests sit in `mod postgres`).
+const POSTGRES_TEST_BINARIES: &[&str] = &["postgres_journal", "postgres_cli"];
+
+/// Why the PostgreSQL tests cannot run here, if they cannot: as root, a missing server is
+/// installed first (Debian `postgresql`).
+fn postgres_missing() -> Option<String> {
+    if codesign_testkit::postgres_bin_dir().is_some() {
+        return None;
+    }
+    if is_root() && have("apt-get") {
+        if let Err(e) = run_step(
+            "apt-get install -y postgresql",
+            Command::new("apt-get")
+                .args(["install", "-y", "postgresql"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        ) {
+            eprintln!("warning: {e}");
+        }
+        if codesign_testkit::postgres_bin_dir().is_some() {
+            return None;
+        }
+    }
+    Some("PostgreSQL is not installed (apt-get install -y postgresql)".to_string())
+}
+
+fn report_postgres(missing: Option<&String>) {
+    match missing {
+        None => eprintln!(
+            "==> PostgreSQL tests run ({})",
+            POSTGRES_TEST_BINARIES.join(", ")
+        ),
+        Some(why) => eprintln!(
+            "==> PostgreSQL tests NOT RUN ({}): {why}",
+            POSTGRES_TEST_BINARIES.join(", ")
+        ),
+    }
+}
+
 fn run_step(name: &str, command: &mut Command) -> Result<()> {
     eprintln!("==> {name}");
     let status = command
@@ -166,17 +204,28 @@ pub fn run(args: TestArgs) -> Result<()> {
         .parent()
         .context("xtask sits in the workspace")?
         .to_path_buf();
+    let postgres = postgres_missing();
+    if let (Some(why), true) = (&postgres, std::env::var_os("CI").is_some()) {
+        bail!("under CI the PostgreSQL tests must run: {why}");
+    }
     let tokens = super::tokens::SuiteTokens::up(&root)?;
     tokens.report();
-    let result = run_tests(&args, nextest, &tokens);
+    report_postgres(postgres.as_ref());
+    let result = run_tests(&args, nextest, &tokens, postgres.is_none());
     tokens.report();
+    report_postgres(postgres.as_ref());
     drop(tokens);
     result?;
     eprintln!("==> all checks passed");
     Ok(())
 }
 
-fn run_tests(args: &TestArgs, nextest: bool, tokens: &super::tokens::SuiteTokens) -> Result<()> {
+fn run_tests(
+    args: &TestArgs,
+    nextest: bool,
+    tokens: &super::tokens::SuiteTokens,
+    with_postgres: bool,
+) -> Result<()> {
     let with_env = |mut command: Command| {
         command.envs(tokens.env.iter().map(|(k, v)| (k, v)));
         command
@@ -201,8 +250,16 @@ fn run_tests(args: &TestArgs, nextest: bool, tokens: &super::tokens::SuiteTokens
             "--locked",
             "--no-fail-fast",
         ]);
-        if let Some(filter) = tokens.nextest_filter() {
-            command.args(["-E", &filter]);
+        let mut filters: Vec<String> = tokens.nextest_filter().into_iter().collect();
+        if !with_postgres {
+            let binaries: Vec<String> = POSTGRES_TEST_BINARIES
+                .iter()
+                .map(|b| format!("binary({b})"))
+                .collect();
+            filters.push(format!("not ({})", binaries.join(" or ")));
+        }
+        if !filters.is_empty() {
+            command.args(["-E", &filters.join(" and ")]);
         }
         run_step(
             "cargo nextest run --workspace --locked",
@@ -213,7 +270,10 @@ fn run_tests(args: &TestArgs, nextest: bool, tokens: &super::tokens::SuiteTokens
         command
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(&args.runner_args);
-        let skips = tokens.libtest_skips();
+        let mut skips = tokens.libtest_skips();
+        if !with_postgres {
+            skips.extend(["--skip".to_string(), "postgres::".to_string()]);
+        }
         if !skips.is_empty() {
             if !args.runner_args.iter().any(|a| a == "--") {
                 command.arg("--");

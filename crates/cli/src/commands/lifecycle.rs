@@ -133,7 +133,7 @@ fn confirm(label: &str, token: &str) -> Result<()> {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["journal", "records", "certcentral"])))]
 pub struct ExpiringArgs {
-    /// The certificates of this journal's done jobs.
+    /// The certificates of this journal's done jobs (a SQLite file).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
     /// The certificates the provisioning records in this directory describe.
@@ -243,11 +243,10 @@ pub struct RenewArgs {
 /// same way: running `renew` again after a kill finishes the renewals begun.
 pub fn renew(args: RenewArgs) -> Result<()> {
     let days = i64::try_from(args.within.as_secs() / 86_400).unwrap_or(i64::MAX);
-    let prepared = super::provision::prepare(&args.run, |journal_path, existed| {
+    let prepared = super::provision::prepare(&args.run, |journal, existed| {
         if !existed {
             anyhow::bail!(
-                "{}: no journal; renew works on the journal of a provisioned plan",
-                journal_path.display()
+                "{journal}: no journal; renew works on the journal of a provisioned plan"
             );
         }
         Ok(())
@@ -392,11 +391,10 @@ pub struct ReissueArgs {
 /// reissued for it (exactly once), the new certificate installed beside the new key, a record
 /// naming the job and order reissued. Journaled like `provision`: run it again after a kill.
 pub fn reissue(args: ReissueArgs) -> Result<()> {
-    let prepared = super::provision::prepare(&args.run, |journal_path, existed| {
+    let prepared = super::provision::prepare(&args.run, |journal, existed| {
         if !existed {
             anyhow::bail!(
-                "{}: no journal; reissue works on the journal of a provisioned plan",
-                journal_path.display()
+                "{journal}: no journal; reissue works on the journal of a provisioned plan"
             );
         }
         Ok(())

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use codesign_kit::keys::files::InputKind;
 use codesign_kit::keys::{KeysError, SoftwareKey};
-use codesign_kit::pipeline::{Journal, Plan, Provisioner, ProvisionerConfig, RunSummary};
+use codesign_kit::pipeline::{
+    Journal, JournalLocation, Plan, Provisioner, ProvisionerConfig, RunSummary,
+};
 
 use super::order::ConnectionArgs;
 use crate::UsageError;
@@ -46,9 +48,11 @@ pub struct RunArgs {
     /// How long each job waits for issuance before it is left pending (e.g. 30s, 10m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     wait: Duration,
-    /// The journal (default: PLAN.journal.sqlite beside the plan).
-    #[arg(long, value_name = "FILE")]
-    journal: Option<PathBuf>,
+    /// The journal: a SQLite file (default: PLAN.journal.sqlite beside the plan), or a
+    /// PostgreSQL database, postgres://USER@HOST:PORT/DATABASE (this machine only: a Unix socket
+    /// or loopback; the password, if any, from the URL or PGPASSWORD is never shown).
+    #[arg(long, value_name = "FILE|URL")]
+    journal: Option<String>,
     /// Where provisioning records go (default: records/ beside the plan).
     #[arg(long, value_name = "DIR")]
     records: Option<PathBuf>,
@@ -138,7 +142,7 @@ pub(crate) struct Prepared {
 /// journal means for this command.
 pub(crate) fn prepare(
     args: &RunArgs,
-    journal_rule: impl FnOnce(&Path, bool) -> Result<()>,
+    journal_rule: impl FnOnce(&JournalLocation, bool) -> Result<()>,
 ) -> Result<Prepared> {
     // Everything that can be checked is checked before the journal exists, so a refused run
     // leaves nothing behind and the corrected run starts afresh.
@@ -162,12 +166,30 @@ pub(crate) fn prepare(
     } else {
         args.plan.parent().unwrap_or(Path::new("."))
     };
-    let journal_path = args
-        .journal
-        .clone()
-        .unwrap_or_else(|| args.plan.with_extension("journal.sqlite"));
-    let journal_existed = journal_path.exists();
-    journal_rule(&journal_path, journal_existed)?;
+    let location = match &args.journal {
+        Some(text) => JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?,
+        None => JournalLocation::File(args.plan.with_extension("journal.sqlite")),
+    };
+    // A database journal is reached (and its schema brought up to date) before the rule is
+    // judged, since whether it holds jobs is in it; a file's existence is judged before the file
+    // is made.
+    let plan_name = args.plan.file_name().map_or_else(
+        || "standard input".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (journal, journal_existed) = match &location {
+        JournalLocation::File(path) => {
+            let existed = path.exists();
+            journal_rule(&location, existed)?;
+            (None, existed)
+        }
+        JournalLocation::Postgres(_) => {
+            let journal = Journal::open_location(&location, &plan_name)?;
+            let existed = journal.job_count()? > 0;
+            journal_rule(&location, existed)?;
+            (Some(journal), existed)
+        }
+    };
     let client = args.connection.client()?;
     let record_signer = match &args.record_key {
         Some(path) => {
@@ -198,7 +220,10 @@ pub(crate) fn prepare(
         allow_software_keys: args.allow_software_key,
         ..ProvisionerConfig::new(args.records.clone().unwrap_or_else(|| base.join("records")))
     };
-    let journal = Journal::open(&journal_path)?;
+    let journal = match journal {
+        Some(journal) => journal,
+        None => Journal::open_location(&location, &plan_name)?,
+    };
     let provisioner = Provisioner::new(journal, client, config)?;
     Ok(Prepared {
         plan,
@@ -288,11 +313,10 @@ pub(crate) fn finish(
 /// `provision`: every job of a plan, journaled, resumable.
 pub fn provision(args: ProvisionArgs) -> Result<()> {
     let resume = args.resume;
-    let prepared = prepare(&args.run, |journal_path, existed| {
+    let prepared = prepare(&args.run, |journal, existed| {
         if existed && !resume {
             bail!(
-                "{}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)",
-                journal_path.display()
+                "{journal}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)"
             );
         }
         Ok(())

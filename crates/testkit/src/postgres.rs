@@ -1,0 +1,210 @@
+//! A real PostgreSQL server for the journal's tests: `initdb` into a temporary directory (as the
+//! `postgres` system user when the tests run as root, since the server refuses to run as root),
+//! `pg_ctl start` on a free loopback port, stopped and removed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The superuser of the test cluster.
+pub const POSTGRES_USER: &str = "journal";
+
+/// A PostgreSQL server of this test process.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    /// `runuser -u postgres --` when running as root.
+    as_user: Option<String>,
+}
+
+/// The directory of the server's programs (`initdb`, `pg_ctl`, `createdb`): Debian's newest
+/// `/usr/lib/postgresql/N/bin`, else wherever `initdb` is on the PATH.
+pub fn postgres_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    (!path.is_empty())
+        .then(|| Path::new(&path).parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+impl Postgres {
+    /// Makes a cluster and starts its server; `Err` says why not (not installed, cannot start).
+    pub fn start() -> Result<Postgres, String> {
+        let bin = postgres_bin_dir()
+            .ok_or("PostgreSQL is not installed: apt-get install -y postgresql")?;
+        let dir = tempfile::Builder::new()
+            .prefix("codesign-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let as_user = if is_root() {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !chown.success() {
+                return Err(
+                    "cannot give the cluster's directory to the postgres user (is the postgresql package installed?)"
+                        .to_string(),
+                );
+            }
+            Some("postgres".to_string())
+        } else {
+            None
+        };
+        let port = free_port()?;
+        let server = Postgres {
+            dir,
+            bin,
+            port,
+            as_user,
+        };
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                POSTGRES_USER,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            server.dir.path().display()
+        );
+        server.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-o",
+                &options,
+                "-l",
+                &server.dir.path().join("server.log").display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        Ok(server)
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let program = self.bin.join(program);
+        let mut command = match &self.as_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        let out = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        if !out.status.success() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            return Err(format!(
+                "{} {}: {}{}\n{log}",
+                program.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes a database and gives its URL (`postgres://journal@127.0.0.1:PORT/NAME`).
+    pub fn create_database(&self, name: &str) -> String {
+        let port = self.port.to_string();
+        self.run(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &port, "-U", POSTGRES_USER, name],
+        )
+        .unwrap_or_else(|e| panic!("createdb {name}: {e}"));
+        self.url(name)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://{POSTGRES_USER}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs SQL through `psql` on database `name`; its output, unaligned, tuples only.
+    pub fn psql(&self, name: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                POSTGRES_USER,
+                "-d",
+                name,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}
