@@ -14,10 +14,20 @@
 /// Every test here needs a PostgreSQL server: `cargo xtask test` leaves `postgres::` out
 /// where there is none.
 mod postgres {
+    use std::time::Duration;
+
     use codesign_kit::pipeline::{
-        DatabaseUrl, JobSpec, JobState, Journal, KeyLocation, PipelineError, Step,
+        Claim, DatabaseUrl, HeldBecause, HostClaims, JobSpec, JobState, Journal, KeyLocation,
+        PipelineError, Step,
     };
     use codesign_testkit::Postgres;
+
+    fn host(id: &str) -> HostClaims {
+        HostClaims {
+            host_id: id.to_string(),
+            lease: Duration::from_secs(30),
+        }
+    }
 
     fn server() -> Postgres {
         Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"))
@@ -43,7 +53,7 @@ mod postgres {
     fn rows_and_history_survive_reconnecting() {
         let pg = server();
         let url: DatabaseUrl = pg.create_database("rows").parse().unwrap();
-        let journal = Journal::connect(&url, "plan.toml").unwrap();
+        let journal = Journal::connect(&url, "plan.toml", &host("a")).unwrap();
         let mut row = journal.ensure(&spec("a")).unwrap();
         journal.ensure(&spec("b")).unwrap();
         assert_eq!(row.step, Step::Planned);
@@ -64,7 +74,7 @@ mod postgres {
         journal.save(&row, "").unwrap();
         drop(journal);
 
-        let journal = Journal::connect(&url, "plan.toml").unwrap();
+        let journal = Journal::connect(&url, "plan.toml", &host("a")).unwrap();
         assert!(journal.has_begun("a", Step::OrderSubmitted).unwrap());
         assert!(!journal.has_begun("a", Step::CertificateInstalled).unwrap());
         assert_eq!(
@@ -95,8 +105,8 @@ mod postgres {
     }
 
     /// The schema comes from the versioned migrations, each applied once however many runs
-    /// connect; a second run while one is connected is refused at once, and so is another plan's
-    /// run; the messages name the database without its password.
+    /// connect; a second process as the same host is refused at once (another host ID is not),
+    /// and so is another plan's run; the messages name the database without its password.
     #[test]
     fn one_run_one_plan_and_migrations_applied_once() {
         let pg = server();
@@ -108,15 +118,17 @@ mod postgres {
             .parse()
             .unwrap();
         assert!(!url.to_string().contains("pw-never-shown"));
-        let first = Journal::connect(&url, "plan.toml").unwrap();
-        let second = Journal::connect(&url, "plan.toml").unwrap_err();
+        let first = Journal::connect(&url, "plan.toml", &host("a")).unwrap();
+        let second = Journal::connect(&url, "plan.toml", &host("a")).unwrap_err();
         assert!(
             matches!(second, PipelineError::DatabaseInUse { .. }),
             "{second}"
         );
         assert!(!second.to_string().contains("pw-never-shown"), "{second}");
+        let other_host = Journal::connect(&url, "plan.toml", &host("b")).unwrap();
+        drop(other_host);
         drop(first);
-        let other = Journal::connect(&url, "another-plan.toml").unwrap_err();
+        let other = Journal::connect(&url, "another-plan.toml", &host("a")).unwrap_err();
         assert!(
             other
                 .to_string()
@@ -124,14 +136,87 @@ mod postgres {
             "{other}"
         );
         assert!(!other.to_string().contains("pw-never-shown"), "{other}");
-        let again = Journal::connect(&url, "plan.toml").unwrap();
+        let again = Journal::connect(&url, "plan.toml", &host("a")).unwrap();
         assert_eq!(format!("{again:?}").matches("pw-never-shown").count(), 0);
         assert_eq!(
             pg.psql(
                 "guarded",
                 "SELECT string_agg(version || ':' || name, ',') FROM schema_migrations"
             ),
-            "1:0001_journal"
+            "1:0001_journal,2:0002_host_claims"
+        );
+    }
+
+    /// The claim protocol between hosts: a job claimed by a live host is left to it; a job whose
+    /// key generation began is pinned to its host for good; a host that closes gives its
+    /// unpinned jobs up at once; a claim taken over after a lapsed lease stops the first host
+    /// before it makes a key (no second key).
+    #[test]
+    fn hosts_claim_pin_take_over_and_are_fenced() {
+        let pg = server();
+        let url: DatabaseUrl = pg.create_database("claims").parse().unwrap();
+        let a = Journal::connect(&url, "plan.toml", &host("a")).unwrap();
+        let b = Journal::connect(&url, "plan.toml", &host("b")).unwrap();
+        let ours = |claim: Claim| match claim {
+            Claim::Ours(row) => *row,
+            other => panic!("not ours: {other:?}"),
+        };
+        let x = ours(a.claim(&spec("x")).unwrap());
+        assert_eq!(
+            b.claim(&spec("x")).unwrap(),
+            Claim::Elsewhere {
+                host: Some("a".to_string()),
+                because: HeldBecause::WorkingOnIt
+            }
+        );
+        a.begin("x", Step::KeyGenerated, "making the key").unwrap();
+        assert_eq!(
+            b.claim(&spec("x")).unwrap(),
+            Claim::Elsewhere {
+                host: Some("a".to_string()),
+                because: HeldBecause::KeyOnItsToken
+            }
+        );
+        // The same IDs whoever reads them.
+        assert_eq!(a.load("x").unwrap().unwrap().key_id, x.key_id);
+
+        // y: claimed by a, never pinned; a closes, b takes it at once and pins it.
+        ours(a.claim(&spec("y")).unwrap());
+        assert_eq!(b.claimable().unwrap().held_elsewhere, 1);
+        drop(a);
+        let claimable = b.claimable().unwrap();
+        assert_eq!(claimable.free, ["y"]);
+        ours(b.claim(&spec("y")).unwrap());
+        b.begin("y", Step::KeyGenerated, "making the key").unwrap();
+        assert!(b.claimable().unwrap().free.is_empty());
+
+        // z: c claims it; c's lease lapses (a host frozen, not dead); d takes it over; c's key
+        // generation is refused, d's goes on.
+        let c = Journal::connect(&url, "plan.toml", &host("c")).unwrap();
+        ours(c.claim(&spec("z")).unwrap());
+        pg.psql(
+            "claims",
+            "UPDATE hosts SET lease_until = now() - interval '1 hour' WHERE host_id = 'c'",
+        );
+        let d = Journal::connect(&url, "plan.toml", &host("d")).unwrap();
+        ours(d.claim(&spec("z")).unwrap());
+        let lost = c
+            .begin("z", Step::KeyGenerated, "making the key")
+            .unwrap_err();
+        assert!(matches!(lost, PipelineError::ClaimLost { .. }), "{lost}");
+        d.begin("z", Step::KeyGenerated, "making the key").unwrap();
+        assert_eq!(
+            pg.psql(
+                "claims",
+                "SELECT string_agg(job_id || '=' || key_host, ',' ORDER BY job_id) FROM jobs"
+            ),
+            "x=a,y=b,z=d"
+        );
+        // The status every host sees: the pinned host of each job.
+        let hosts: Vec<Option<String>> = d.status().unwrap().into_iter().map(|j| j.host).collect();
+        assert_eq!(
+            hosts,
+            [Some("a".into()), Some("b".into()), Some("d".into())]
         );
     }
 }

@@ -46,13 +46,38 @@ pub enum PipelineError {
         cause: postgres::Error,
     },
 
-    /// Another run holds the journal's database.
+    /// Another process runs as this host on the journal's database.
     #[error(
-        "journal {database}: another provision run is working on this plan's journal; wait for it to end"
+        "journal {database}: another provision run works on this plan as host \"{host_id}\"; wait for it to end, or give this one another --host-id"
     )]
     DatabaseInUse {
         /// The database (its URL without the password).
         database: String,
+        /// The host ID both use.
+        host_id: String,
+    },
+
+    /// The job is another host's (its key is there, or that host works on it).
+    #[error("job {job_id} is host {host}'s: {because}")]
+    HeldByAnotherHost {
+        /// The job.
+        job_id: String,
+        /// The host.
+        host: String,
+        /// Why.
+        because: &'static str,
+    },
+
+    /// The host's claim on the job was taken over (its lease lapsed) before its key was made:
+    /// the job was left to the host that took it.
+    #[error(
+        "job {job_id}: host {host_id}'s claim was taken over by another host (its lease lapsed) before the key was made; no key was made here"
+    )]
+    ClaimLost {
+        /// The job.
+        job_id: String,
+        /// This host.
+        host_id: String,
     },
 
     /// The journal's database holds another plan's jobs.

@@ -44,16 +44,22 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-pub use postgres::DatabaseUrl;
+pub use postgres::{DatabaseUrl, HostClaims};
 pub use rows::{JobRow, JobState, Step};
 
 /// What a journal backend does; [`Journal`] adds what is common (new rows with their IDs).
 pub(crate) trait Backend: Send + Sync {
     /// Where the journal is, for messages (a database URL without its password).
     fn describe(&self) -> String;
-    /// Inserts a new job's row at `planned`, with its history's first line, and gives back the
-    /// row the journal holds: `row`, or the one another host inserted first.
-    fn insert(&self, row: &JobRow) -> Result<JobRow, PipelineError>;
+    /// Claims the job for this host: inserts `row` (a new job at `planned`, with its history's
+    /// first line) unless the journal holds the job already, then decides whose it is. A
+    /// single-host backend always answers [`Claim::Ours`].
+    fn claim(&self, row: &JobRow) -> Result<Claim, PipelineError>;
+    /// The unfinished jobs no host holds (unpinned, unclaimed or claimed by a host whose lease
+    /// lapsed, and not by this one), and how many unpinned ones live hosts hold.
+    fn claimable(&self) -> Result<Claimable, PipelineError>;
+    /// Every job's step, state and host.
+    fn status(&self) -> Result<Vec<JobStatus>, PipelineError>;
     fn load(&self, job_id: &str) -> Result<Option<JobRow>, PipelineError>;
     fn begin(&self, job_id: &str, step: Step, detail: &str) -> Result<(), PipelineError>;
     fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError>;
@@ -68,9 +74,79 @@ pub(crate) trait Backend: Send + Sync {
     fn done(&self) -> Result<Vec<String>, PipelineError>;
     fn counts(&self) -> Result<(u64, u64, u64, u64), PipelineError>;
     fn flush(&self) -> Result<(), PipelineError>;
+    /// Whether one host works on the journal.
+    fn is_single_host(&self) -> bool;
+    /// This host's lease, on a shared journal.
+    fn lease(&self) -> Option<std::time::Duration>;
     /// The backend itself, for its own tests.
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Whose a job is, as [`Journal::claim`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This host's to run: its row.
+    Ours(Box<JobRow>),
+    /// Another host's.
+    Elsewhere {
+        /// That host, when known.
+        host: Option<String>,
+        /// Why it is that host's.
+        because: HeldBecause,
+    },
+}
+
+/// Why a job is another host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBecause {
+    /// Its key is on that host's token.
+    KeyOnItsToken,
+    /// That host claimed it and its lease is live.
+    WorkingOnIt,
+    /// Another host is claiming it this instant.
+    BeingClaimed,
+}
+
+impl HeldBecause {
+    /// What the reason is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HeldBecause::KeyOnItsToken => "its key is on that host's token",
+            HeldBecause::WorkingOnIt => "that host is working on it",
+            HeldBecause::BeingClaimed => "another host is claiming it",
+        }
+    }
+}
+
+/// What a host may take over, and what it waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimable {
+    /// Unfinished, unpinned jobs no live host holds.
+    pub free: Vec<String>,
+    /// Unfinished, unpinned jobs that live hosts hold.
+    pub held_elsewhere: u64,
+}
+
+/// A job as the shared journal shows it: `jobs` / `provision --status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobStatus {
+    /// The job.
+    pub job_id: String,
+    /// Its last completed step.
+    pub step: Step,
+    /// Its state.
+    pub state: JobState,
+    /// The host its key is on, else the host that claimed it; `None` in a single-host journal.
+    pub host: Option<String>,
+    /// Its order.
+    pub order_id: Option<u64>,
+    /// Its certificate.
+    pub certificate_id: Option<u64>,
+    /// Why pending or failed.
+    pub note: Option<String>,
+    /// When its row last changed (Unix seconds).
+    pub updated_at: i64,
 }
 
 /// A job spec as the journal stores it (JSON).
@@ -142,16 +218,22 @@ impl Journal {
         })
     }
 
-    /// Connects to the PostgreSQL journal at `url`, bringing its schema up to date (the
-    /// migrations in `migrations/postgres/`, each applied once, in order). `plan` names the plan
-    /// whose jobs it holds: a database that holds another plan's jobs is refused.
+    /// Connects to the PostgreSQL journal at `url` as host `host`, bringing its schema up to date
+    /// (the migrations in `migrations/postgres/`, each applied once, in order). `plan` names the
+    /// plan whose jobs it holds: a database that holds another plan's jobs is refused. See the
+    /// `postgres` module for the claim protocol between hosts.
     ///
     /// # Errors
     /// [`PipelineError::Database`] when the database cannot be reached or migrated,
-    /// [`PipelineError::JournalOfAnotherPlan`].
-    pub fn connect(url: &DatabaseUrl, plan: &str) -> Result<Journal, PipelineError> {
+    /// [`PipelineError::JournalOfAnotherPlan`], [`PipelineError::DatabaseInUse`] when another
+    /// process runs as the same host.
+    pub fn connect(
+        url: &DatabaseUrl,
+        plan: &str,
+        host: &HostClaims,
+    ) -> Result<Journal, PipelineError> {
         Ok(Journal {
-            backend: Box::new(postgres::PostgresJournal::connect(url, plan)?),
+            backend: Box::new(postgres::PostgresJournal::connect(url, plan, host)?),
         })
     }
 
@@ -159,11 +241,82 @@ impl Journal {
     ///
     /// # Errors
     /// As those.
-    pub fn open_location(location: &JournalLocation, plan: &str) -> Result<Journal, PipelineError> {
+    pub fn open_location(
+        location: &JournalLocation,
+        plan: &str,
+        host: &HostClaims,
+    ) -> Result<Journal, PipelineError> {
         match location {
             JournalLocation::File(path) => Journal::open(path),
-            JournalLocation::Postgres(url) => Journal::connect(url, plan),
+            JournalLocation::Postgres(url) => Journal::connect(url, plan, host),
         }
+    }
+
+    /// Opens the journal at `location` to read it (`jobs`): a SQLite file as [`Journal::open`]
+    /// does; a database without taking a host's lock or lease, or checking the plan.
+    ///
+    /// # Errors
+    /// As [`Journal::open`]; [`PipelineError::Database`].
+    pub fn view(location: &JournalLocation) -> Result<Journal, PipelineError> {
+        match location {
+            JournalLocation::File(path) => Journal::open(path),
+            JournalLocation::Postgres(url) => Ok(Journal {
+                backend: Box::new(postgres::PostgresJournal::view(url)?),
+            }),
+        }
+    }
+
+    /// Claims a job for this host, its row made first when the journal has none (with a new key
+    /// ID and alternative order ID): [`Claim::Ours`] with its row, or whose it is.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`], [`PipelineError::Database`].
+    pub fn claim(&self, spec: &JobSpec) -> Result<Claim, PipelineError> {
+        if let Some(row) = self.load(&spec.job_id)?
+            && self.is_single_host()
+        {
+            return Ok(Claim::Ours(Box::new(row)));
+        }
+        let row = JobRow {
+            spec: spec.clone(),
+            step: Step::Planned,
+            state: JobState::Open,
+            key_id: crate::keys::pkcs11::random_id()?,
+            alternative_order_id: crate::order::generate_alternative_order_id()?,
+            csr_pem: None,
+            audit_json: None,
+            order_id: None,
+            certificate_id: None,
+            chain_pem: None,
+            note: None,
+        };
+        self.backend.claim(&row)
+    }
+
+    /// How long this host's lease lasts (a shared journal); `None` for a single-host one.
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        self.backend.lease()
+    }
+
+    /// Whether one host works on this journal (SQLite) rather than several (PostgreSQL).
+    pub fn is_single_host(&self) -> bool {
+        self.backend.is_single_host()
+    }
+
+    /// What this host may take over, and what it waits for (see [`Claimable`]).
+    ///
+    /// # Errors
+    /// [`PipelineError::Database`].
+    pub fn claimable(&self) -> Result<Claimable, PipelineError> {
+        self.backend.claimable()
+    }
+
+    /// Every job's step, state and host.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`], [`PipelineError::Database`].
+    pub fn status(&self) -> Result<Vec<JobStatus>, PipelineError> {
+        self.backend.status()
     }
 
     /// Where the journal is, for messages (a database URL without its password).
@@ -181,28 +334,20 @@ impl Journal {
         self.backend.flush()
     }
 
-    /// The job's row, inserting it (with a new key ID and alternative order ID) when absent.
+    /// The job's row, inserting it (with a new key ID and alternative order ID) when absent; a job
+    /// another host holds is refused.
     ///
     /// # Errors
-    /// [`PipelineError::Journal`].
+    /// [`PipelineError::Journal`], [`PipelineError::HeldByAnotherHost`].
     pub fn ensure(&self, spec: &JobSpec) -> Result<JobRow, PipelineError> {
-        if let Some(row) = self.load(&spec.job_id)? {
-            return Ok(row);
+        match self.claim(spec)? {
+            Claim::Ours(row) => Ok(*row),
+            Claim::Elsewhere { host, because } => Err(PipelineError::HeldByAnotherHost {
+                job_id: spec.job_id.clone(),
+                host: host.unwrap_or_else(|| "another host".to_string()),
+                because: because.describe(),
+            }),
         }
-        let row = JobRow {
-            spec: spec.clone(),
-            step: Step::Planned,
-            state: JobState::Open,
-            key_id: crate::keys::pkcs11::random_id()?,
-            alternative_order_id: crate::order::generate_alternative_order_id()?,
-            csr_pem: None,
-            audit_json: None,
-            order_id: None,
-            certificate_id: None,
-            chain_pem: None,
-            note: None,
-        };
-        self.backend.insert(&row)
     }
 
     /// Reads a job's row.

@@ -15,7 +15,10 @@ pub mod provision;
 pub mod renew;
 
 pub use error::PipelineError;
-pub use journal::{DatabaseUrl, JobRow, JobState, Journal, JournalLocation, Step};
+pub use journal::{
+    Claim, Claimable, DatabaseUrl, HeldBecause, HostClaims, JobRow, JobState, JobStatus, Journal,
+    JournalLocation, Step,
+};
 pub use plan::{JobSpec, KeyLocation, Plan, Predecessor};
 pub use provision::{
     JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig,

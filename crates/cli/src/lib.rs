@@ -54,6 +54,8 @@ pub enum Command {
     Expiring(commands::lifecycle::ExpiringArgs),
     /// Provision many keys through the whole pipeline from a plan; resumable.
     Provision(commands::provision::ProvisionArgs),
+    /// Every job of a journal (a file, or a database several hosts share): host, step, state, order, certificate.
+    Jobs(commands::provision::JobsArgs),
     /// A token's keys and certificates (list).
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -103,6 +105,7 @@ impl Command {
             Command::Cert(command) => commands::token::cert(command),
             Command::Order(args) => commands::order::order(args),
             Command::Provision(args) => commands::provision::provision(args),
+            Command::Jobs(args) => commands::provision::jobs(args),
             Command::Renew(args) => commands::lifecycle::renew(args),
             Command::Reissue(args) => commands::lifecycle::reissue(args),
             Command::Revoke(args) => commands::lifecycle::revoke(args),

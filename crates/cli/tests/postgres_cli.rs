@@ -207,4 +207,216 @@ mod postgres {
         );
         assert!(!text(&remote).contains(PASSWORD), "{}", text(&remote));
     }
+
+    /// Two hosts, each with its own SoftHSM store holding a token of the same label, work one
+    /// plan of 40 jobs through one database; host a is killed with SIGKILL mid-run, host b
+    /// finishes what it may (and takes over what a left without a key once a's lease lapses),
+    /// then a resumes its own. Then: 40 orders, 40 certificates, each job's key on exactly one
+    /// token (its host's), 40 records, every job done in the journal, and `jobs` says which
+    /// host did what.
+    #[test]
+    fn two_hosts_share_one_plan_and_a_killed_host_loses_nothing() {
+        let pg = Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
+        let url = pg.create_database("shared");
+        let mut config = EmulatorConfig::new(KEY);
+        config.settings = Settings {
+            polls_until_issued: 1,
+            rate_limits: false,
+            latency: Duration::from_millis(15),
+            ..Settings::default()
+        };
+        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (hsm_a, hsm_b) = (SoftHsm::new(), SoftHsm::new());
+        hsm_a.init_token("shared");
+        hsm_b.init_token("shared");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("body.json"),
+            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
+        )
+        .unwrap();
+        let plan = dir.path().join("plan.toml");
+        std::fs::write(
+            &plan,
+            "[order]\nproduct = \"code_signing_ev\"\nbody = \"body.json\"\n\n[[keys]]\ncount = 40\nalgorithm = \"p256\"\n\
+             token = \"pkcs11:token=shared\"\nlabel = \"fleet-{n:02}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+        )
+        .unwrap();
+        let host = |name: &str, hsm: &SoftHsm, extra: &[&str]| {
+            let records = dir.path().join(format!("records-{name}"));
+            let locks = dir.path().join(format!("locks-{name}"));
+            let mut args = vec![
+                "provision".to_string(),
+                "--plan".into(),
+                plan.display().to_string(),
+                "--journal".into(),
+                url.clone(),
+                "--host-id".into(),
+                name.into(),
+                "--lease".into(),
+                "2s".into(),
+                "--workers".into(),
+                "2".into(),
+                "--wait".into(),
+                "30s".into(),
+                "--records".into(),
+                records.display().to_string(),
+                "--lock-dir".into(),
+                locks.display().to_string(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            command(hsm, &emu, &args)
+        };
+        let pinned_to = |name: &str| -> u32 {
+            pg.psql(
+                "shared",
+                &format!("SELECT COUNT(*) FROM jobs WHERE key_host = '{name}'"),
+            )
+            .parse()
+            .unwrap()
+        };
+
+        // Both tokens are slow to search (the shim in front of SoftHSM), so that the two hosts
+        // share the plan's jobs and a job sits claimed without a key for a while.
+        let slow = |mut command: Command, hsm: &SoftHsm| {
+            command
+                .env("PKCS11_MODULE", codesign_testkit::p11shim())
+                .env("P11SHIM_MODULE", hsm.module())
+                .env("P11SHIM_DELAY_FIND_MS", "30");
+            command
+        };
+        let mut a = slow(host("a", &hsm_a, &[]), &hsm_a).spawn().unwrap();
+        let b = slow(host("b", &hsm_b, &[]), &hsm_b).spawn().unwrap();
+        wait_until("the journal's schema", || {
+            pg.psql("shared", "SELECT to_regclass('jobs') IS NOT NULL") == "t"
+        });
+        let keyless_of_a = || -> Vec<String> {
+            let listed = pg.psql(
+                "shared",
+                "SELECT string_agg(job_id, ',') FROM jobs
+                 WHERE claimed_by = 'a' AND key_host IS NULL AND state != 'done'",
+            );
+            listed
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        // a is frozen (SIGSTOP) to look; killed when a job of a's is claimed without a key,
+        // else let go on and looked at again.
+        let pid_a = a.id().to_string();
+        let signal = |name: &str| {
+            let sent = Command::new("kill").args([name, &pid_a]).status().unwrap();
+            assert!(sent.success());
+        };
+        wait_until("host a's fifth key", || pinned_to("a") >= 5);
+        let mut looks = 0;
+        let keyless_at_kill = loop {
+            looks += 1;
+            assert!(
+                looks < 500 && a.try_wait().unwrap().is_none(),
+                "host a never held a job without its key (looked {looks} times)"
+            );
+            signal("-STOP");
+            std::thread::sleep(Duration::from_millis(30));
+            let keyless = keyless_of_a();
+            if !keyless.is_empty() {
+                break keyless;
+            }
+            signal("-CONT");
+            std::thread::sleep(Duration::from_millis(15));
+        };
+        a.kill().unwrap();
+        a.wait().unwrap();
+        let b = b.wait_with_output().unwrap();
+        assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+        // What a left claimed without a key went to b once a's lease lapsed.
+        assert!(
+            String::from_utf8_lossy(&b.stderr).contains("taking over"),
+            "{}",
+            text(&b)
+        );
+        for job in &keyless_at_kill {
+            assert_eq!(
+                pg.psql(
+                    "shared",
+                    &format!("SELECT key_host FROM jobs WHERE job_id = '{job}'")
+                ),
+                "b",
+                "{job}: taken over by b"
+            );
+        }
+        let pinned_a = pinned_to("a");
+        assert!(pinned_a >= 5, "{pinned_a}");
+        assert_eq!(pinned_a + pinned_to("b"), 40, "every job pinned once");
+
+        let a = host("a", &hsm_a, &["--resume", "--json"]).output().unwrap();
+        assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+        let summary: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+        assert_eq!(summary["failed"], 0, "{summary}");
+
+        assert_eq!(emu.order_count(), 40, "one order per job");
+        assert_eq!(
+            pg.psql(
+                "shared",
+                "SELECT COUNT(*) FILTER (WHERE state = 'done') || ' ' || COUNT(DISTINCT order_id)
+                        || ' ' || COUNT(DISTINCT certificate_id) || ' ' || COUNT(key_host)
+                 FROM jobs"
+            ),
+            "40 40 40 40"
+        );
+        let listings = [hsm_a.list_objects("shared"), hsm_b.list_objects("shared")];
+        for n in 1..=40 {
+            let label = format!("fleet-{n:02}");
+            let key_host = pg.psql(
+                "shared",
+                &format!("SELECT key_host FROM jobs WHERE job_id = '{label}'"),
+            );
+            let on = |listing: &str| {
+                codesign_testkit::object_blocks(listing)
+                    .iter()
+                    .filter(|block| block.starts_with("Private Key Object"))
+                    .filter(|block| {
+                        block.lines().any(|l| {
+                            l.trim_start().strip_prefix("label:").map(str::trim)
+                                == Some(label.as_str())
+                        })
+                    })
+                    .count()
+            };
+            let (on_a, on_b) = (on(&listings[0]), on(&listings[1]));
+            assert_eq!(on_a + on_b, 1, "{label}: one key on the two tokens");
+            assert_eq!(
+                if on_a == 1 { "a" } else { "b" },
+                key_host,
+                "{label}: the key is on its host's token"
+            );
+            let record = |name: &str| {
+                dir.path()
+                    .join(format!("records-{name}/{label}.json"))
+                    .is_file()
+            };
+            assert_eq!(
+                (record("a"), record("b")),
+                (key_host == "a", key_host == "b"),
+                "{label}: one record, by its host"
+            );
+        }
+
+        let jobs = command(&hsm_a, &emu, &["jobs", "--journal", &url, "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(jobs.status.code(), Some(0), "{}", text(&jobs));
+        let doc: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
+        assert_eq!(doc["jobs"].as_array().unwrap().len(), 40, "{doc}");
+        let done: u64 = doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["done"].as_u64().unwrap())
+            .sum();
+        assert_eq!(done, 40, "{doc}");
+    }
 }

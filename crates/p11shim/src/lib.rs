@@ -10,6 +10,8 @@
 //!   keys as extractable, not sensitive, or not generated on the token;
 //! - `P11SHIM_CALLS=FILE`: appends the name of every `C_Login`, `C_GenerateKeyPair`,
 //!   `C_CreateObject` and `C_DestroyObject` to FILE, one per line, as it is made.
+//! - `P11SHIM_DELAY_FIND_MS=N`: `C_FindObjectsInit` waits N milliseconds first: a slow token,
+//!   which keeps a job between its claim and its key for a while.
 //!
 //! It exports `C_GetFunctionList` alone (PKCS#11 2.40 calling convention), which every caller
 //! falls back to. This is a test device: a PKCS#11 module is process-global by nature.
@@ -40,6 +42,7 @@ struct Config {
     forge_not_sensitive: bool,
     forge_not_local: bool,
     calls_file: Option<String>,
+    find_delay: std::time::Duration,
 }
 
 impl Config {
@@ -74,6 +77,12 @@ impl Config {
             }
         }
         config.calls_file = std::env::var("P11SHIM_CALLS").ok();
+        if let Ok(ms) = std::env::var("P11SHIM_DELAY_FIND_MS") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| format!("P11SHIM_DELAY_FIND_MS={ms}: not a number"))?;
+            config.find_delay = std::time::Duration::from_millis(ms);
+        }
         Ok(config)
     }
 }
@@ -126,6 +135,7 @@ fn load() -> Result<Shim, String> {
     ours.C_CreateObject = Some(create_object);
     ours.C_DestroyObject = Some(destroy_object);
     ours.C_GetAttributeValue = Some(get_attribute_value);
+    ours.C_FindObjectsInit = Some(find_objects_init);
     Ok(Shim {
         _library: library,
         real,
@@ -285,6 +295,19 @@ unsafe extern "C" fn destroy_object(session: CK_SESSION_HANDLE, object: CK_OBJEC
     shim.log("C_DestroyObject");
     // SAFETY: the caller's arguments are passed on unchanged.
     unsafe { real!(shim, C_DestroyObject)(session, object) }
+}
+
+unsafe extern "C" fn find_objects_init(
+    session: CK_SESSION_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    let Some(shim) = shim() else {
+        return CKR_GENERAL_ERROR;
+    };
+    std::thread::sleep(shim.config.find_delay);
+    // SAFETY: the caller's arguments are passed on unchanged.
+    unsafe { real!(shim, C_FindObjectsInit)(session, template, count) }
 }
 
 unsafe extern "C" fn get_attribute_value(

@@ -6,9 +6,23 @@
 //! hosts starting at once do not apply one twice. A database holds one plan's journal: the plan's
 //! name is stored at first use, and another plan is refused.
 //!
-//! Until jobs are claimed per host, one run works on a journal at a time, as with SQLite: a run
-//! holds a session-level advisory lock for as long as it is connected, and a second run is
-//! refused at once.
+//! Several hosts work on one plan at once, each under its own host ID (one process per host ID: a
+//! session-level advisory lock on it refuses a second). The claim protocol:
+//! - a host holds a lease (`hosts.lease_until`), renewed by a heartbeat thread every third of its
+//!   length, and given up when the host closes the journal;
+//! - a job is claimed (`jobs.claimed_by`) in one transaction that reads its row with
+//!   `SELECT ... FOR UPDATE SKIP LOCKED`: a row another host is claiming this instant is skipped,
+//!   a job claimed by a host whose lease is live is left to it, and otherwise it is taken;
+//! - before a job's key is made, its begin pins the job to this host (`jobs.key_host`), in the
+//!   same transaction and only while the claim is still this host's: a host whose claim was
+//!   taken over after its lease lapsed stops the job instead of making a second key;
+//! - a job pinned to a host is worked by that host alone, whatever leases do: its key is on that
+//!   host's token and never leaves it. Its order, issuance and install wait for that host;
+//! - a job that is not pinned, claimed by a host whose lease lapsed (killed), is taken over.
+//!
+//! So no job gets two keys (the pin is set once, under the claim), two orders (only the pinned
+//! host orders, and the alternative order ID is the job's, found again whoever sends it) or two
+//! certificates.
 //!
 //! PostgreSQL commits are durable when they return (`synchronous_commit` on, the server's
 //! default), so every write here is on disk when it returns and `flush` has nothing to do.
@@ -19,27 +33,36 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::rows::{STORED_COLUMNS, StoredRow};
-use super::{Backend, JobRow, JobState, Step, encode_spec, now};
+use super::{
+    Backend, Claim, Claimable, HeldBecause, JobRow, JobState, JobStatus, Step, encode_spec, now,
+};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::JobSpec;
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_journal",
-    include_str!("../../../migrations/postgres/0001_journal.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_journal",
+        include_str!("../../../migrations/postgres/0001_journal.sql"),
+    ),
+    (
+        2,
+        "0002_host_claims",
+        include_str!("../../../migrations/postgres/0002_host_claims.sql"),
+    ),
+];
 
 /// The advisory lock key of the migrations (any constant shared by every host).
 const MIGRATION_LOCK: i64 = 0x636f_6465_7369_676e; // "codesign"
-/// The advisory lock key of a run on the journal (one run at a time, until per-host claims).
-const RUN_LOCK: i64 = 0x636f_6465_7275_6e31; // "coderun1"
 
 /// A PostgreSQL connection string (`postgres://user:password@host:port/database?...` or
 /// `host=... dbname=...`): its password is kept secret, and shown nowhere.
@@ -131,16 +154,83 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-/// The PostgreSQL journal of one plan.
+/// Who this process is among the hosts sharing a plan, and how long its claims outlive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostClaims {
+    /// The host's ID (`--host-id`, by default the machine's hostname).
+    pub host_id: String,
+    /// How long the host's lease lasts without a heartbeat: a killed host's unpinned jobs are
+    /// taken over after it.
+    pub lease: Duration,
+}
+
+/// The PostgreSQL journal of one plan, as one host sees it.
 pub(crate) struct PostgresJournal {
     url: DatabaseUrl,
     client: Mutex<Client>,
+    host: HostClaims,
+    /// `None` for a viewer ([`PostgresJournal::view`]), which holds no lease.
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The thread that renews the host's lease.
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Renews `host`'s lease every third of its length on a connection of its own, until stopped.
+fn start_heartbeat(url: &DatabaseUrl, host: &HostClaims) -> Result<Heartbeat, postgres::Error> {
+    let mut client = Client::connect(url.secret.expose_secret(), NoTls)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (id, lease) = (host.host_id.clone(), host.lease);
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("journal-heartbeat".to_string())
+        .spawn(move || {
+            let every = lease / 3;
+            let mut last = Instant::now();
+            while !stopping.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50).min(every));
+                if last.elapsed() < every {
+                    continue;
+                }
+                last = Instant::now();
+                if let Err(e) = client.execute(
+                    "UPDATE hosts SET lease_until = now() + make_interval(secs => $2) WHERE host_id = $1",
+                    &[&id, &lease.as_secs_f64()],
+                ) {
+                    tracing::warn!("journal: host {id}: the lease could not be renewed: {e}");
+                }
+            }
+        })
+        .map_err(|e| {
+            tracing::warn!("journal: no heartbeat thread: {e}");
+            e
+        });
+    Ok(Heartbeat {
+        stop,
+        thread: thread.ok(),
+    })
 }
 
 impl PostgresJournal {
-    /// Connects, applies the migrations not yet applied, checks the journal is `plan`'s, and
-    /// takes the run lock.
-    pub(crate) fn connect(url: &DatabaseUrl, plan: &str) -> Result<PostgresJournal, PipelineError> {
+    /// Connects, applies the migrations not yet applied, checks the journal is `plan`'s, takes
+    /// the host's lock and lease, and starts its heartbeat.
+    pub(crate) fn connect(
+        url: &DatabaseUrl,
+        plan: &str,
+        host: &HostClaims,
+    ) -> Result<PostgresJournal, PipelineError> {
         let failed = |action: &'static str| {
             let database = url.to_string();
             move |cause: postgres::Error| PipelineError::Database {
@@ -153,12 +243,16 @@ impl PostgresJournal {
             Client::connect(url.secret.expose_secret(), NoTls).map_err(failed("cannot connect"))?;
         migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK])
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended('codesign-kit host ' || $1, 0))",
+                &[&host.host_id],
+            )
             .map_err(failed("cannot lock the journal"))?
             .get(0);
         if !locked {
             return Err(PipelineError::DatabaseInUse {
                 database: url.to_string(),
+                host_id: host.host_id.clone(),
             });
         }
         client
@@ -178,9 +272,45 @@ impl PostgresJournal {
                 plan: plan.to_string(),
             });
         }
+        client
+            .execute(
+                "INSERT INTO hosts (host_id, lease_until) VALUES ($1, now() + make_interval(secs => $2))
+                 ON CONFLICT (host_id) DO UPDATE SET lease_until = EXCLUDED.lease_until, started_at = now()",
+                &[&host.host_id, &host.lease.as_secs_f64()],
+            )
+            .map_err(failed("cannot take the host's lease"))?;
+        let heartbeat = start_heartbeat(url, host).map_err(failed("cannot start the heartbeat"))?;
         Ok(PostgresJournal {
             url: url.clone(),
             client: Mutex::new(client),
+            host: host.clone(),
+            heartbeat: Some(heartbeat),
+        })
+    }
+
+    /// Connects to read the journal (`jobs`): no host lock, no lease, no plan check; the
+    /// schema must exist.
+    pub(crate) fn view(url: &DatabaseUrl) -> Result<PostgresJournal, PipelineError> {
+        let database = url.to_string();
+        let failed = |action: &'static str| {
+            let database = database.clone();
+            move |cause: postgres::Error| PipelineError::Database {
+                database: database.clone(),
+                action,
+                cause,
+            }
+        };
+        let mut client =
+            Client::connect(url.secret.expose_secret(), NoTls).map_err(failed("cannot connect"))?;
+        migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
+        Ok(PostgresJournal {
+            url: url.clone(),
+            client: Mutex::new(client),
+            host: HostClaims {
+                host_id: String::new(),
+                lease: Duration::ZERO,
+            },
+            heartbeat: None,
         })
     }
 
@@ -202,6 +332,27 @@ impl PostgresJournal {
             .query(query, &[])
             .map_err(self.db("cannot list jobs"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl Drop for PostgresJournal {
+    /// The heartbeat stops and the lease is given up at once: what this host leaves unpinned is
+    /// for the others to take without waiting for the lease to lapse.
+    fn drop(&mut self) {
+        let Some(heartbeat) = self.heartbeat.take() else {
+            return;
+        };
+        drop(heartbeat);
+        let released = self.lock().execute(
+            "UPDATE hosts SET lease_until = now() WHERE host_id = $1",
+            &[&self.host.host_id],
+        );
+        if let Err(e) = released {
+            tracing::warn!(
+                "journal: host {}: the lease could not be given up (it lapses by itself): {e}",
+                self.host.host_id
+            );
+        }
     }
 }
 
@@ -255,24 +406,33 @@ impl Backend for PostgresJournal {
         Ok(())
     }
 
+    fn lease(&self) -> Option<std::time::Duration> {
+        Some(self.host.lease)
+    }
+
+    fn is_single_host(&self) -> bool {
+        false
+    }
+
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 
-    fn insert(&self, row: &JobRow) -> Result<JobRow, PipelineError> {
+    fn claim(&self, row: &JobRow) -> Result<Claim, PipelineError> {
         let spec_json = encode_spec(&row.spec)?;
-        let inserted = {
+        let me = &self.host.host_id;
+        let job_id = &row.spec.job_id;
+        let failed = self.db("cannot claim a job");
+        let decided = {
             let mut client = self.lock();
-            let mut tx = client
-                .transaction()
-                .map_err(self.db("cannot insert a job"))?;
+            let mut tx = client.transaction().map_err(&failed)?;
             let inserted = tx
                 .execute(
                     "INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING",
                     &[
-                        &row.spec.job_id,
+                        job_id,
                         &spec_json,
                         &row.step.as_str(),
                         &row.state.as_str(),
@@ -281,26 +441,71 @@ impl Backend for PostgresJournal {
                         &now(),
                     ],
                 )
-                .map_err(self.db("cannot insert a job"))?;
+                .map_err(&failed)?;
             if inserted == 1 {
                 tx.execute(
                     "INSERT INTO history (job_id, step, phase, at) VALUES ($1, 'planned', 'end', $2)",
-                    &[&row.spec.job_id, &now()],
+                    &[job_id, &now()],
                 )
-                .map_err(self.db("cannot insert a job"))?;
+                .map_err(&failed)?;
             }
-            tx.commit().map_err(self.db("cannot insert a job"))?;
-            inserted == 1
+            let found = tx
+                .query_opt(
+                    "SELECT claimed_by, key_host, state,
+                            claimed_by IS NOT NULL AND claimed_by != $2 AND EXISTS (
+                                SELECT 1 FROM hosts h
+                                WHERE h.host_id = jobs.claimed_by AND h.lease_until > now())
+                     FROM jobs WHERE job_id = $1 FOR UPDATE SKIP LOCKED",
+                    &[job_id, me],
+                )
+                .map_err(&failed)?;
+            let decided = match found {
+                // Another host is claiming it this instant.
+                None => Some(Claim::Elsewhere {
+                    host: None,
+                    because: HeldBecause::BeingClaimed,
+                }),
+                Some(found) => {
+                    let claimed_by: Option<String> = found.get(0);
+                    let key_host: Option<String> = found.get(1);
+                    let state: String = found.get(2);
+                    let held_live: bool = found.get(3);
+                    match key_host {
+                        Some(other) if other != *me => Some(Claim::Elsewhere {
+                            host: Some(other),
+                            because: HeldBecause::KeyOnItsToken,
+                        }),
+                        _ if state == JobState::Done.as_str() => None,
+                        _ if held_live => Some(Claim::Elsewhere {
+                            host: claimed_by,
+                            because: HeldBecause::WorkingOnIt,
+                        }),
+                        _ => {
+                            if claimed_by.as_deref() != Some(me.as_str()) {
+                                tx.execute(
+                                    "UPDATE jobs SET claimed_by = $2 WHERE job_id = $1",
+                                    &[job_id, me],
+                                )
+                                .map_err(&failed)?;
+                            }
+                            None
+                        }
+                    }
+                }
+            };
+            tx.commit().map_err(&failed)?;
+            decided
         };
-        if inserted {
-            return Ok(row.clone());
+        if let Some(elsewhere) = decided {
+            return Ok(elsewhere);
         }
-        // Another run inserted it first: its IDs are the job's.
-        self.load(&row.spec.job_id)?
+        let held = self
+            .load(job_id)?
             .ok_or_else(|| PipelineError::JournalContent {
-                job_id: row.spec.job_id.clone(),
-                what: "its row vanished while it was inserted".to_string(),
-            })
+                job_id: job_id.clone(),
+                what: "its row vanished while it was claimed".to_string(),
+            })?;
+        Ok(Claim::Ours(Box::new(held)))
     }
 
     fn load(&self, job_id: &str) -> Result<Option<JobRow>, PipelineError> {
@@ -332,13 +537,33 @@ impl Backend for PostgresJournal {
     }
 
     fn begin(&self, job_id: &str, step: Step, detail: &str) -> Result<(), PipelineError> {
-        self.lock()
-            .execute(
-                "INSERT INTO history (job_id, step, phase, at, detail) VALUES ($1, $2, 'begin', $3, $4)",
-                &[&job_id, &step.as_str(), &now(), &detail],
-            )
-            .map_err(self.db("cannot record a step's begin"))?;
-        Ok(())
+        let failed = self.db("cannot record a step's begin");
+        let me = &self.host.host_id;
+        let mut client = self.lock();
+        let mut tx = client.transaction().map_err(&failed)?;
+        if step == Step::KeyGenerated {
+            // The pin, under the claim: a claim taken over since (this host's lease lapsed) makes
+            // no second key.
+            let pinned = tx
+                .execute(
+                    "UPDATE jobs SET key_host = $2
+                     WHERE job_id = $1 AND claimed_by = $2 AND (key_host IS NULL OR key_host = $2)",
+                    &[&job_id, me],
+                )
+                .map_err(&failed)?;
+            if pinned != 1 {
+                return Err(PipelineError::ClaimLost {
+                    job_id: job_id.to_string(),
+                    host_id: me.clone(),
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO history (job_id, step, phase, at, detail) VALUES ($1, $2, 'begin', $3, $4)",
+            &[&job_id, &step.as_str(), &now(), &detail],
+        )
+        .map_err(&failed)?;
+        tx.commit().map_err(&failed)
     }
 
     fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError> {
@@ -450,8 +675,57 @@ impl Backend for PostgresJournal {
 
     fn discard_if_empty(self: Box<Self>) -> Result<bool, PipelineError> {
         // The database is the operator's: nothing is removed from it. Closing the connection
-        // ends the run lock.
+        // ends the host's lock, and dropping the journal its lease.
         Ok(self.job_count()? == 0)
+    }
+
+    fn claimable(&self) -> Result<Claimable, PipelineError> {
+        let row = self
+            .lock()
+            .query_one(
+                "SELECT
+                    COALESCE(array_agg(job_id ORDER BY seq) FILTER (WHERE NOT live), '{}'),
+                    COUNT(*) FILTER (WHERE live)
+                 FROM (
+                    SELECT j.job_id, j.seq, EXISTS (
+                        SELECT 1 FROM hosts h
+                        WHERE h.host_id = j.claimed_by AND h.lease_until > now()) AS live
+                    FROM jobs j
+                    WHERE j.state != 'done' AND j.key_host IS NULL
+                      AND j.claimed_by IS DISTINCT FROM $1
+                 ) unpinned",
+                &[&self.host.host_id],
+            )
+            .map_err(self.db("cannot look for jobs to take over"))?;
+        Ok(Claimable {
+            free: row.get(0),
+            held_elsewhere: row.get::<_, i64>(1) as u64,
+        })
+    }
+
+    fn status(&self) -> Result<Vec<JobStatus>, PipelineError> {
+        let rows = self
+            .lock()
+            .query(
+                "SELECT job_id, step, state, COALESCE(key_host, claimed_by), order_id, certificate_id,
+                        note, updated_at
+                 FROM jobs ORDER BY seq",
+                &[],
+            )
+            .map_err(self.db("cannot list jobs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| JobStatus {
+                job_id: r.get(0),
+                step: Step::parse(&r.get::<_, String>(1)).unwrap_or(Step::Planned),
+                state: JobState::parse(&r.get::<_, String>(2)),
+                host: r.get(3),
+                order_id: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+                certificate_id: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+                note: r.get(6),
+                updated_at: r.get(7),
+            })
+            .collect())
     }
 
     fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError> {

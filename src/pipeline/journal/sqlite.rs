@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{STORED_COLUMNS, StoredRow};
-use super::{Backend, JobRow, JobState, Step, encode_spec, now};
+use super::{Backend, Claim, Claimable, JobRow, JobState, JobStatus, Step, encode_spec, now};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::JobSpec;
 
@@ -215,12 +215,23 @@ impl Backend for SqliteJournal {
         SqliteJournal::flush(self)
     }
 
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn is_single_host(&self) -> bool {
+        true
+    }
+
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 
-    fn insert(&self, row: &JobRow) -> Result<JobRow, PipelineError> {
+    fn claim(&self, row: &JobRow) -> Result<Claim, PipelineError> {
+        if let Some(held) = self.load(&row.spec.job_id)? {
+            return Ok(Claim::Ours(Box::new(held)));
+        }
         let spec_json = encode_spec(&row.spec)?;
         // Flushed by the begin of the job's key generation, before the key is made.
         self.write(Flush::WithNext, |connection| {
@@ -244,7 +255,39 @@ impl Backend for SqliteJournal {
             .execute(params![row.spec.job_id, now()])?;
             tx.commit()
         })?;
-        Ok(row.clone())
+        Ok(Claim::Ours(Box::new(row.clone())))
+    }
+
+    fn claimable(&self) -> Result<Claimable, PipelineError> {
+        // One host: nothing to take over, nobody to wait for.
+        Ok(Claimable::default())
+    }
+
+    fn status(&self) -> Result<Vec<JobStatus>, PipelineError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT job_id, step, state, order_id, certificate_id, note, updated_at
+                 FROM jobs ORDER BY rowid",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(JobStatus {
+                    job_id: r.get(0)?,
+                    step: Step::parse(&r.get::<_, String>(1)?).unwrap_or(Step::Planned),
+                    state: JobState::parse(&r.get::<_, String>(2)?),
+                    host: None,
+                    order_id: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    certificate_id: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    note: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
     }
 
     fn load(&self, job_id: &str) -> Result<Option<JobRow>, PipelineError> {

@@ -21,6 +21,7 @@ mod steps;
 mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use context::ProvisionerConfig;
 pub use report::{JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, RunSummary};
@@ -103,6 +104,7 @@ impl Provisioner {
             chain_file: written(format!("{job_id}.chain.pem")),
             record_file: written(format!("{job_id}.json")),
             note: row.note.clone(),
+            held_by: None,
         }))
     }
 
@@ -122,6 +124,9 @@ impl Provisioner {
             request: plan.request.clone(),
         };
         let mut summary = self.run_jobs(plan.jobs(), &order, observer)?;
+        if !self.context.journal.is_single_host() {
+            self.take_over(plan, &order, observer, &mut summary)?;
+        }
         // A job that began (its key or order exists) and is no longer in the plan is not dropped
         // silently: it is reported, and stays in the journal for when it is put back.
         for (job_id, step, order_id) in self.context.journal.in_flight()? {
@@ -135,6 +140,7 @@ impl Provisioner {
                 order_id,
                 certificate_id: None,
                 key_generation_us: None,
+                held_by: None,
                 note: Some(format!(
                     "in flight (last step {}{}) but no longer in the plan; it was not run: put it back in the plan to finish it",
                     step.as_str(),
@@ -146,6 +152,54 @@ impl Provisioner {
         }
         summary.failed.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         Ok(summary)
+    }
+
+    /// With a shared journal, after the plan's pass: the plan's jobs that no host holds (left
+    /// without a key by a host whose lease lapsed, or never claimed) are run here, and jobs that
+    /// live hosts hold without a key yet are waited for, so that a host killed before it made
+    /// their keys does not leave them undone. Ends when every unpinned job is done or this host's.
+    fn take_over(
+        &self,
+        plan: &Plan,
+        order: &OrderTemplate,
+        observer: &dyn Observer,
+        summary: &mut RunSummary,
+    ) -> Result<(), PipelineError> {
+        let journal = &self.context.journal;
+        let pause = journal.lease().map_or(Duration::from_secs(1), |lease| {
+            (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
+        });
+        let mut waiting_said = false;
+        loop {
+            let claimable = journal.claimable()?;
+            let free: std::collections::HashSet<String> = claimable
+                .free
+                .into_iter()
+                .filter(|id| plan.contains(id))
+                .collect();
+            if !free.is_empty() {
+                observer.notice(&format!(
+                    "taking over {} job(s) that no host holds any more (no key made yet)",
+                    free.len()
+                ));
+                let jobs = plan.jobs().filter(|job| free.contains(&job.job_id));
+                let later = self.run_jobs(jobs, order, observer)?;
+                summary.merge(later);
+                waiting_said = false;
+                continue;
+            }
+            if claimable.held_elsewhere == 0 {
+                return Ok(());
+            }
+            if !waiting_said {
+                observer.notice(&format!(
+                    "waiting for {} job(s) other hosts hold without a key yet (taken over if a host's lease lapses)",
+                    claimable.held_elsewhere
+                ));
+                waiting_said = true;
+            }
+            std::thread::sleep(pause);
+        }
     }
 
     /// Runs every job of `jobs` that is not done, from its last journaled step: `workers` token

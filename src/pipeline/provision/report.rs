@@ -75,6 +75,9 @@ pub struct JobOutcome {
     /// (the `C_GenerateKeyPair` call alone), for a key made on a token now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_generation_us: Option<u64>,
+    /// Another host's job (a shared journal): that host, and the job was not run here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// What every job orders: the product and the body (its CSR and alternative order ID are set per
@@ -99,6 +102,8 @@ pub struct RunSummary {
     pub pending: Vec<JobOutcome>,
     /// Jobs stopped on an error.
     pub failed: Vec<JobOutcome>,
+    /// Jobs another host holds (a shared journal): not run here.
+    pub elsewhere: Vec<JobOutcome>,
     /// Key pairs made on tokens in this run, and the tokens' own time for them (the
     /// `C_GenerateKeyPair` calls alone, in microseconds): what the run asked of its tokens.
     pub token_keys_made: u64,
@@ -109,7 +114,35 @@ pub struct RunSummary {
 impl RunSummary {
     /// All jobs seen.
     pub fn total(&self) -> u64 {
-        self.done + self.pending.len() as u64 + self.failed.len() as u64
+        self.done
+            + self.pending.len() as u64
+            + self.failed.len() as u64
+            + self.elsewhere.len() as u64
+    }
+
+    /// Adds the summary of a later pass over some of the same jobs: a job it ran leaves the list
+    /// of jobs held elsewhere.
+    pub fn merge(&mut self, later: RunSummary) {
+        let ran: std::collections::HashSet<&str> = later
+            .done_jobs
+            .iter()
+            .map(String::as_str)
+            .chain(later.pending.iter().map(|o| o.job_id.as_str()))
+            .chain(later.failed.iter().map(|o| o.job_id.as_str()))
+            .collect();
+        self.elsewhere.retain(|o| !ran.contains(o.job_id.as_str()));
+        let later_elsewhere: Vec<JobOutcome> = later
+            .elsewhere
+            .into_iter()
+            .filter(|o| !self.elsewhere.iter().any(|e| e.job_id == o.job_id))
+            .collect();
+        self.elsewhere.extend(later_elsewhere);
+        self.done += later.done;
+        self.done_jobs.extend(later.done_jobs);
+        self.pending.extend(later.pending);
+        self.failed.extend(later.failed);
+        self.token_keys_made += later.token_keys_made;
+        self.key_generation_us += later.key_generation_us;
     }
 
     /// Counts a job's outcome.
@@ -117,6 +150,10 @@ impl RunSummary {
         if let Some(us) = outcome.key_generation_us {
             self.token_keys_made += 1;
             self.key_generation_us += us;
+        }
+        if outcome.held_by.is_some() {
+            self.elsewhere.push(outcome);
+            return;
         }
         match outcome.state {
             JobState::Done => {
@@ -150,4 +187,7 @@ pub struct JobReport {
     pub record_file: Option<std::path::PathBuf>,
     /// Why pending or failed.
     pub note: Option<String>,
+    /// Another host's job (a shared journal): that host; the job was not run here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }

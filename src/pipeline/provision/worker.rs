@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::keys::pkcs11::{Pkcs11Uri, TokenSession};
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::journal::{JobRow, JobState, Step};
+use crate::pipeline::journal::{Claim, HeldBecause, JobRow, JobState, Step};
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
 use super::context::Context;
@@ -45,7 +45,21 @@ fn outcome(row: &JobRow, key_generation_us: Option<u64>) -> JobOutcome {
         certificate_id: row.certificate_id,
         note: row.note.clone(),
         key_generation_us,
+        held_by: None,
     }
+}
+
+/// A job's row when this host may run it, or whose the job is.
+enum Prepared {
+    /// This host's: its row.
+    Ours(Box<JobRow>),
+    /// Another host's.
+    Elsewhere {
+        /// That host.
+        host: String,
+        /// Why.
+        because: HeldBecause,
+    },
 }
 
 /// Whether a job goes on after a step.
@@ -90,7 +104,20 @@ impl<'p> Worker<'p> {
     pub(super) fn start(&mut self, spec: &JobSpec) -> Next {
         self.key_generation.set(None);
         let mut row = match self.prepare(spec) {
-            Ok(row) => row,
+            Ok(Prepared::Ours(row)) => *row,
+            // Another host's (a shared journal): not touched here.
+            Ok(Prepared::Elsewhere { host, because }) => {
+                return Next::Ended(JobOutcome {
+                    job_id: spec.job_id.clone(),
+                    state: JobState::Open,
+                    step: Step::Planned,
+                    order_id: None,
+                    certificate_id: None,
+                    note: Some(format!("host {host}'s: {}", because.describe())),
+                    key_generation_us: None,
+                    held_by: Some(host),
+                });
+            }
             // Not run: the journal row (if any) is left as it was.
             Err((step, order_id, e)) => {
                 return Next::Ended(JobOutcome {
@@ -101,6 +128,7 @@ impl<'p> Worker<'p> {
                     certificate_id: None,
                     note: Some(e.to_string()),
                     key_generation_us: None,
+                    held_by: None,
                 });
             }
         };
@@ -159,7 +187,7 @@ impl<'p> Worker<'p> {
 
     /// The job's journal row, once the job may run: its token logged in, and its spec the one it
     /// began with (a job that has not begun takes the plan's new spec).
-    fn prepare(&self, spec: &JobSpec) -> Result<JobRow, (Step, Option<u64>, PipelineError)> {
+    fn prepare(&self, spec: &JobSpec) -> Result<Prepared, (Step, Option<u64>, PipelineError)> {
         let journal = &self.context.journal;
         // A job whose token refused the login is not touched (not even journaled) this run.
         if let KeyLocation::Token { uri } = &spec.location
@@ -167,7 +195,15 @@ impl<'p> Worker<'p> {
         {
             return Err((Step::Planned, None, refusal));
         }
-        let mut row = journal.ensure(spec).map_err(|e| (Step::Planned, None, e))?;
+        let mut row = match journal.claim(spec).map_err(|e| (Step::Planned, None, e))? {
+            Claim::Ours(row) => *row,
+            Claim::Elsewhere { host, because } => {
+                return Ok(Prepared::Elsewhere {
+                    host: host.unwrap_or_else(|| "another host".to_string()),
+                    because,
+                });
+            }
+        };
         if row.spec != *spec {
             if row.step == Step::Planned && row.state != JobState::Done {
                 // Nothing was made yet: the plan's new spec is simply taken.
@@ -186,7 +222,7 @@ impl<'p> Worker<'p> {
                 }
             }
         }
-        Ok(row)
+        Ok(Prepared::Ours(Box::new(row)))
     }
 
     /// Marks the job failed in the journal; a journal that cannot take the failure is said
@@ -464,7 +500,10 @@ mod tests {
         let mut changed = spec();
         changed.algorithm = crate::keys::KeyAlgorithm::P384;
         provisioner.context.journal.ensure(&spec()).unwrap();
-        assert_eq!(worker.prepare(&changed).unwrap().spec, changed);
+        match worker.prepare(&changed).unwrap() {
+            Prepared::Ours(row) => assert_eq!(row.spec, changed),
+            Prepared::Elsewhere { .. } => panic!("a single-host journal's job is ours"),
+        }
 
         let mut row = provisioner.context.journal.load("job").unwrap().unwrap();
         row.step = Step::KeyGenerated;

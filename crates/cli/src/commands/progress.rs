@@ -213,6 +213,7 @@ mod tests {
             certificate_id: None,
             note: None,
             key_generation_us: None,
+            held_by: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use codesign_kit::keys::files::InputKind;
 use codesign_kit::keys::{KeysError, SoftwareKey};
 use codesign_kit::pipeline::{
-    Journal, JournalLocation, Plan, Provisioner, ProvisionerConfig, RunSummary,
+    HostClaims, Journal, JournalLocation, Plan, Provisioner, ProvisionerConfig, RunSummary,
 };
 
 use super::order::ConnectionArgs;
@@ -53,6 +53,14 @@ pub struct RunArgs {
     /// or loopback; the password, if any, from the URL or PGPASSWORD is never shown).
     #[arg(long, value_name = "FILE|URL")]
     journal: Option<String>,
+    /// This host's ID on a shared (PostgreSQL) journal: the jobs whose keys it makes are its
+    /// own for good (default: the machine's hostname). One process per host ID.
+    #[arg(long, value_name = "NAME", value_parser = parse_host_id)]
+    host_id: Option<String>,
+    /// On a shared journal: how long this host's claims outlive it without a heartbeat; a host
+    /// killed before making a job's key leaves that job to the others after it (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
+    lease: Duration,
     /// Where provisioning records go (default: records/ beside the plan).
     #[arg(long, value_name = "DIR")]
     records: Option<PathBuf>,
@@ -81,6 +89,56 @@ pub struct RunArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+}
+
+/// A `--host-id`: 1 to 64 letters, digits, `.`, `-` or `_`.
+fn parse_host_id(text: &str) -> std::result::Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "\"{}\" is not a host ID: 1 to 64 letters, digits, '.', '-' or '_'",
+            text.escape_debug()
+        ))
+    }
+}
+
+/// A `--lease`: a duration of 2 s to 1 h.
+fn parse_lease(text: &str) -> std::result::Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if !(Duration::from_secs(2)..=Duration::from_secs(3600)).contains(&lease) {
+        return Err(format!("\"{text}\": a lease lasts from 2s to 1h"));
+    }
+    Ok(lease)
+}
+
+/// The machine's hostname, as a host ID (letters outside the rule replaced by `-`).
+fn default_host_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let cleaned: String = name
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "localhost".to_string()
+    } else {
+        cleaned
+    }
 }
 
 /// Parses `30s`, `10m`, `2h`, `1d` or plain seconds (at most 366 days).
@@ -113,14 +171,24 @@ pub(crate) fn observer(total: u64) -> super::progress::Progress {
 }
 
 fn print_summary(summary: &RunSummary) {
+    let elsewhere = if summary.elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(", {} another host's", summary.elsewhere.len())
+    };
     println!(
-        "{} job(s): {} done, {} pending, {} failed",
+        "{} job(s): {} done, {} pending, {} failed{elsewhere}",
         summary.total(),
         summary.done,
         summary.pending.len(),
         summary.failed.len()
     );
-    for o in summary.pending.iter().chain(&summary.failed) {
+    for o in summary
+        .pending
+        .iter()
+        .chain(&summary.failed)
+        .chain(&summary.elsewhere)
+    {
         println!(
             "  {:<24} {:<8} after {:<22} {}",
             o.job_id,
@@ -177,6 +245,10 @@ pub(crate) fn prepare(
         || "standard input".to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let host = HostClaims {
+        host_id: args.host_id.clone().unwrap_or_else(default_host_id),
+        lease: args.lease,
+    };
     let (journal, journal_existed) = match &location {
         JournalLocation::File(path) => {
             let existed = path.exists();
@@ -184,7 +256,7 @@ pub(crate) fn prepare(
             (None, existed)
         }
         JournalLocation::Postgres(_) => {
-            let journal = Journal::open_location(&location, &plan_name)?;
+            let journal = Journal::open_location(&location, &plan_name, &host)?;
             let existed = journal.job_count()? > 0;
             journal_rule(&location, existed)?;
             (Some(journal), existed)
@@ -222,7 +294,7 @@ pub(crate) fn prepare(
     };
     let journal = match journal {
         Some(journal) => journal,
-        None => Journal::open_location(&location, &plan_name)?,
+        None => Journal::open_location(&location, &plan_name, &host)?,
     };
     let provisioner = Provisioner::new(journal, client, config)?;
     Ok(Prepared {
@@ -241,13 +313,21 @@ fn run_document(provisioner: &Provisioner, summary: &RunSummary) -> Result<serde
         .map(String::as_str)
         .chain(summary.pending.iter().map(|o| o.job_id.as_str()))
         .chain(summary.failed.iter().map(|o| o.job_id.as_str()))
+        .chain(summary.elsewhere.iter().map(|o| o.job_id.as_str()))
         .collect();
     ids.sort_unstable();
     ids.dedup();
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
         match provisioner.job_report(id)? {
-            Some(report) => jobs.push(serde_json::to_value(report)?),
+            Some(mut report) => {
+                report.held_by = summary
+                    .elsewhere
+                    .iter()
+                    .find(|o| o.job_id == id)
+                    .and_then(|o| o.held_by.clone());
+                jobs.push(serde_json::to_value(report)?);
+            }
             None => {
                 // A job refused before its row existed: its outcome is all there is.
                 if let Some(o) = summary.failed.iter().find(|o| o.job_id == id) {
@@ -261,6 +341,7 @@ fn run_document(provisioner: &Provisioner, summary: &RunSummary) -> Result<serde
         "done": summary.done,
         "pending": summary.pending.len(),
         "failed": summary.failed.len(),
+        "elsewhere": summary.elsewhere.len(),
         "token_keys_made": summary.token_keys_made,
         "key_generation_us": summary.key_generation_us,
         "jobs": jobs,
@@ -325,4 +406,68 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
     let result = prepared.provisioner.run(&prepared.plan, &observer);
     observer.end(result.as_ref().ok());
     finish(prepared, result, args.run.json, "run again with --resume").map(|_| ())
+}
+
+/// `jobs`' arguments.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The journal: a SQLite file, or a PostgreSQL database URL (postgres://...).
+    #[arg(long, value_name = "FILE|URL")]
+    journal: String,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `jobs`: every job of a journal with its host, step and state, order and certificate; on a
+/// shared journal, as every host sees it.
+pub fn jobs(args: JobsArgs) -> Result<()> {
+    let location = JournalLocation::parse(&args.journal).map_err(|e| UsageError(e.to_string()))?;
+    if let JournalLocation::File(path) = &location
+        && !path.exists()
+    {
+        bail!("--journal {}: no such journal", path.display());
+    }
+    let journal = Journal::view(&location)?;
+    let jobs = journal.status()?;
+    let mut by_host: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for job in &jobs {
+        let entry = by_host
+            .entry(job.host.clone().unwrap_or_else(|| "-".to_string()))
+            .or_default();
+        entry.1 += 1;
+        if job.state == codesign_kit::pipeline::JobState::Done {
+            entry.0 += 1;
+        }
+    }
+    if args.json {
+        let hosts: Vec<serde_json::Value> = by_host
+            .iter()
+            .map(|(host, (done, total))| serde_json::json!({"host": host, "done": done, "jobs": total}))
+            .collect();
+        return super::io::print_json(&serde_json::json!({
+            "journal": journal.describe(),
+            "jobs": jobs,
+            "hosts": hosts,
+        }));
+    }
+    println!("{}: {} job(s)", journal.describe(), jobs.len());
+    for (host, (done, total)) in &by_host {
+        println!("  host {host}: {done} of {total} done");
+    }
+    let shown = |t: &str| codesign_kit::keys::text::escape_unsafe(t, false);
+    for job in &jobs {
+        println!(
+            "  {:<24} {:<8} {:<22} host {:<16} order {:<10} certificate {:<10} {}",
+            shown(&job.job_id),
+            job.state.as_str(),
+            job.step.as_str(),
+            job.host.as_deref().unwrap_or("-"),
+            job.order_id.map_or("-".to_string(), |o| o.to_string()),
+            job.certificate_id
+                .map_or("-".to_string(), |c| c.to_string()),
+            job.note.as_deref().map(shown).unwrap_or_default()
+        );
+    }
+    Ok(())
 }
