@@ -219,4 +219,46 @@ mod postgres {
             [Some("a".into()), Some("b".into()), Some("d".into())]
         );
     }
+
+    /// A journal URL with sslmode=require talks TLS: refused while the server's certificate does
+    /// not chain to a trusted root (the platform's know no test CA), taken once the CA is given,
+    /// and the server sees its sessions encrypted.
+    #[test]
+    fn a_tls_journal_checks_the_servers_certificate() {
+        let pg = Postgres::start_tls().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
+        pg.create_database("tls");
+        let url: DatabaseUrl = format!(
+            "postgres://journal@localhost:{}/tls?sslmode=require",
+            pg.port()
+        )
+        .parse()
+        .unwrap();
+        assert!(url.uses_tls());
+        let refused = Journal::connect(&url, "plan.toml", &host("a")).unwrap_err();
+        assert!(refused.to_string().contains("certificate"), "{refused}");
+        let trusted = url.trusting(&std::fs::read(pg.ca_pem()).unwrap()).unwrap();
+        let journal = Journal::connect(&trusted, "plan.toml", &host("a")).unwrap();
+        journal.ensure(&spec("t")).unwrap();
+        let encrypted: u32 = pg
+            .psql(
+                "postgres",
+                "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = 'tls' AND s.ssl",
+            )
+            .parse()
+            .unwrap();
+        assert!(
+            encrypted >= 2,
+            "the journal's and its heartbeat's sessions: {encrypted}"
+        );
+        let in_clear: u32 = pg
+            .psql(
+                "postgres",
+                "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = 'tls' AND NOT s.ssl",
+            )
+            .parse()
+            .unwrap();
+        assert_eq!(in_clear, 0);
+    }
 }

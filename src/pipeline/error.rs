@@ -247,8 +247,16 @@ fn shown_path(path: &std::path::Path) -> String {
 /// The PostgreSQL driver's error with the server's own message, when it has one (the driver's
 /// `Display` says "db error" alone).
 fn database_error_text(cause: &postgres::Error) -> String {
-    match cause.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => cause.to_string(),
+    if let Some(db) = cause.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    // The driver's own text ("error performing TLS handshake") and what caused it.
+    let mut text = cause.to_string();
+    let mut source = std::error::Error::source(cause);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }

@@ -185,7 +185,7 @@ mod postgres {
             assert!(!text(output).contains(PASSWORD), "{}", text(output));
         }
 
-        // A database that is not on this machine is refused before anything (no TLS yet).
+        // A database that is not on this machine is refused before anything (without sslmode=require it would be in clear).
         let remote = command(
             &hsm,
             &emu,

@@ -15,6 +15,8 @@ pub struct Postgres {
     port: u16,
     /// `runuser -u postgres --` when running as root.
     as_user: Option<String>,
+    /// With TLS: the test CA the server's certificate (for `localhost` and 127.0.0.1) chains to.
+    ca: Option<PathBuf>,
 }
 
 /// The directory of the server's programs (`initdb`, `pg_ctl`, `createdb`): Debian's newest
@@ -62,6 +64,16 @@ fn free_port() -> Result<u16, String> {
 impl Postgres {
     /// Makes a cluster and starts its server; `Err` says why not (not installed, cannot start).
     pub fn start() -> Result<Postgres, String> {
+        Postgres::start_with(false)
+    }
+
+    /// The same with TLS on: a test CA (see [`Postgres::ca_pem`]) and a server certificate for
+    /// `localhost` and 127.0.0.1, made with openssl.
+    pub fn start_tls() -> Result<Postgres, String> {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Postgres, String> {
         let bin = postgres_bin_dir()
             .ok_or("PostgreSQL is not installed: apt-get install -y postgresql")?;
         let dir = tempfile::Builder::new()
@@ -85,11 +97,12 @@ impl Postgres {
             None
         };
         let port = free_port()?;
-        let server = Postgres {
+        let mut server = Postgres {
             dir,
             bin,
             port,
             as_user,
+            ca: None,
         };
         let data = server.data_dir();
         server.run(
@@ -105,10 +118,19 @@ impl Postgres {
                 "UTF8",
             ],
         )?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
             server.dir.path().display()
         );
+        if tls {
+            let (ca, cert, key) = server.make_certificates()?;
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+            server.ca = Some(ca);
+        }
         server.run(
             "pg_ctl",
             &[
@@ -125,6 +147,121 @@ impl Postgres {
             ],
         )?;
         Ok(server)
+    }
+
+    /// The test CA's certificate (PEM) of a server started with TLS.
+    pub fn ca_pem(&self) -> &Path {
+        self.ca.as_deref().expect("a server started with start_tls")
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A CA, and a server certificate and key for localhost signed by it, the key readable by
+    /// the server alone.
+    fn make_certificates(&self) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = |name: &str| dir.join(name).display().to_string();
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &path("ca.key"),
+                    "-out",
+                    &path("ca.pem"),
+                    "-subj",
+                    "/CN=Journal Test CA",
+                    "-days",
+                    "2",
+                    "-addext",
+                    "basicConstraints=critical,CA:true",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        )?;
+        openssl(
+            &[
+                &["req", "-new"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &path("server.key"),
+                    "-out",
+                    &path("server.csr"),
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        )?;
+        std::fs::write(
+            dir.join("server.ext"),
+            "basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .map_err(|e| e.to_string())?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &path("server.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &path("server.ext"),
+            "-out",
+            &path("server.crt"),
+        ])?;
+        let key = dir.join("server.key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
+        if self.as_user.is_some() {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !chown.success() {
+                return Err("cannot give the server's key to the postgres user".to_string());
+            }
+        }
+        Ok((dir.join("ca.pem"), dir.join("server.crt"), key))
     }
 
     fn data_dir(&self) -> String {

@@ -27,9 +27,11 @@
 //! PostgreSQL commits are durable when they return (`synchronous_commit` on, the server's
 //! default), so every write here is on disk when it returns and `flush` has nothing to do.
 //!
-//! The connection is plain TCP or a Unix socket: it is accepted only to this machine (a socket,
-//! `localhost` or a loopback address), so that neither the password nor the journal's content
-//! crosses a network in clear.
+//! The connection is TLS when the URL says `sslmode=require` (rustls; the server's certificate
+//! checked against the platform's roots, or against the roots the caller gives, e.g. from
+//! `PGSSLROOTCERT`): then the server may be anywhere. Without it the connection is in clear, so it
+//! is accepted only to this machine (a Unix socket, `localhost` or a loopback address), and
+//! neither the password nor the journal's content crosses a network in clear.
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +72,78 @@ const MIGRATION_LOCK: i64 = 0x636f_6465_7369_676e; // "codesign"
 pub struct DatabaseUrl {
     secret: SecretString,
     shown: String,
+    /// `sslmode=require`: the connection is TLS, the server's certificate checked.
+    tls: bool,
+    /// The roots the server's certificate must chain to (DER), instead of the platform's.
+    roots: Vec<Vec<u8>>,
+}
+
+impl DatabaseUrl {
+    /// The same database, its server's certificate checked against the CA certificates in `pem`
+    /// (e.g. the file `PGSSLROOTCERT` names) instead of the platform's roots.
+    ///
+    /// # Errors
+    /// [`PipelineError::JournalUrl`] when `pem` holds no certificate.
+    pub fn trusting(mut self, pem: &[u8]) -> Result<DatabaseUrl, PipelineError> {
+        let refused = |reason: String| PipelineError::JournalUrl { reason };
+        let blocks =
+            pem::parse_many(pem).map_err(|e| refused(format!("the CA certificates: {e}")))?;
+        self.roots = blocks
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(pem::Pem::into_contents)
+            .collect();
+        if self.roots.is_empty() {
+            return Err(refused("the CA file holds no certificate".to_string()));
+        }
+        Ok(self)
+    }
+
+    /// Whether the connection is TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Connects: TLS when asked, in clear otherwise.
+    fn connect(&self) -> Result<Client, PipelineError> {
+        let failed = |cause: postgres::Error| PipelineError::Database {
+            database: self.shown.clone(),
+            action: "cannot connect",
+            cause,
+        };
+        if !self.tls {
+            return Client::connect(self.secret.expose_secret(), NoTls).map_err(failed);
+        }
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+        Client::connect(self.secret.expose_secret(), tls).map_err(failed)
+    }
+
+    /// rustls with ring's cryptography for this connection alone (no process-wide provider), and
+    /// the given roots or the platform's verifier.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, PipelineError> {
+        let refused = |reason: String| PipelineError::JournalUrl {
+            reason: format!("{}: TLS: {reason}", self.shown),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| refused(e.to_string()))?;
+        if self.roots.is_empty() {
+            let verifier = rustls_platform_verifier::Verifier::new(provider)
+                .map_err(|e| refused(e.to_string()))?;
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth());
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for der in &self.roots {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| refused(format!("a CA certificate: {e}")))?;
+        }
+        Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    }
 }
 
 impl PartialEq for DatabaseUrl {
@@ -121,13 +195,14 @@ impl FromStr for DatabaseUrl {
                     .to_string(),
             ));
         }
-        if let Some(remote) = hosts.iter().find(|h| !is_local(h)) {
+        let tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
+        if !tls && let Some(remote) = hosts.iter().find(|h| !is_local(h)) {
             let name = match remote {
                 postgres::config::Host::Tcp(name) => name.clone(),
                 postgres::config::Host::Unix(path) => path.display().to_string(),
             };
             return Err(refused(format!(
-                "host {name} is not this machine: the journal connects without TLS, so only to a Unix socket or a loopback address (reach a remote server through a tunnel)"
+                "host {name} is not this machine: add sslmode=require to connect with TLS (the server's certificate checked), or reach it through a tunnel"
             )));
         }
         let host = match &hosts[0] {
@@ -147,9 +222,12 @@ impl FromStr for DatabaseUrl {
                 .unwrap_or_default(),
             config.get_dbname().unwrap_or("")
         );
+        let shown = if tls { format!("{shown} (TLS)") } else { shown };
         Ok(DatabaseUrl {
             secret: SecretString::from(text.to_string()),
             shown,
+            tls,
+            roots: Vec::new(),
         })
     }
 }
@@ -189,8 +267,8 @@ impl Drop for Heartbeat {
 }
 
 /// Renews `host`'s lease every third of its length on a connection of its own, until stopped.
-fn start_heartbeat(url: &DatabaseUrl, host: &HostClaims) -> Result<Heartbeat, postgres::Error> {
-    let mut client = Client::connect(url.secret.expose_secret(), NoTls)?;
+fn start_heartbeat(url: &DatabaseUrl, host: &HostClaims) -> Result<Heartbeat, PipelineError> {
+    let mut client = url.connect()?;
     let stop = Arc::new(AtomicBool::new(false));
     let (id, lease) = (host.host_id.clone(), host.lease);
     let stopping = Arc::clone(&stop);
@@ -215,7 +293,6 @@ fn start_heartbeat(url: &DatabaseUrl, host: &HostClaims) -> Result<Heartbeat, po
         })
         .map_err(|e| {
             tracing::warn!("journal: no heartbeat thread: {e}");
-            e
         });
     Ok(Heartbeat {
         stop,
@@ -239,8 +316,7 @@ impl PostgresJournal {
                 cause,
             }
         };
-        let mut client =
-            Client::connect(url.secret.expose_secret(), NoTls).map_err(failed("cannot connect"))?;
+        let mut client = url.connect()?;
         migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
         let locked: bool = client
             .query_one(
@@ -279,7 +355,7 @@ impl PostgresJournal {
                 &[&host.host_id, &host.lease.as_secs_f64()],
             )
             .map_err(failed("cannot take the host's lease"))?;
-        let heartbeat = start_heartbeat(url, host).map_err(failed("cannot start the heartbeat"))?;
+        let heartbeat = start_heartbeat(url, host)?;
         Ok(PostgresJournal {
             url: url.clone(),
             client: Mutex::new(client),
@@ -300,8 +376,7 @@ impl PostgresJournal {
                 cause,
             }
         };
-        let mut client =
-            Client::connect(url.secret.expose_secret(), NoTls).map_err(failed("cannot connect"))?;
+        let mut client = url.connect()?;
         migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
         Ok(PostgresJournal {
             url: url.clone(),
@@ -768,8 +843,8 @@ impl Backend for PostgresJournal {
 mod tests {
     use super::*;
 
-    /// A connection string's password is shown nowhere; a remote host is refused (no TLS yet);
-    /// a socket, localhost and loopback addresses are taken.
+    /// A connection string's password is shown nowhere; a remote host is refused unless the URL
+    /// asks for TLS; a socket, localhost and loopback addresses are taken.
     #[test]
     fn database_urls_hide_their_password_and_stay_on_this_machine() {
         let url: DatabaseUrl = "postgres://journal:s3cret-pw@127.0.0.1:5433/plans"
@@ -785,8 +860,15 @@ mod tests {
             let url: DatabaseUrl = local.parse().unwrap();
             assert!(!url.to_string().contains("s3cret-pw"), "{url}");
         }
+        // Another machine: only with TLS.
+        let remote: DatabaseUrl = "postgres://u:s3cret-pw@db.example.com/db?sslmode=require"
+            .parse()
+            .unwrap();
+        assert!(remote.uses_tls());
+        assert_eq!(remote.to_string(), "postgres://u@db.example.com/db (TLS)");
         for refused in [
             "postgres://u:s3cret-pw@db.example.com/db",
+            "postgres://u:s3cret-pw@db.example.com/db?sslmode=prefer",
             "postgres://u@10.0.0.5/db",
             "not a url at all ===",
         ] {

@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// or loopback; the password, if any, from the URL or PGPASSWORD is never shown).
     #[arg(long, value_name = "FILE|URL")]
     journal: Option<String>,
+    /// A shared journal's server certificate is checked against the CA certificates in this PEM
+    /// file (else the file PGSSLROOTCERT names, else the platform's roots); for URLs with
+    /// sslmode=require.
+    #[arg(long, value_name = "CA.pem")]
+    journal_ca: Option<PathBuf>,
     /// This host's ID on a shared (PostgreSQL) journal: the jobs whose keys it makes are its
     /// own for good (default: the machine's hostname). One process per host ID.
     #[arg(long, value_name = "NAME", value_parser = parse_host_id)]
@@ -235,7 +240,7 @@ pub(crate) fn prepare(
         args.plan.parent().unwrap_or(Path::new("."))
     };
     let location = match &args.journal {
-        Some(text) => JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?,
+        Some(text) => journal_location(text, args.journal_ca.as_deref())?,
         None => JournalLocation::File(args.plan.with_extension("journal.sqlite")),
     };
     // A database journal is reached (and its schema brought up to date) before the rule is
@@ -408,12 +413,38 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
     finish(prepared, result, args.run.json, "run again with --resume").map(|_| ())
 }
 
+/// A `--journal` argument: a file, or a database (its TLS roots from `--journal-ca`, else the
+/// file `PGSSLROOTCERT` names, else the platform's).
+fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalLocation> {
+    let location = JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?;
+    let JournalLocation::Postgres(url) = location else {
+        return Ok(location);
+    };
+    let ca = ca.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os("PGSSLROOTCERT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    match ca {
+        Some(path) if url.uses_tls() => {
+            let pem = super::io::read_arg(&path, InputKind::Certificates)?;
+            Ok(JournalLocation::Postgres(url.trusting(&pem).with_context(
+                || format!("--journal-ca {}", super::io::shown_path(&path)),
+            )?))
+        }
+        _ => Ok(JournalLocation::Postgres(url)),
+    }
+}
+
 /// `jobs`' arguments.
 #[derive(Debug, Args)]
 pub struct JobsArgs {
     /// The journal: a SQLite file, or a PostgreSQL database URL (postgres://...).
     #[arg(long, value_name = "FILE|URL")]
     journal: String,
+    /// The CA certificates a TLS journal's server is checked against (else PGSSLROOTCERT).
+    #[arg(long, value_name = "CA.pem")]
+    journal_ca: Option<PathBuf>,
     /// Print one JSON document.
     #[arg(long)]
     json: bool,
@@ -422,7 +453,7 @@ pub struct JobsArgs {
 /// `jobs`: every job of a journal with its host, step and state, order and certificate; on a
 /// shared journal, as every host sees it.
 pub fn jobs(args: JobsArgs) -> Result<()> {
-    let location = JournalLocation::parse(&args.journal).map_err(|e| UsageError(e.to_string()))?;
+    let location = journal_location(&args.journal, args.journal_ca.as_deref())?;
     if let JournalLocation::File(path) = &location
         && !path.exists()
     {

@@ -37,6 +37,12 @@ pub struct BenchArgs {
     /// RSA-3072 jobs of the limits section's token-bound row (SoftHSM, 2 workers; 0 skips it).
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub(super) token_bound_jobs: usize,
+    /// Jobs a round of the journal section's per-job cost (SQLite and PostgreSQL alternate).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub(super) journal_jobs: usize,
+    /// RSA-3072 jobs of the journal section's one-host and two-host runs (0 skips them).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub(super) hosts_jobs: usize,
     /// The cli section's token lives here (default: the system's temporary directory); e.g.
     /// /dev/shm to see the processes without the disk under SoftHSM's object files.
     #[arg(long, value_name = "DIR")]
@@ -62,6 +68,9 @@ pub(super) enum Section {
     /// `keygen --csr-out` on a SoftHSM token as whole processes of the release binary, beside
     /// `pkcs11-tool --keypairgen` + `openssl req -engine pkcs11` and `keygen` + `csr`.
     Cli,
+    /// The journal: per-job cost in PostgreSQL against SQLite, and two host processes against
+    /// one on a token-bound plan through one PostgreSQL database (needs PostgreSQL).
+    Journal,
     /// A batch against CertCentral's request limits (emulator limits on, ~150 ms answers); not
     /// in the default set: it takes minutes by design.
     Limits,
@@ -70,7 +79,7 @@ pub(super) enum Section {
 impl BenchArgs {
     pub(super) fn runs(&self, section: Section) -> bool {
         if self.only.is_empty() {
-            return section != Section::Limits;
+            return !matches!(section, Section::Limits | Section::Journal);
         }
         self.only.contains(&section)
     }

@@ -7,6 +7,7 @@
 mod args;
 mod batch;
 mod cli;
+mod journal;
 mod limits;
 mod measure;
 mod software;
@@ -34,6 +35,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cli::cli(&args)?
     } else {
         Vec::new()
+    };
+    let (journal_cost, hosts) = if args.runs(Section::Journal) {
+        let cost = journal::journal_cost(&args)?;
+        let hosts = if args.hosts_jobs > 0 {
+            journal::two_hosts(&args)?
+        } else {
+            None
+        };
+        (cost, hosts)
+    } else {
+        (None, None)
     };
     let batch = if args.runs(Section::Batch) {
         Some(batch(&args)?)
@@ -112,7 +124,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "per_key": doc, "cli": cli_doc, "batch": batch_doc, "api_bound": limits_doc, "token_bound": token_doc
+                "per_key": doc, "cli": cli_doc, "batch": batch_doc, "api_bound": limits_doc, "token_bound": token_doc,
+                "journal": journal_cost.as_ref().map(|costs| costs.iter().map(|c| json!({"backend": c.backend, "per_job_ms": c.per_job_ms})).collect::<Vec<_>>()),
+                "hosts": hosts.as_ref().map(|h| json!({"jobs": h.jobs, "one_host_s": h.one_host.as_secs_f64(), "two_hosts_s": h.two_hosts.as_secs_f64(), "speedup": h.one_host.as_secs_f64() / h.two_hosts.as_secs_f64(), "responses_429": h.refused})),
             }))?
         );
         return Ok(());
@@ -178,6 +192,33 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "pkcs11-tool, then openssl req",
             fmt_stats(&row.shell),
             row.shell.as_ref().map(speedup).unwrap_or_default()
+        );
+    }
+    if let Some(costs) = &journal_cost {
+        println!(
+            "\njournal writes of one job (its row, 4 begins, 8 ends, its step times), median of 3 rounds"
+        );
+        for c in costs {
+            println!("  {:<50} {:>8.3} ms per job", c.backend, c.per_job_ms);
+        }
+        if let [lite, pg] = costs.as_slice() {
+            println!(
+                "  PostgreSQL / SQLite: {:.2}x",
+                pg.per_job_ms / lite.per_job_ms
+            );
+        }
+    }
+    if let Some(h) = &hosts {
+        println!(
+            "\n{} RSA-3072 jobs on SoftHSM through one PostgreSQL journal, 2 workers a host, CertCentral's windows (best of 2 each)",
+            h.jobs
+        );
+        println!(
+            "  one host {:.1} s, two hosts {:.1} s: {:.2}x; {} answered 429",
+            h.one_host.as_secs_f64(),
+            h.two_hosts.as_secs_f64(),
+            h.one_host.as_secs_f64() / h.two_hosts.as_secs_f64(),
+            h.refused
         );
     }
     if let Some(batch) = batch {
