@@ -865,7 +865,7 @@ mod tests {
             .parse()
             .unwrap();
         assert!(remote.uses_tls());
-        assert_eq!(remote.to_string(), "postgres://u@db.example.com/db (TLS)");
+        assert_eq!(remote.to_string(), "postgres://u@db.example.com:5432/db (TLS)");
         for refused in [
             "postgres://u:s3cret-pw@db.example.com/db",
             "postgres://u:s3cret-pw@db.example.com/db?sslmode=prefer",
