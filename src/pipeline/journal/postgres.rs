@@ -24,8 +24,12 @@
 //! host orders, and the alternative order ID is the job's, found again whoever sends it) or two
 //! certificates.
 //!
-//! PostgreSQL commits are durable when they return (`synchronous_commit` on, the server's
-//! default), so every write here is on disk when it returns and `flush` has nothing to do.
+//! What is on disk when follows the SQLite journal's rule (see the `journal` module): the begin of
+//! a key generation or an order, and a write that stops a job, commit with `synchronous_commit`
+//! on (the server's default: on disk when the commit returns); every other write commits with
+//! `SET LOCAL synchronous_commit = off`, and reaches the disk with the next synchronous commit,
+//! which flushes the write-ahead log up to itself (PostgreSQL's log is one sequence), or within
+//! the server's `wal_writer_delay`. So `flush` has nothing to do.
 //!
 //! The connection is TLS when the URL says `sslmode=require` (rustls; the server's certificate
 //! checked against the platform's roots, or against the roots the caller gives, e.g. from
@@ -42,7 +46,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, NoTls};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rows::{STORED_COLUMNS, StoredRow};
+use super::rows::StoredRow;
 use super::{
     Backend, Claim, Claimable, HeldBecause, JobRow, JobState, JobStatus, Step, encode_spec, now,
 };
@@ -242,10 +246,74 @@ pub struct HostClaims {
     pub lease: Duration,
 }
 
+/// The client of a locked connection.
+struct ClientGuard<'a>(std::sync::MutexGuard<'a, Connection>);
+
+impl std::ops::Deref for ClientGuard<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0.client
+    }
+}
+
+impl std::ops::DerefMut for ClientGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.0.client
+    }
+}
+
+/// The connection and the statements it has prepared (one round trip each, not two).
+struct Connection {
+    client: Client,
+    statements: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl Connection {
+    fn new(client: Client) -> Connection {
+        Connection {
+            client,
+            statements: std::collections::HashMap::new(),
+        }
+    }
+
+    /// `sql`, prepared once.
+    fn prepared(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+const INSERT_JOB: &str = "WITH inserted AS (
+        INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING RETURNING job_id)
+    INSERT INTO history (job_id, step, phase, at) SELECT job_id, 'planned', 'end', $7 FROM inserted";
+const LOCK_FOR_CLAIM: &str = "SELECT claimed_by, key_host, state,
+        claimed_by IS NOT NULL AND claimed_by != $2 AND EXISTS (
+            SELECT 1 FROM hosts h WHERE h.host_id = jobs.claimed_by AND h.lease_until > now())
+    FROM jobs WHERE job_id = $1 FOR UPDATE SKIP LOCKED";
+const TAKE_CLAIM: &str = "UPDATE jobs SET claimed_by = $2 WHERE job_id = $1";
+const PIN: &str = "UPDATE jobs SET key_host = $2
+    WHERE job_id = $1 AND claimed_by = $2 AND (key_host IS NULL OR key_host = $2)";
+const BEGIN_STEP: &str =
+    "INSERT INTO history (job_id, step, phase, at, detail) VALUES ($1, $2, 'begin', $3, $4)";
+const SAVE_ROW: &str = "WITH saved AS (
+        UPDATE jobs SET step = $2, state = $3, csr_pem = $4, audit_json = $5, order_id = $6,
+                        certificate_id = $7, chain_pem = $8, note = $9, updated_at = $10
+        WHERE job_id = $1 RETURNING job_id)
+    INSERT INTO history (job_id, step, phase, at, detail) SELECT job_id, $2, $11, $10, $12 FROM saved";
+/// The columns of `rows::STORED_COLUMNS`, in `StoredRow`'s order.
+const LOAD_ROW: &str =
+    "SELECT spec, step, state, key_id, alternative_order_id, csr_pem, audit_json,
+        order_id, certificate_id, chain_pem, note FROM jobs WHERE job_id = $1";
+
 /// The PostgreSQL journal of one plan, as one host sees it.
 pub(crate) struct PostgresJournal {
     url: DatabaseUrl,
-    client: Mutex<Client>,
+    client: Mutex<Connection>,
     host: HostClaims,
     /// `None` for a viewer ([`PostgresJournal::view`]), which holds no lease.
     heartbeat: Option<Heartbeat>,
@@ -355,10 +423,14 @@ impl PostgresJournal {
                 &[&host.host_id, &host.lease.as_secs_f64()],
             )
             .map_err(failed("cannot take the host's lease"))?;
+        // Writes commit asynchronously unless they say otherwise (see the module's documentation).
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(failed("cannot set up the session"))?;
         let heartbeat = start_heartbeat(url, host)?;
         Ok(PostgresJournal {
             url: url.clone(),
-            client: Mutex::new(client),
+            client: Mutex::new(Connection::new(client)),
             host: host.clone(),
             heartbeat: Some(heartbeat),
         })
@@ -380,7 +452,7 @@ impl PostgresJournal {
         migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
         Ok(PostgresJournal {
             url: url.clone(),
-            client: Mutex::new(client),
+            client: Mutex::new(Connection::new(client)),
             host: HostClaims {
                 host_id: String::new(),
                 lease: Duration::ZERO,
@@ -389,8 +461,13 @@ impl PostgresJournal {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Client> {
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client, for statements run once in a while.
+    fn lock(&self) -> ClientGuard<'_> {
+        ClientGuard(self.connection())
     }
 
     fn db(&self, action: &'static str) -> impl Fn(postgres::Error) -> PipelineError + '_ {
@@ -500,40 +577,26 @@ impl Backend for PostgresJournal {
         let job_id = &row.spec.job_id;
         let failed = self.db("cannot claim a job");
         let decided = {
-            let mut client = self.lock();
-            let mut tx = client.transaction().map_err(&failed)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO jobs (job_id, spec, step, state, key_id, alternative_order_id, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING",
-                    &[
-                        job_id,
-                        &spec_json,
-                        &row.step.as_str(),
-                        &row.state.as_str(),
-                        &row.key_id,
-                        &row.alternative_order_id,
-                        &now(),
-                    ],
-                )
-                .map_err(&failed)?;
-            if inserted == 1 {
-                tx.execute(
-                    "INSERT INTO history (job_id, step, phase, at) VALUES ($1, 'planned', 'end', $2)",
-                    &[job_id, &now()],
-                )
-                .map_err(&failed)?;
-            }
-            let found = tx
-                .query_opt(
-                    "SELECT claimed_by, key_host, state,
-                            claimed_by IS NOT NULL AND claimed_by != $2 AND EXISTS (
-                                SELECT 1 FROM hosts h
-                                WHERE h.host_id = jobs.claimed_by AND h.lease_until > now())
-                     FROM jobs WHERE job_id = $1 FOR UPDATE SKIP LOCKED",
-                    &[job_id, me],
-                )
-                .map_err(&failed)?;
+            let mut connection = self.connection();
+            let insert = connection.prepared(INSERT_JOB).map_err(&failed)?;
+            let lock = connection.prepared(LOCK_FOR_CLAIM).map_err(&failed)?;
+            let take = connection.prepared(TAKE_CLAIM).map_err(&failed)?;
+            // Committed asynchronously: on disk with the begin of the job's key generation.
+            let mut tx = connection.client.transaction().map_err(&failed)?;
+            tx.execute(
+                &insert,
+                &[
+                    job_id,
+                    &spec_json,
+                    &row.step.as_str(),
+                    &row.state.as_str(),
+                    &row.key_id,
+                    &row.alternative_order_id,
+                    &now(),
+                ],
+            )
+            .map_err(&failed)?;
+            let found = tx.query_opt(&lock, &[job_id, me]).map_err(&failed)?;
             let decided = match found {
                 // Another host is claiming it this instant.
                 None => Some(Claim::Elsewhere {
@@ -557,11 +620,7 @@ impl Backend for PostgresJournal {
                         }),
                         _ => {
                             if claimed_by.as_deref() != Some(me.as_str()) {
-                                tx.execute(
-                                    "UPDATE jobs SET claimed_by = $2 WHERE job_id = $1",
-                                    &[job_id, me],
-                                )
-                                .map_err(&failed)?;
+                                tx.execute(&take, &[job_id, me]).map_err(&failed)?;
                             }
                             None
                         }
@@ -584,13 +643,15 @@ impl Backend for PostgresJournal {
     }
 
     fn load(&self, job_id: &str) -> Result<Option<JobRow>, PipelineError> {
-        let found = self
-            .lock()
-            .query_opt(
-                &format!("SELECT {STORED_COLUMNS} FROM jobs WHERE job_id = $1"),
-                &[&job_id],
-            )
-            .map_err(self.db("cannot read a job"))?;
+        let failed = self.db("cannot read a job");
+        let found = {
+            let mut connection = self.connection();
+            let statement = connection.prepared(LOAD_ROW).map_err(&failed)?;
+            connection
+                .client
+                .query_opt(&statement, &[&job_id])
+                .map_err(&failed)?
+        };
         found
             .map(|r| {
                 StoredRow {
@@ -614,18 +675,26 @@ impl Backend for PostgresJournal {
     fn begin(&self, job_id: &str, step: Step, detail: &str) -> Result<(), PipelineError> {
         let failed = self.db("cannot record a step's begin");
         let me = &self.host.host_id;
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(&failed)?;
+        let mut connection = self.connection();
+        let begin = connection.prepared(BEGIN_STEP).map_err(&failed)?;
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] =
+            [&job_id, &step.as_str(), &now(), &detail];
+        if !step.must_be_on_disk_before_acting() {
+            // Committed asynchronously: on disk with the next synchronous commit.
+            connection
+                .client
+                .execute(&begin, &params)
+                .map_err(&failed)?;
+            return Ok(());
+        }
+        let pin = connection.prepared(PIN).map_err(&failed)?;
+        let mut tx = connection.client.transaction().map_err(&failed)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .map_err(&failed)?;
         if step == Step::KeyGenerated {
             // The pin, under the claim: a claim taken over since (this host's lease lapsed) makes
             // no second key.
-            let pinned = tx
-                .execute(
-                    "UPDATE jobs SET key_host = $2
-                     WHERE job_id = $1 AND claimed_by = $2 AND (key_host IS NULL OR key_host = $2)",
-                    &[&job_id, me],
-                )
-                .map_err(&failed)?;
+            let pinned = tx.execute(&pin, &[&job_id, me]).map_err(&failed)?;
             if pinned != 1 {
                 return Err(PipelineError::ClaimLost {
                     job_id: job_id.to_string(),
@@ -633,47 +702,44 @@ impl Backend for PostgresJournal {
                 });
             }
         }
-        tx.execute(
-            "INSERT INTO history (job_id, step, phase, at, detail) VALUES ($1, $2, 'begin', $3, $4)",
-            &[&job_id, &step.as_str(), &now(), &detail],
-        )
-        .map_err(&failed)?;
+        tx.execute(&begin, &params).map_err(&failed)?;
         tx.commit().map_err(&failed)
     }
 
     fn save(&self, row: &JobRow, detail: &str) -> Result<(), PipelineError> {
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(self.db("cannot save a job"))?;
-        tx.execute(
-            "UPDATE jobs SET step = $2, state = $3, csr_pem = $4, audit_json = $5, order_id = $6,
-                             certificate_id = $7, chain_pem = $8, note = $9, updated_at = $10
-             WHERE job_id = $1",
-            &[
-                &row.spec.job_id,
-                &row.step.as_str(),
-                &row.state.as_str(),
-                &row.csr_pem,
-                &row.audit_json,
-                &row.order_id.map(|v| v as i64),
-                &row.certificate_id.map(|v| v as i64),
-                &row.chain_pem,
-                &row.note,
-                &now(),
-            ],
-        )
-        .map_err(self.db("cannot save a job"))?;
-        tx.execute(
-            "INSERT INTO history (job_id, step, phase, at, detail) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &row.spec.job_id,
-                &row.step.as_str(),
-                &phase_of(row.state),
-                &now(),
-                &detail,
-            ],
-        )
-        .map_err(self.db("cannot save a job"))?;
-        tx.commit().map_err(self.db("cannot save a job"))
+        let failed = self.db("cannot save a job");
+        let mut connection = self.connection();
+        let save = connection.prepared(SAVE_ROW).map_err(&failed)?;
+        let (order_id, certificate_id) = (
+            row.order_id.map(|v| v as i64),
+            row.certificate_id.map(|v| v as i64),
+        );
+        let at = now();
+        let params: [&(dyn postgres::types::ToSql + Sync); 12] = [
+            &row.spec.job_id,
+            &row.step.as_str(),
+            &row.state.as_str(),
+            &row.csr_pem,
+            &row.audit_json,
+            &order_id,
+            &certificate_id,
+            &row.chain_pem,
+            &row.note,
+            &at,
+            &phase_of(row.state),
+            &detail,
+        ];
+        if row.state == JobState::Open {
+            // A step of a job that goes on: on disk with the next synchronous commit.
+            connection.client.execute(&save, &params).map_err(&failed)?;
+            return Ok(());
+        }
+        // A job that stops (pending, failed, done) is on disk when this returns.
+        let mut tx = connection.client.transaction().map_err(&failed)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .map_err(&failed)?;
+        tx.execute(&save, &params).map_err(&failed)?;
+        tx.commit().map_err(&failed)
     }
 
     fn has_begun(&self, job_id: &str, step: Step) -> Result<bool, PipelineError> {
@@ -865,7 +931,10 @@ mod tests {
             .parse()
             .unwrap();
         assert!(remote.uses_tls());
-        assert_eq!(remote.to_string(), "postgres://u@db.example.com:5432/db (TLS)");
+        assert_eq!(
+            remote.to_string(),
+            "postgres://u@db.example.com:5432/db (TLS)"
+        );
         for refused in [
             "postgres://u:s3cret-pw@db.example.com/db",
             "postgres://u:s3cret-pw@db.example.com/db?sslmode=prefer",

@@ -116,7 +116,7 @@ pub(super) fn journal_cost(args: &BenchArgs) -> Result<Option<Vec<JournalCost>>>
             per_job_ms: median(lite),
         },
         JournalCost {
-            backend: "PostgreSQL 15 (loopback TCP, synchronous commit)",
+            backend: "PostgreSQL 15 (loopback TCP, synchronous commit for keys, orders, stops)",
             per_job_ms: median(pgs),
         },
     ]))
