@@ -108,13 +108,18 @@ impl DatabaseUrl {
         self.tls
     }
 
+    /// The error of `action` on this database.
+    fn failed(&self, action: &'static str) -> impl Fn(postgres::Error) -> PipelineError + '_ {
+        move |cause| PipelineError::Database {
+            database: self.shown.clone(),
+            action,
+            cause,
+        }
+    }
+
     /// Connects: TLS when asked, in clear otherwise.
     fn connect(&self) -> Result<Client, PipelineError> {
-        let failed = |cause: postgres::Error| PipelineError::Database {
-            database: self.shown.clone(),
-            action: "cannot connect",
-            cause,
-        };
+        let failed = self.failed("cannot connect");
         if !self.tls {
             return Client::connect(self.secret.expose_secret(), NoTls).map_err(failed);
         }
@@ -376,14 +381,7 @@ impl PostgresJournal {
         plan: &str,
         host: &HostClaims,
     ) -> Result<PostgresJournal, PipelineError> {
-        let failed = |action: &'static str| {
-            let database = url.to_string();
-            move |cause: postgres::Error| PipelineError::Database {
-                database: database.clone(),
-                action,
-                cause,
-            }
-        };
+        let failed = |action: &'static str| url.failed(action);
         let mut client = url.connect()?;
         migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
         let locked: bool = client
@@ -439,17 +437,8 @@ impl PostgresJournal {
     /// Connects to read the journal (`jobs`): no host lock, no lease, no plan check; the
     /// schema must exist.
     pub(crate) fn view(url: &DatabaseUrl) -> Result<PostgresJournal, PipelineError> {
-        let database = url.to_string();
-        let failed = |action: &'static str| {
-            let database = database.clone();
-            move |cause: postgres::Error| PipelineError::Database {
-                database: database.clone(),
-                action,
-                cause,
-            }
-        };
         let mut client = url.connect()?;
-        migrate(&mut client).map_err(failed("cannot bring the journal's schema up to date"))?;
+        migrate(&mut client).map_err(url.failed("cannot bring the journal's schema up to date"))?;
         Ok(PostgresJournal {
             url: url.clone(),
             client: Mutex::new(Connection::new(client)),
@@ -471,11 +460,7 @@ impl PostgresJournal {
     }
 
     fn db(&self, action: &'static str) -> impl Fn(postgres::Error) -> PipelineError + '_ {
-        move |cause| PipelineError::Database {
-            database: self.url.to_string(),
-            action,
-            cause,
-        }
+        self.url.failed(action)
     }
 
     fn job_ids(&self, query: &str) -> Result<Vec<String>, PipelineError> {

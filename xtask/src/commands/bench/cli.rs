@@ -13,7 +13,7 @@ use codesign_testkit::SoftHsm;
 
 use super::args::BenchArgs;
 use super::measure::{Samples, have, run_quiet, time};
-use super::token::engine_path;
+use super::token::{engine_conf, engine_path};
 
 /// One algorithm's figures.
 pub(super) struct CliRow {
@@ -94,16 +94,7 @@ pub(super) fn cli(args: &BenchArgs) -> Result<Vec<CliRow>> {
         command
     };
     let shell = have("pkcs11-tool") && have("openssl") && engine_path().is_some();
-    let openssl_conf = dir.join("openssl.cnf");
-    if let Some(engine) = engine_path() {
-        std::fs::write(
-            &openssl_conf,
-            format!(
-                "openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {module}\ninit = 0\n",
-                engine.display()
-            ),
-        )?;
-    }
+    let openssl_conf = engine_conf(&dir, &module)?;
     let csr = dir.join("req.csr");
     let csr_arg = csr.display().to_string();
     let subject = "CN=Example Corp,O=Example Corp,C=US";

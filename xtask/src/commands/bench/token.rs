@@ -49,16 +49,7 @@ pub(super) fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
     let session = token.login(&Pin::new(SecretString::from(pin)))?;
     let subject: SubjectDn = "CN=Example Corp,C=US".parse()?;
     let shell = args.compare && have("pkcs11-tool") && have("openssl") && engine_path().is_some();
-    let openssl_conf = dir.join("openssl.cnf");
-    if let Some(engine) = engine_path() {
-        std::fs::write(
-            &openssl_conf,
-            format!(
-                "openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {module}\ninit = 0\n",
-                engine.display()
-            ),
-        )?;
-    }
+    let openssl_conf = engine_conf(dir, module)?;
     let raw = raw::Raw::open(module, "bench", pin)?;
     let mut counter = 0u64;
     for alg in args.algorithms()? {
@@ -151,6 +142,22 @@ pub(super) fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// An OpenSSL configuration in `dir` that loads the pkcs11 engine with `module` (when the engine
+/// is installed); its path.
+pub(super) fn engine_conf(dir: &std::path::Path, module: &str) -> Result<PathBuf> {
+    let path = dir.join("openssl.cnf");
+    if let Some(engine) = engine_path() {
+        std::fs::write(
+            &path,
+            format!(
+                "openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {module}\ninit = 0\n",
+                engine.display()
+            ),
+        )?;
+    }
+    Ok(path)
 }
 
 pub(super) fn engine_path() -> Option<PathBuf> {
