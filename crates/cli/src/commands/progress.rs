@@ -45,7 +45,7 @@ impl Progress {
         }
         let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} done  {elapsed_precise}  {msg}",
+            "{bar:30} {pos}/{len} done  {elapsed_precise}  {wide_msg}",
         ) {
             bar.set_style(style);
         }
