@@ -405,6 +405,18 @@ mod postgres {
             );
         }
 
+        // What expires when, from the shared journal: the 40 certificates, none within 30 days.
+        let expiring = command(
+            &hsm_a,
+            &emu,
+            &["expiring", "--journal", &url, "--within", "30d", "--json"],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(expiring.status.code(), Some(0), "{}", text(&expiring));
+        let doc: serde_json::Value = serde_json::from_slice(&expiring.stdout).unwrap();
+        assert_eq!(doc["seen"], 40, "{doc}");
+
         let jobs = command(&hsm_a, &emu, &["jobs", "--journal", &url, "--json"])
             .output()
             .unwrap();

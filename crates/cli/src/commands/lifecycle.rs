@@ -133,9 +133,13 @@ fn confirm(label: &str, token: &str) -> Result<()> {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["journal", "records", "certcentral"])))]
 pub struct ExpiringArgs {
-    /// The certificates of this journal's done jobs (a SQLite file).
-    #[arg(long, value_name = "FILE")]
-    journal: Option<PathBuf>,
+    /// The certificates of this journal's done jobs: a SQLite file, or a PostgreSQL database
+    /// URL (postgres://..., shared by several hosts).
+    #[arg(long, value_name = "FILE|URL")]
+    journal: Option<String>,
+    /// The CA certificates a TLS journal's server is checked against (else PGSSLROOTCERT).
+    #[arg(long, value_name = "CA.pem", requires = "journal")]
+    journal_ca: Option<PathBuf>,
     /// The certificates the provisioning records in this directory describe.
     #[arg(long, value_name = "DIR")]
     records: Option<PathBuf>,
@@ -157,8 +161,8 @@ pub struct ExpiringArgs {
 pub fn expiring(args: ExpiringArgs) -> Result<()> {
     let days = i64::try_from(args.within.as_secs() / 86_400).unwrap_or(i64::MAX);
     let mut all: Vec<Expiry> = Vec::new();
-    if let Some(path) = &args.journal {
-        all.extend(journal_expiries(path)?);
+    if let Some(journal) = &args.journal {
+        all.extend(journal_expiries(journal, args.journal_ca.as_deref())?);
     }
     if let Some(dir) = &args.records {
         all.extend(
@@ -203,14 +207,17 @@ pub fn expiring(args: ExpiringArgs) -> Result<()> {
     }
 }
 
-fn journal_expiries(path: &Path) -> Result<Vec<Expiry>> {
-    if !path.is_file() {
+fn journal_expiries(text: &str, ca: Option<&Path>) -> Result<Vec<Expiry>> {
+    let location = super::provision::journal_location(text, ca)?;
+    if let codesign_kit::pipeline::JournalLocation::File(path) = &location
+        && !path.is_file()
+    {
         return Err(anyhow::anyhow!(
             "--journal {}: no such journal",
             path.display()
         ));
     }
-    let journal = Journal::open(path).with_context(|| format!("--journal {}", path.display()))?;
+    let journal = Journal::view(&location).with_context(|| format!("--journal {location}"))?;
     Ok(expiry::from_journal(&journal, unix_now())?)
 }
 

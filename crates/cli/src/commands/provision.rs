@@ -415,7 +415,7 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
 
 /// A `--journal` argument: a file, or a database (its TLS roots from `--journal-ca`, else the
 /// file `PGSSLROOTCERT` names, else the platform's).
-fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalLocation> {
+pub(crate) fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalLocation> {
     let location = JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?;
     let JournalLocation::Postgres(url) = location else {
         return Ok(location);
