@@ -571,3 +571,23 @@ fn completions_and_the_man_page_cover_every_command() {
     }
     assert_exit(&cli(&["completions", "tcsh"]), 2);
 }
+
+/// `--journal-ca` is for a TLS database journal: given with a file journal, or with a database
+/// URL that connects in clear, it is a usage error before anything is opened or read.
+#[test]
+fn a_journal_ca_without_a_tls_database_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("never-read.pem");
+    for journal in [
+        dir.path().join("plan.journal.sqlite").display().to_string(),
+        "postgres://journal@127.0.0.1:1/plans".to_string(),
+    ] {
+        let out = cli(&["jobs", "--journal", &journal, "--journal-ca", p(&ca)]);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("--journal-ca"), "{}", stderr(&out));
+    }
+    assert!(
+        !dir.path().join("plan.journal.sqlite").exists(),
+        "nothing made"
+    );
+}

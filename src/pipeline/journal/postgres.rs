@@ -364,12 +364,15 @@ fn start_heartbeat(url: &DatabaseUrl, host: &HostClaims) -> Result<Heartbeat, Pi
                 }
             }
         })
-        .map_err(|e| {
-            tracing::warn!("journal: no heartbeat thread: {e}");
-        });
+        // Without a heartbeat the lease would lapse while the host works: refused, not carried on.
+        .map_err(|cause| PipelineError::Io {
+            path: std::path::PathBuf::from("journal-heartbeat"),
+            action: "cannot start the thread that renews the host's lease",
+            cause,
+        })?;
     Ok(Heartbeat {
         stop,
-        thread: thread.ok(),
+        thread: Some(thread),
     })
 }
 

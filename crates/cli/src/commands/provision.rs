@@ -418,8 +418,21 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
 pub(crate) fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalLocation> {
     let location = JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?;
     let JournalLocation::Postgres(url) = location else {
+        if ca.is_some() {
+            return Err(UsageError(
+                "--journal-ca is for a PostgreSQL journal (postgres://...?sslmode=require)"
+                    .to_string(),
+            )
+            .into());
+        }
         return Ok(location);
     };
+    if ca.is_some() && !url.uses_tls() {
+        return Err(UsageError(format!(
+            "--journal-ca: {url} connects without TLS; add sslmode=require to the URL"
+        ))
+        .into());
+    }
     let ca = ca.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("PGSSLROOTCERT")
             .filter(|v| !v.is_empty())

@@ -13,7 +13,7 @@ use codesign_testkit::SoftHsm;
 
 use super::args::BenchArgs;
 use super::measure::{Samples, have, run_quiet, time};
-use super::token::{engine_conf, engine_path};
+use super::token::{engine_conf, engine_path, pkcs11_tool_key_type};
 
 /// One algorithm's figures.
 pub(super) struct CliRow {
@@ -183,11 +183,7 @@ pub(super) fn cli(args: &BenchArgs) -> Result<Vec<CliRow>> {
             if let Some(samples) = row.shell.as_mut() {
                 let label = format!("shell-{counter}");
                 let id = format!("{counter:08x}");
-                let key_type = match algorithm {
-                    KeyAlgorithm::P384 => "EC:secp384r1".to_string(),
-                    KeyAlgorithm::P256 => "EC:prime256v1".to_string(),
-                    other => format!("rsa:{}", other.rsa_bits().unwrap_or(3072)),
-                };
+                let key_type = pkcs11_tool_key_type(algorithm);
                 let (elapsed, ()) = time(|| {
                     run_quiet(&mut pkcs11_tool(&[
                         "--keypairgen",

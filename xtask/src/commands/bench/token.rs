@@ -79,17 +79,7 @@ pub(super) fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
             }
             if shell {
                 let label = format!("s{counter}");
-                let key_type = match alg.rsa_bits() {
-                    Some(bits) => format!("rsa:{bits}"),
-                    None => format!(
-                        "EC:{}",
-                        if alg == KeyAlgorithm::P256 {
-                            "prime256v1"
-                        } else {
-                            "secp384r1"
-                        }
-                    ),
-                };
+                let key_type = pkcs11_tool_key_type(alg);
                 let id = format!("{counter:08x}");
                 let (elapsed, ()) = time(|| {
                     run_quiet(pkcs11_tool().arg("--keypairgen").args([
@@ -142,6 +132,15 @@ pub(super) fn token(args: &BenchArgs, rows: &mut Vec<Row>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `pkcs11-tool --key-type` of an algorithm.
+pub(super) fn pkcs11_tool_key_type(alg: KeyAlgorithm) -> String {
+    match (alg.rsa_bits(), alg) {
+        (Some(bits), _) => format!("rsa:{bits}"),
+        (None, KeyAlgorithm::P256) => "EC:prime256v1".to_string(),
+        (None, _) => "EC:secp384r1".to_string(),
+    }
 }
 
 /// An OpenSSL configuration in `dir` that loads the pkcs11 engine with `module` (when the engine
