@@ -1,5 +1,6 @@
 //! `test`: the one test command of a fresh machine.
 //!
+//! 0. Checks that the disk can hold the build (about 8 GiB free), by name, before it starts.
 //! 1. Makes sure the external tools the tests use as independent judges are installed (installing
 //!    the Debian packages when running as root, else stopping with the exact command to run).
 //! 2. `cargo fmt --check`, `cargo clippy --all-targets -D warnings`.
@@ -174,7 +175,58 @@ fn run_step(name: &str, command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// What a clean build and test run of the workspace writes under `target/` (about 5 GiB with
+/// `CARGO_INCREMENTAL=0`, as `.ci/run` sets it), with room to spare for the tests' tokens,
+/// databases and temporary files.
+const DISK_NEEDED_BYTES: u64 = 8 << 30;
+
+/// Bytes free on the file system that holds `dir`, from `df` (POSIX output, 1024-byte blocks).
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let output = Command::new("df").arg("-Pk").arg(dir).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Stops before the build when the disk cannot hold it: a compiler that runs out of space
+/// half-way fails with an LLVM I/O error that names no cause. Under CI that is an error; on a
+/// developer's machine, whose `target/` may already hold most of the build, a warning.
+fn ensure_disk_space(target_dir: &std::path::Path) -> Result<()> {
+    let Some(free) = free_bytes(target_dir) else {
+        return Ok(());
+    };
+    if free >= DISK_NEEDED_BYTES {
+        return Ok(());
+    }
+    let message = format!(
+        "{} has {:.1} GiB free; a clean build and test run needs about {} GiB (free some, e.g. `cargo clean`)",
+        target_dir.display(),
+        free as f64 / f64::from(1u32 << 30),
+        DISK_NEEDED_BYTES >> 30
+    );
+    if std::env::var_os("CI").is_some() {
+        bail!("{message}");
+    }
+    eprintln!("warning: {message}");
+    Ok(())
+}
+
 pub fn run(args: TestArgs) -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask sits in the workspace")?
+        .to_path_buf();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|dir| dir.exists())
+        .unwrap_or_else(|| root.clone());
+    ensure_disk_space(&target_dir)?;
     ensure_tools()?;
     if !args.no_lint {
         run_step(
@@ -200,10 +252,6 @@ pub fn run(args: TestArgs) -> Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     ensure_module_packages();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask sits in the workspace")?
-        .to_path_buf();
     let postgres = postgres_missing();
     if let (Some(why), true) = (&postgres, std::env::var_os("CI").is_some()) {
         bail!("under CI the PostgreSQL tests must run: {why}");
