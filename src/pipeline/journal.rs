@@ -68,6 +68,7 @@ pub(crate) trait Backend: Send + Sync {
     fn replace_unstarted_spec(&self, spec: &JobSpec) -> Result<(), PipelineError>;
     fn in_flight(&self) -> Result<Vec<(String, Step, Option<u64>)>, PipelineError>;
     fn job_count(&self) -> Result<u64, PipelineError>;
+    fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError>;
     fn discard_if_empty(self: Box<Self>) -> Result<bool, PipelineError>;
     fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError>;
     fn unfinished(&self) -> Result<Vec<String>, PipelineError>;
@@ -417,6 +418,16 @@ impl Journal {
     /// [`PipelineError::Journal`].
     pub fn job_count(&self) -> Result<u64, PipelineError> {
         self.backend.job_count()
+    }
+
+    /// The other hosts whose lease is live now: working on this plan this minute (a shared
+    /// journal; always none for a SQLite one). A host that starts while others work joins them,
+    /// and is no resumption of an earlier run.
+    ///
+    /// # Errors
+    /// [`PipelineError::Database`].
+    pub fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError> {
+        self.backend.other_live_hosts()
     }
 
     /// Closes the journal and, when it holds no job, removes what it is (the SQLite files; a

@@ -19,7 +19,7 @@ pub use journal::{
     Claim, Claimable, DatabaseUrl, HeldBecause, HostClaims, JobRow, JobState, JobStatus, Journal,
     JournalLocation, Step,
 };
-pub use plan::{JobSpec, KeyLocation, Plan, Predecessor};
+pub use plan::{JobSpec, KeyLocation, Plan, PlanJournal, Predecessor};
 pub use provision::{
     JobOutcome, JobReport, Observer, OrderTemplate, PrintObserver, Provisioner, ProvisionerConfig,
     RunSummary,

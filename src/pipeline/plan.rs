@@ -18,6 +18,13 @@
 //! directory = "keys"              # software keys, keys/<label>.pem
 //! label = "build-signer"
 //! subject = "CN=Example Corp,C=US"
+//!
+//! # Optional: the journal every host of this plan shares (`--journal` overrides it). A plan
+//! # holds no password: PGPASSWORD or a password file (~/.pgpass, PGPASSFILE) gives it.
+//! [journal]
+//! database = "postgres://signer@db.example.com/codesign?sslmode=require"
+//! ca = "db-ca.pem"                # the server's CA (else PGSSLROOTCERT, else the platform's)
+//! # file = "plan.journal.sqlite"  # or a SQLite file, for one host
 //! ```
 
 use std::collections::HashMap;
@@ -30,6 +37,7 @@ use crate::keys::pkcs11::Pkcs11Uri;
 use crate::keys::{KeyAlgorithm, SubjectDn};
 use crate::order::{OrderRequest, Product};
 use crate::pipeline::error::PipelineError;
+use crate::pipeline::journal::JournalLocation;
 
 /// Where a job's key lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +91,77 @@ pub struct Predecessor {
 struct PlanFile {
     order: OrderSection,
     keys: Vec<KeyGroup>,
+    #[serde(default)]
+    journal: Option<JournalSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalSection {
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
+    ca: Option<PathBuf>,
+}
+
+/// The journal a plan names (`[journal]`): where it is, and the CA certificates a TLS database's
+/// server is checked against. A command line's `--journal` overrides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanJournal {
+    /// A SQLite file (relative to the plan's directory) or a PostgreSQL database, never with a
+    /// password.
+    pub location: JournalLocation,
+    /// A PEM file of CA certificates, for a database with `sslmode=require`.
+    pub ca: Option<PathBuf>,
+}
+
+impl JournalSection {
+    /// The section checked: one location, no password, a CA only for a TLS database.
+    fn check(self, base: &Path) -> Result<PlanJournal, String> {
+        let location = match (self.database, self.file) {
+            (Some(database), None) => {
+                if !(database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+                    return Err(
+                        "journal.database: write a PostgreSQL URL, postgres://USER@HOST/DATABASE (or give file = \"FILE\")"
+                            .to_string(),
+                    );
+                }
+                let url: crate::pipeline::journal::DatabaseUrl = database
+                    .parse()
+                    .map_err(|e: PipelineError| format!("journal.database: {e}"))?;
+                if url.has_password() {
+                    return Err(format!(
+                        "journal.database {url}: a plan must not hold a password; give it in PGPASSWORD or a password file (~/.pgpass, or the file PGPASSFILE names)"
+                    ));
+                }
+                JournalLocation::Postgres(url)
+            }
+            (None, Some(file)) => JournalLocation::File(plan_path(base, &file, "journal.file")?),
+            _ => {
+                return Err(
+                    "journal: give exactly one of database = \"postgres://...\" or file = \"FILE\""
+                        .to_string(),
+                );
+            }
+        };
+        let ca = match self.ca {
+            None => None,
+            Some(ca) => match &location {
+                JournalLocation::Postgres(url) if url.uses_tls() => {
+                    Some(plan_path(base, &ca, "journal.ca")?)
+                }
+                _ => {
+                    return Err(
+                        "journal.ca is for a database reached with TLS (sslmode=require in journal.database)"
+                            .to_string(),
+                    );
+                }
+            },
+        };
+        Ok(PlanJournal { location, ca })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +225,8 @@ pub struct Plan {
     pub product: Product,
     /// The order body (without CSR).
     pub request: OrderRequest,
+    /// The journal the plan names, if it names one.
+    pub journal: Option<PlanJournal>,
     groups: Vec<Group>,
 }
 
@@ -369,6 +450,12 @@ impl Plan {
                 "order: alternative_order_id is set per job by the pipeline; remove it from the body".to_string(),
             );
         }
+        let journal = file.journal.and_then(|section| {
+            section
+                .check(base)
+                .map_err(|problem| problems.push(problem))
+                .ok()
+        });
         let total: u64 = file.keys.iter().map(|g| u64::from(g.count)).sum();
         if total > MAX_PLAN_JOBS {
             problems.push(format!(
@@ -498,6 +585,7 @@ impl Plan {
         Ok(Plan {
             product,
             request,
+            journal,
             groups,
         })
     }

@@ -40,6 +40,10 @@ mod postgres {
         command
     }
 
+    fn as_strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
     fn text(o: &Output) -> String {
         format!(
             "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -288,10 +292,12 @@ mod postgres {
             command
         };
         let mut a = slow(host("a", &hsm_a, &[]), &hsm_a).spawn().unwrap();
-        let b = slow(host("b", &hsm_b, &[]), &hsm_b).spawn().unwrap();
         wait_until("the journal's schema", || {
             pg.psql("shared", "SELECT to_regclass('jobs') IS NOT NULL") == "t"
         });
+        // b joins a plan that a works on already: no --resume, since a's run is this run.
+        wait_until("host a's first key", || pinned_to("a") >= 1);
+        let b = slow(host("b", &hsm_b, &[]), &hsm_b).spawn().unwrap();
         let keyless_of_a = || -> Vec<String> {
             let listed = pg.psql(
                 "shared",
@@ -332,6 +338,12 @@ mod postgres {
         a.wait().unwrap();
         let b = b.wait_with_output().unwrap();
         assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+        assert!(
+            String::from_utf8_lossy(&b.stderr)
+                .contains("joining the hosts working on this plan now: a"),
+            "{}",
+            text(&b)
+        );
         // What a left claimed without a key went to b once a's lease lapsed.
         assert!(
             String::from_utf8_lossy(&b.stderr).contains("taking over"),
@@ -430,5 +442,159 @@ mod postgres {
             .map(|h| h["done"].as_u64().unwrap())
             .sum();
         assert_eq!(done, 40, "{doc}");
+    }
+
+    /// A database that asks for a password: the plan names it (`[journal]`) without one, and the
+    /// password comes from a password file (only one that others cannot read) or PGPASSWORD, as
+    /// libpq reads them; a plan holding a password is refused before anything is touched; a
+    /// password on the command line works with a warning that the process list shows it; the
+    /// password is printed nowhere.
+    #[test]
+    fn the_password_comes_from_pgpassword_or_a_password_file_never_the_plan() {
+        const SIGNER_PASSWORD: &str = "signer-pw-5e0b-never-shown";
+        let pg = Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
+        let url = pg.create_password_role("signer", SIGNER_PASSWORD, "signed");
+        let hsm = SoftHsm::new();
+        hsm.init_token("pw-token");
+        let mut config = EmulatorConfig::new(KEY);
+        config.settings = Settings {
+            polls_until_issued: 1,
+            rate_limits: false,
+            ..Settings::default()
+        };
+        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("body.json"),
+            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
+        )
+        .unwrap();
+        let plan_with = |database: &str| {
+            let plan = dir.path().join("plan.toml");
+            std::fs::write(
+                &plan,
+                format!(
+                    "[order]\nproduct = \"code_signing\"\nbody = \"body.json\"\n\n[[keys]]\nalgorithm = \"p256\"\n\
+                     token = \"{}\"\nlabel = \"pw-1\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n\n\
+                     [journal]\ndatabase = \"{database}\"\n",
+                    hsm.uri("pw-token", "")
+                ),
+            )
+            .unwrap();
+            plan
+        };
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let passfile = dir.path().join("pgpass");
+        let run = |args: &[&str], passfile_env: Option<&std::path::Path>, password: bool| {
+            let mut command = command(&hsm, &emu, args);
+            command.env("HOME", &home).env_remove("PGPASSWORD");
+            command.env(
+                "PGPASSFILE",
+                passfile_env.unwrap_or(std::path::Path::new("")),
+            );
+            if password {
+                command.env("PGPASSWORD", SIGNER_PASSWORD);
+            }
+            let out = command.output().unwrap();
+            assert!(
+                !text(&out).contains(SIGNER_PASSWORD),
+                "the password is printed: {}",
+                text(&out)
+            );
+            out
+        };
+        let lock_dir = dir.path().join("locks");
+        let provision = |plan: &std::path::Path| -> Vec<String> {
+            [
+                "provision",
+                "--plan",
+                plan.to_str().unwrap(),
+                "--lock-dir",
+                lock_dir.to_str().unwrap(),
+                "--wait",
+                "20s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+
+        // A plan holding the password: refused by name, nothing touched.
+        let with_password = url.replace("signer@", &format!("signer:{SIGNER_PASSWORD}@"));
+        let plan = plan_with(&with_password);
+        let refused = run(&as_strs(&provision(&plan)), None, false);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("journal.database") && stderr.contains("must not hold a password"),
+            "{stderr}"
+        );
+        assert_eq!(pg.psql("signed", "SELECT to_regclass('jobs') IS NULL"), "t");
+
+        // No password anywhere: the server's refusal, and nothing on the token.
+        let plan = plan_with(&url);
+        let no_password = run(&as_strs(&provision(&plan)), None, false);
+        assert_eq!(no_password.status.code(), Some(1), "{}", text(&no_password));
+        assert!(
+            String::from_utf8_lossy(&no_password.stderr).contains("password authentication failed")
+                || String::from_utf8_lossy(&no_password.stderr).contains("password missing"),
+            "{}",
+            text(&no_password)
+        );
+        assert_eq!(
+            count_labelled(&hsm.list_objects("pw-token"), "Private Key Object"),
+            0
+        );
+
+        // A password file that others may read is not read (libpq's rule), with a warning.
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            &passfile,
+            format!("# host:port:database:user:password\n127.0.0.1:{port}:signed:signer:{SIGNER_PASSWORD}\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open_file = run(&as_strs(&provision(&plan)), Some(&passfile), false);
+        assert_eq!(open_file.status.code(), Some(1), "{}", text(&open_file));
+        assert!(
+            String::from_utf8_lossy(&open_file.stderr).contains("has group or world access"),
+            "{}",
+            text(&open_file)
+        );
+
+        // The same file, 0600: the run goes through.
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let done = run(&as_strs(&provision(&plan)), Some(&passfile), false);
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+        assert_eq!(
+            pg.psql("signed", "SELECT state FROM jobs WHERE job_id = 'pw-1'"),
+            "done"
+        );
+        assert_eq!(emu.order_count(), 1);
+
+        // PGPASSWORD, through `jobs --journal URL`.
+        let jobs = run(&["jobs", "--journal", &url, "--json"], None, true);
+        assert_eq!(jobs.status.code(), Some(0), "{}", text(&jobs));
+        let doc: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
+        assert_eq!(doc["jobs"][0]["state"], "done", "{doc}");
+
+        // The password on the command line: it works, and the process list is named.
+        let argv = run(&["jobs", "--journal", &with_password], None, false);
+        assert_eq!(argv.status.code(), Some(0), "{}", text(&argv));
+        assert!(
+            String::from_utf8_lossy(&argv.stderr).contains("process list"),
+            "{}",
+            text(&argv)
+        );
     }
 }

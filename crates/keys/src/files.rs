@@ -50,6 +50,8 @@ pub enum InputKind {
     Plan,
     /// A certificate or a chain of certificates (PEM or PKCS#7).
     Certificates,
+    /// A libpq password file (`~/.pgpass`): a line per database.
+    PasswordFile,
 }
 
 impl InputKind {
@@ -58,7 +60,7 @@ impl InputKind {
         match self {
             InputKind::Pin | InputKind::ApiKey => 4 << 10,
             InputKind::PrivateKey | InputKind::Csr => 64 << 10,
-            InputKind::OrderBody => 256 << 10,
+            InputKind::OrderBody | InputKind::PasswordFile => 256 << 10,
             InputKind::Plan | InputKind::Certificates => 1 << 20,
         }
     }
@@ -73,6 +75,7 @@ impl InputKind {
             InputKind::OrderBody => "order request body",
             InputKind::Plan => "plan",
             InputKind::Certificates => "certificate file",
+            InputKind::PasswordFile => "password file",
         }
     }
 }

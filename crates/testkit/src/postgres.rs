@@ -308,6 +308,49 @@ impl Postgres {
         self.url(name)
     }
 
+    /// Makes role `role` with `password`, owning a new database `database`, and has the server
+    /// ask that role for its password (SCRAM) on loopback connections from now on: the
+    /// server's other roles stay on `trust`. Gives the database's URL, without the password.
+    pub fn create_password_role(&self, role: &str, password: &str, database: &str) -> String {
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        );
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {database} OWNER {role}"),
+        );
+        let hba = self.dir.path().join("data").join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap_or_else(|e| panic!("pg_hba.conf: {e}"));
+        // The first matching line wins: the role's rule goes first.
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .unwrap_or_else(|e| panic!("pg_hba.conf: {e}"));
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        // The reload is a signal: wait until a login without the password is refused.
+        let started = std::time::Instant::now();
+        loop {
+            let out = Command::new(self.bin.join("psql"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", role, "-d", database, "-w", "-At", "-c", "SELECT 1"])
+                .env_remove("PGPASSWORD")
+                .env("PGPASSFILE", "/dev/null")
+                .output()
+                .unwrap_or_else(|e| panic!("psql: {e}"));
+            if !out.status.success() {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the server did not take the password rule for {role}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        format!("postgres://{role}@127.0.0.1:{}/{database}", self.port)
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{POSTGRES_USER}@127.0.0.1:{}/{name}", self.port)

@@ -75,6 +75,8 @@ const MIGRATION_LOCK: i64 = 0x636f_6465_7369_676e; // "codesign"
 #[derive(Clone)]
 pub struct DatabaseUrl {
     secret: SecretString,
+    /// The password from elsewhere (PGPASSWORD, a password file) when the string has none.
+    password: Option<SecretString>,
     shown: String,
     /// `sslmode=require`: the connection is TLS, the server's certificate checked.
     tls: bool,
@@ -108,6 +110,76 @@ impl DatabaseUrl {
         self.tls
     }
 
+    /// Whether the connection string carries a password of its own.
+    pub fn has_password(&self) -> bool {
+        self.config().is_ok_and(|c| c.get_password().is_some())
+    }
+
+    /// The same database, logging in with `password` (from `PGPASSWORD` or a password file)
+    /// unless the connection string has a password of its own, which wins.
+    pub fn with_password(mut self, password: SecretString) -> DatabaseUrl {
+        if !self.has_password() {
+            self.password = Some(password);
+        }
+        self
+    }
+
+    /// The password a libpq password file (`~/.pgpass`, or the file `PGPASSFILE` names) holds
+    /// for this connection, read as libpq reads it: lines `host:port:database:user:password`,
+    /// the first line whose four fields match wins; `*` matches anything; `\:` and `\\` escape;
+    /// `#` starts a comment line. The host is the connection's first, `localhost` matching a Unix
+    /// socket too; the port defaults to 5432, the user to this process's user, the database to
+    /// the user.
+    ///
+    /// ```
+    /// use codesign_kit::pipeline::DatabaseUrl;
+    /// use secrecy::ExposeSecret;
+    ///
+    /// let url: DatabaseUrl = "postgres://signer@127.0.0.1:5433/plans".parse().unwrap();
+    /// let passfile = "# host:port:database:user:password\n\
+    ///                 127.0.0.1:5433:other:signer:not-this-one\n\
+    ///                 127.0.0.1:*:plans:signer:pa\\:ss\n";
+    /// let password = url.password_in_passfile(passfile).unwrap();
+    /// assert_eq!(password.expose_secret(), "pa:ss");
+    /// ```
+    pub fn password_in_passfile(&self, contents: &str) -> Option<SecretString> {
+        let config = self.config().ok()?;
+        let user = match config.get_user() {
+            Some(user) => user.to_string(),
+            None => whoami::username().ok()?,
+        };
+        let database = config.get_dbname().unwrap_or(&user).to_string();
+        let port = config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432)
+            .to_string();
+        let hosts: Vec<String> = match config.get_hosts().first()? {
+            postgres::config::Host::Tcp(name) => vec![name.clone()],
+            postgres::config::Host::Unix(path) => {
+                vec!["localhost".to_string(), path.display().to_string()]
+            }
+        };
+        contents
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(passfile_fields)
+            .find(|fields| {
+                let matches = |field: &str, value: &str| field == "*" || field == value;
+                hosts.iter().any(|host| matches(&fields[0], host))
+                    && matches(&fields[1], &port)
+                    && matches(&fields[2], &database)
+                    && matches(&fields[3], &user)
+            })
+            .map(|mut fields| SecretString::from(std::mem::take(&mut fields[4])))
+    }
+
+    /// The connection string parsed (it parsed when this was made).
+    fn config(&self) -> Result<postgres::Config, postgres::Error> {
+        postgres::Config::from_str(self.secret.expose_secret())
+    }
+
     /// The error of `action` on this database.
     fn failed(&self, action: &'static str) -> impl Fn(postgres::Error) -> PipelineError + '_ {
         move |cause| PipelineError::Database {
@@ -120,11 +192,15 @@ impl DatabaseUrl {
     /// Connects: TLS when asked, in clear otherwise.
     fn connect(&self) -> Result<Client, PipelineError> {
         let failed = self.failed("cannot connect");
+        let mut config = self.config().map_err(&failed)?;
+        if let Some(password) = &self.password {
+            config.password(password.expose_secret());
+        }
         if !self.tls {
-            return Client::connect(self.secret.expose_secret(), NoTls).map_err(failed);
+            return config.connect(NoTls).map_err(failed);
         }
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
-        Client::connect(self.secret.expose_secret(), tls).map_err(failed)
+        config.connect(tls).map_err(failed)
     }
 
     /// rustls with ring's cryptography for this connection alone (no process-wide provider), and
@@ -158,7 +234,28 @@ impl DatabaseUrl {
 impl PartialEq for DatabaseUrl {
     fn eq(&self, other: &DatabaseUrl) -> bool {
         self.secret.expose_secret() == other.secret.expose_secret()
+            && self.password.as_ref().map(ExposeSecret::expose_secret)
+                == other.password.as_ref().map(ExposeSecret::expose_secret)
     }
+}
+
+/// A password file line's five fields, unescaped (`\:` is a colon, `\\` a backslash); `None`
+/// for a line with fewer.
+fn passfile_fields(line: &str) -> Option<[String; 5]> {
+    let mut fields: Vec<String> = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(escaped) = chars.next() {
+                    fields.last_mut()?.push(escaped);
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut()?.push(c),
+        }
+    }
+    fields.try_into().ok()
 }
 
 impl Eq for DatabaseUrl {}
@@ -234,6 +331,7 @@ impl FromStr for DatabaseUrl {
         let shown = if tls { format!("{shown} (TLS)") } else { shown };
         Ok(DatabaseUrl {
             secret: SecretString::from(text.to_string()),
+            password: None,
             shown,
             tls,
             roots: Vec::new(),
@@ -548,6 +646,19 @@ impl Backend for PostgresJournal {
 
     fn lease(&self) -> Option<std::time::Duration> {
         Some(self.host.lease)
+    }
+
+    fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError> {
+        Ok(self
+            .lock()
+            .query(
+                "SELECT host_id FROM hosts WHERE host_id != $1 AND lease_until > now() ORDER BY host_id",
+                &[&self.host.host_id],
+            )
+            .map_err(self.db("cannot read the hosts' leases"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
     }
 
     fn is_single_host(&self) -> bool {
@@ -932,5 +1043,58 @@ mod tests {
             let error = refused.parse::<DatabaseUrl>().unwrap_err().to_string();
             assert!(!error.contains("s3cret-pw"), "{error}");
         }
+    }
+
+    /// libpq's password file: the first matching line wins, `*` matches anything, escapes are
+    /// undone, comments and short lines are skipped; a socket matches `localhost`; the port,
+    /// user and database take their defaults; the URL's own password wins over one given.
+    #[test]
+    fn password_files_are_read_as_libpq_reads_them() {
+        let found = |url: &str, passfile: &str| {
+            url.parse::<DatabaseUrl>()
+                .unwrap()
+                .password_in_passfile(passfile)
+                .map(|p| p.expose_secret().to_string())
+        };
+        let passfile = "# a comment:*:*:*:no\n\
+                        short:line\n\
+                        db.example.com:5432:plans:signer:first\n\
+                        db.example.com:*:plans:signer:second\n\
+                        *:6000:*:signer:any-host\n\
+                        localhost:5432:plans:signer:socket\n\
+                        127.0.0.1:5433:pl\\:ans:sign\\\\er:esc\\aped:colon\n";
+        let remote = "postgres://signer@db.example.com/plans?sslmode=require";
+        assert_eq!(found(remote, passfile).as_deref(), Some("first"));
+        let other_port = "postgres://signer@db.example.com:6543/plans?sslmode=require";
+        assert_eq!(found(other_port, passfile).as_deref(), Some("second"));
+        assert_eq!(
+            found("postgres://signer@127.0.0.1:6000/x", passfile).as_deref(),
+            Some("any-host")
+        );
+        assert_eq!(
+            found("host=/run/postgresql dbname=plans user=signer", passfile).as_deref(),
+            Some("socket")
+        );
+        assert_eq!(
+            found("postgres://sign%5Cer@127.0.0.1:5433/pl:ans", passfile).as_deref(),
+            Some("escaped:colon")
+        );
+        assert_eq!(found("postgres://nobody@127.0.0.1/plans", passfile), None);
+        // The database defaults to the user's name.
+        assert_eq!(
+            found(
+                "postgres://signer@localhost",
+                "localhost:5432:signer:signer:own-db\n"
+            )
+            .as_deref(),
+            Some("own-db")
+        );
+        // A password of the URL's own is kept.
+        let own: DatabaseUrl = "postgres://u:own@localhost/db".parse().unwrap();
+        assert!(own.has_password());
+        assert_eq!(own.clone().with_password("other".into()), own);
+        let none: DatabaseUrl = "postgres://u@localhost/db".parse().unwrap();
+        assert!(!none.has_password());
+        assert_ne!(none.clone().with_password("given".into()), none);
     }
 }

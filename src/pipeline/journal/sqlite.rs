@@ -219,6 +219,10 @@ impl Backend for SqliteJournal {
         None
     }
 
+    fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError> {
+        Ok(Vec::new())
+    }
+
     fn is_single_host(&self) -> bool {
         true
     }

@@ -245,3 +245,60 @@ fn a_named_digicert_token_takes_only_its_algorithms() {
     let err = parse_keys(&group("p256", "5110-cc", "directory = \"keys\"")).unwrap_err();
     assert!(err.contains("not on a token"), "{err}");
 }
+
+/// `[journal]`: a database without a password, or a file inside the plan's directory; a CA only
+/// for a TLS database; every refusal names the field and the rule, and shows no password.
+#[test]
+fn a_plan_names_its_journal_without_a_password() {
+    let keys = "[[keys]]\nalgorithm = \"p256\"\ndirectory = \"keys\"\nlabel = \"k\"\nsubject = \"CN=Example Corp,C=US\"\n";
+    let with = |journal: &str| parse_keys(&format!("{keys}\n[journal]\n{journal}\n"));
+    assert_eq!(parse_keys(keys).unwrap().journal, None);
+    let plan = with(
+        "database = \"postgres://signer@db.example.com/codesign?sslmode=require\"\nca = \"ca.pem\"",
+    )
+    .unwrap();
+    let journal = plan.journal.unwrap();
+    assert!(matches!(&journal.location, JournalLocation::Postgres(url) if url.uses_tls()));
+    assert_eq!(journal.ca, Some(PathBuf::from("/plans/ca.pem")));
+    let plan = with("file = \"shared.sqlite\"").unwrap();
+    assert_eq!(
+        plan.journal.unwrap().location,
+        JournalLocation::File(PathBuf::from("/plans/shared.sqlite"))
+    );
+    for (journal, expected) in [
+        (
+            "database = \"postgres://signer:hunter2-pw@127.0.0.1/codesign\"",
+            "a plan must not hold a password",
+        ),
+        (
+            "database = \"host=/run/postgresql dbname=x password=hunter2-pw\"",
+            "write a PostgreSQL URL",
+        ),
+        (
+            "database = \"postgres://signer@db.example.com/codesign\"",
+            "not this machine",
+        ),
+        (
+            "database = \"postgres://signer@127.0.0.1/codesign\"\nca = \"ca.pem\"",
+            "journal.ca is for a database reached with TLS",
+        ),
+        (
+            "file = \"j.sqlite\"\nca = \"ca.pem\"",
+            "journal.ca is for a database",
+        ),
+        (
+            "file = \"../elsewhere.sqlite\"",
+            "journal.file \"../elsewhere.sqlite\": a relative path must stay inside",
+        ),
+        ("", "journal: give exactly one of"),
+        (
+            "file = \"a\"\ndatabase = \"postgres://u@localhost/d\"",
+            "journal: give exactly one of",
+        ),
+        ("url = \"postgres://u@localhost/d\"", "unknown field `url`"),
+    ] {
+        let err = with(journal).unwrap_err();
+        assert!(err.contains(expected), "{journal}: {err}");
+        assert!(!err.contains("hunter2-pw"), "{err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `provision`: run a plan; `demo`: the whole pipeline on embedded defaults.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,11 +11,13 @@ use std::sync::Arc;
 use codesign_kit::keys::files::InputKind;
 use codesign_kit::keys::{KeysError, SoftwareKey};
 use codesign_kit::pipeline::{
-    HostClaims, Journal, JournalLocation, Plan, Provisioner, ProvisionerConfig, RunSummary,
+    DatabaseUrl, HostClaims, Journal, JournalLocation, Plan, Provisioner, ProvisionerConfig,
+    RunSummary,
 };
 
 use super::order::ConnectionArgs;
 use crate::UsageError;
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 /// The most workers a run may have: more than any token or CertCentral's rate limits can use.
@@ -48,9 +51,10 @@ pub struct RunArgs {
     /// How long each job waits for issuance before it is left pending (e.g. 30s, 10m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     wait: Duration,
-    /// The journal: a SQLite file (default: PLAN.journal.sqlite beside the plan), or a
-    /// PostgreSQL database, postgres://USER@HOST:PORT/DATABASE (this machine only: a Unix socket
-    /// or loopback; the password, if any, from the URL or PGPASSWORD is never shown).
+    /// The journal: a SQLite file, or a PostgreSQL database, postgres://USER@HOST:PORT/DATABASE
+    /// (in clear to this machine only; elsewhere with ?sslmode=require). Default: the plan's
+    /// [journal], else PLAN.journal.sqlite beside the plan. A database's password comes from
+    /// PGPASSWORD or a password file (~/.pgpass, PGPASSFILE), and is shown nowhere.
     #[arg(long, value_name = "FILE|URL")]
     journal: Option<String>,
     /// A shared journal's server certificate is checked against the CA certificates in this PEM
@@ -215,19 +219,12 @@ pub(crate) struct Prepared {
 /// journal means for this command.
 pub(crate) fn prepare(
     args: &RunArgs,
-    journal_rule: impl FnOnce(&JournalLocation, bool) -> Result<()>,
+    journal_rule: impl FnOnce(&JournalLocation, bool, &[String]) -> Result<()>,
 ) -> Result<Prepared> {
     // Everything that can be checked is checked before the journal exists, so a refused run
     // leaves nothing behind and the corrected run starts afresh.
     let from_stdin = super::io::is_stdio(&args.plan);
     let plan = if from_stdin {
-        let Some(_) = &args.journal else {
-            return Err(UsageError(
-                "--plan - reads the plan from standard input; name its journal with --journal FILE"
-                    .to_string(),
-            )
-            .into());
-        };
         let text = super::io::read_text_arg(&args.plan, InputKind::Plan)?;
         let here = std::env::current_dir().context("cannot read the working directory")?;
         Plan::parse(&text, &here, Path::new("standard input"))?
@@ -239,9 +236,25 @@ pub(crate) fn prepare(
     } else {
         args.plan.parent().unwrap_or(Path::new("."))
     };
-    let location = match &args.journal {
-        Some(text) => journal_location(text, args.journal_ca.as_deref())?,
-        None => JournalLocation::File(args.plan.with_extension("journal.sqlite")),
+    // --journal, else the plan's [journal], else a file beside the plan.
+    let location = match (&args.journal, &plan.journal) {
+        (Some(text), _) => journal_location(text, args.journal_ca.as_deref())?,
+        (None, Some(named)) => match (&args.journal_ca, &named.ca) {
+            (Some(ca), _) => resolve_journal(named.location.clone(), Some(ca), "--journal-ca")?,
+            (None, ca) => resolve_journal(named.location.clone(), ca.as_deref(), "journal.ca")?,
+        },
+        (None, None) if from_stdin => {
+            return Err(UsageError(
+                "--plan - reads the plan from standard input; name its journal with --journal FILE (or [journal] in the plan)"
+                    .to_string(),
+            )
+            .into());
+        }
+        (None, None) => resolve_journal(
+            JournalLocation::File(args.plan.with_extension("journal.sqlite")),
+            args.journal_ca.as_deref(),
+            "--journal-ca",
+        )?,
     };
     // A database journal is reached (and its schema brought up to date) before the rule is
     // judged, since whether it holds jobs is in it; a file's existence is judged before the file
@@ -257,13 +270,20 @@ pub(crate) fn prepare(
     let (journal, journal_existed) = match &location {
         JournalLocation::File(path) => {
             let existed = path.exists();
-            journal_rule(&location, existed)?;
+            journal_rule(&location, existed, &[])?;
             (None, existed)
         }
         JournalLocation::Postgres(_) => {
             let journal = Journal::open_location(&location, &plan_name, &host)?;
             let existed = journal.job_count()? > 0;
-            journal_rule(&location, existed)?;
+            let working = journal.other_live_hosts()?;
+            journal_rule(&location, existed, &working)?;
+            if existed && !working.is_empty() {
+                eprintln!(
+                    "{location}: joining the hosts working on this plan now: {}",
+                    working.join(", ")
+                );
+            }
             (Some(journal), existed)
         }
     };
@@ -399,8 +419,9 @@ pub(crate) fn finish(
 /// `provision`: every job of a plan, journaled, resumable.
 pub fn provision(args: ProvisionArgs) -> Result<()> {
     let resume = args.resume;
-    let prepared = prepare(&args.run, |journal, existed| {
-        if existed && !resume {
+    let prepared = prepare(&args.run, |journal, existed, working| {
+        // Hosts working on a shared journal now are this run, not an earlier one: a host joins.
+        if existed && !resume && working.is_empty() {
             bail!(
                 "{journal}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)"
             );
@@ -417,19 +438,36 @@ pub fn provision(args: ProvisionArgs) -> Result<()> {
 /// file `PGSSLROOTCERT` names, else the platform's).
 pub(crate) fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalLocation> {
     let location = JournalLocation::parse(text).map_err(|e| UsageError(e.to_string()))?;
+    if let JournalLocation::Postgres(url) = &location
+        && url.has_password()
+    {
+        eprintln!(
+            "warning: the --journal URL holds a password, which other users of this machine can read in the process list; give it in PGPASSWORD or a password file (~/.pgpass, PGPASSFILE) instead"
+        );
+    }
+    resolve_journal(location, ca, "--journal-ca")
+}
+
+/// A journal made ready to open: a database's TLS roots (`ca`, else `PGSSLROOTCERT`) and, when
+/// its URL has none, its password (`PGPASSWORD`, else the password file: `PGPASSFILE` or
+/// `~/.pgpass`, as libpq reads it). `ca_from` names where `ca` was given, for messages.
+pub(crate) fn resolve_journal(
+    location: JournalLocation,
+    ca: Option<&Path>,
+    ca_from: &str,
+) -> Result<JournalLocation> {
     let JournalLocation::Postgres(url) = location else {
         if ca.is_some() {
-            return Err(UsageError(
-                "--journal-ca is for a PostgreSQL journal (postgres://...?sslmode=require)"
-                    .to_string(),
-            )
+            return Err(UsageError(format!(
+                "{ca_from} is for a PostgreSQL journal (postgres://...?sslmode=require)"
+            ))
             .into());
         }
         return Ok(location);
     };
     if ca.is_some() && !url.uses_tls() {
         return Err(UsageError(format!(
-            "--journal-ca: {url} connects without TLS; add sslmode=require to the URL"
+            "{ca_from}: {url} connects without TLS; add sslmode=require to the URL"
         ))
         .into());
     }
@@ -438,15 +476,62 @@ pub(crate) fn journal_location(text: &str, ca: Option<&Path>) -> Result<JournalL
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
-    match ca {
+    let url = match ca {
         Some(path) if url.uses_tls() => {
             let pem = super::io::read_arg(&path, InputKind::Certificates)?;
-            Ok(JournalLocation::Postgres(url.trusting(&pem).with_context(
-                || format!("--journal-ca {}", super::io::shown_path(&path)),
-            )?))
+            url.trusting(&pem)
+                .with_context(|| format!("{ca_from} {}", super::io::shown_path(&path)))?
         }
-        _ => Ok(JournalLocation::Postgres(url)),
+        _ => url,
+    };
+    Ok(JournalLocation::Postgres(with_password(url)?))
+}
+
+/// `url` with the password libpq would use when it has none of its own: `PGPASSWORD`, else the
+/// first matching line of the password file (`PGPASSFILE`, else `~/.pgpass`). A password file
+/// that others may read is skipped with a warning, as libpq does.
+fn with_password(url: DatabaseUrl) -> Result<DatabaseUrl> {
+    if url.has_password() {
+        return Ok(url);
     }
+    if let Some(password) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
+        let password = password
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("PGPASSWORD is not UTF-8 text"))?;
+        return Ok(url.with_password(SecretString::from(password)));
+    }
+    let passfile = match std::env::var_os("PGPASSFILE").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".pgpass"),
+            None => return Ok(url),
+        },
+    };
+    let Ok(meta) = std::fs::metadata(&passfile) else {
+        return Ok(url);
+    };
+    if !meta.is_file() {
+        eprintln!(
+            "warning: password file {} is not a plain file; it is not read",
+            passfile.display()
+        );
+        return Ok(url);
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        eprintln!(
+            "warning: password file {} has group or world access; it is not read (chmod 0600 it, as libpq asks)",
+            passfile.display()
+        );
+        return Ok(url);
+    }
+    let contents = Zeroizing::new(super::io::read_text_arg(
+        &passfile,
+        InputKind::PasswordFile,
+    )?);
+    Ok(match url.password_in_passfile(&contents) {
+        Some(password) => url.with_password(password),
+        None => url,
+    })
 }
 
 /// `jobs`' arguments.
