@@ -23,6 +23,10 @@ pub(super) struct CliRow {
     /// The token's own `C_GenerateKeyPair` inside each one-process run (its `generation_ms`):
     /// every path pays it, so it bounds how much faster any of them can be.
     pub(super) token_call: Samples,
+    /// `token list` on the (empty) token: a process that starts, loads the module, finds the
+    /// token and logs in, and makes nothing. With `token_call` it is the least any one process
+    /// that makes a key on this token can take.
+    pub(super) floor: Samples,
     /// `keygen --pkcs11` then `csr --key pkcs11:...`.
     pub(super) two_calls: Samples,
     /// `pkcs11-tool --keypairgen` then `openssl req -engine pkcs11`; `None` when a tool is missing.
@@ -35,6 +39,27 @@ impl CliRow {
         let (_, ours, _) = self.one_process.stats()?;
         let (_, theirs, _) = over.stats()?;
         Some(theirs / ours)
+    }
+
+    /// The least one process can take, round by round: the floor process plus that round's
+    /// token generation.
+    pub(super) fn least(&self) -> Samples {
+        Samples(
+            self.floor
+                .0
+                .iter()
+                .zip(&self.token_call.0)
+                .map(|(floor, call)| *floor + *call)
+                .collect(),
+        )
+    }
+
+    /// The most any one process could be faster than `over` on this token: `over`'s median
+    /// over [`CliRow::least`]'s.
+    pub(super) fn best_possible_speedup(&self, over: &Samples) -> Option<f64> {
+        let (_, least, _) = self.least().stats()?;
+        let (_, theirs, _) = over.stats()?;
+        Some(theirs / least)
     }
 }
 
@@ -60,8 +85,20 @@ fn release_binary() -> Result<PathBuf> {
 }
 
 pub(super) fn cli(args: &BenchArgs) -> Result<Vec<CliRow>> {
-    let created = match &args.token_dir {
-        Some(dir) => SoftHsm::create_in(dir),
+    // Under --token-dir, a directory of this run's own, removed at the end: the given one is
+    // the user's (e.g. /dev/shm), and a token left there would make the next run's label
+    // ambiguous.
+    let scratch = match &args.token_dir {
+        Some(dir) => Some(
+            tempfile::Builder::new()
+                .prefix("codesign-kit-bench-")
+                .tempdir_in(dir)
+                .with_context(|| format!("--token-dir {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let created = match &scratch {
+        Some(dir) => SoftHsm::create_in(dir.path()),
         None => SoftHsm::create(),
     };
     let store = match created {
@@ -107,11 +144,12 @@ pub(super) fn cli(args: &BenchArgs) -> Result<Vec<CliRow>> {
     let mut counter = 0u32;
     for algorithm in algorithms {
         let pairs = args.iterations.unwrap_or(25);
-        eprintln!("cli {algorithm}: {pairs} rounds of three paths");
+        eprintln!("cli {algorithm}: {pairs} rounds of three paths and the floor");
         let mut row = CliRow {
             algorithm,
             one_process: Samples::default(),
             token_call: Samples::default(),
+            floor: Samples::default(),
             two_calls: Samples::default(),
             shell: shell.then(Samples::default),
         };
@@ -159,6 +197,9 @@ pub(super) fn cli(args: &BenchArgs) -> Result<Vec<CliRow>> {
                 &format!("pkcs11:token=cli;object={label}?module-path={module}"),
                 "--yes",
             ]))?;
+            // The floor: start, load the module, log in, look (the token holds no key now).
+            let (elapsed, ()) = time(|| run_quiet(&mut ours(&["token", "list", &token_uri])))?;
+            row.floor.0.push(elapsed);
             // Ours, two calls.
             let label = format!("two-{counter}");
             let key_uri = format!("pkcs11:token=cli;object={label}?module-path={module}");

@@ -118,6 +118,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     "pkcs11_tool_then_openssl_req": r.shell.as_ref().and_then(stats),
                     "speedup_over_shell": r.shell.as_ref().and_then(|s| r.speedup(s)),
                     "speedup_over_two_calls": r.speedup(&r.two_calls),
+                    "floor_process": stats(&r.floor),
+                    "least_one_process": stats(&r.least()),
+                    "best_possible_speedup_over_shell": r.shell.as_ref().and_then(|s| r.best_possible_speedup(s)),
                 })
             })
             .collect();
@@ -192,6 +195,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "pkcs11-tool, then openssl req",
             fmt_stats(&row.shell),
             row.shell.as_ref().map(speedup).unwrap_or_default()
+        );
+        println!(
+            "  {:<38} {}",
+            "floor: token list (start, load, log in)",
+            fmt_stats(&Some(row.floor.clone()))
+        );
+        println!(
+            "  {:<38} {}{}",
+            "least one process: floor + C_Generate…",
+            fmt_stats(&Some(row.least())),
+            row.shell
+                .as_ref()
+                .and_then(|s| row.best_possible_speedup(s))
+                .map(|x| format!("  at best {x:.2}x faster than the shell pipeline"))
+                .unwrap_or_default()
         );
     }
     if let Some(costs) = &journal_cost {
