@@ -620,8 +620,9 @@ fn a_job_waiting_on_certcentral_holds_no_token_worker() {
 }
 
 /// What a crash inside the record step leaves (the journal at "certificate installed", the record
-/// cut short, a stray temporary file) is finished on resume: the record is written whole again,
-/// nothing is ordered or made again. A SIGKILL cannot be aimed inside this step from outside (no
+/// cut short, stray temporary files) is finished on resume: the record is written whole again,
+/// nothing is ordered or made again, and the temporary files of writers that no longer run are
+/// removed. A SIGKILL cannot be aimed inside this step from outside (no
 /// token or network call follows the record's write), so the test builds the state it leaves.
 #[test]
 fn a_record_cut_short_by_a_crash_is_written_again_on_resume() {
@@ -650,12 +651,30 @@ fn a_record_cut_short_by_a_crash_is_written_again_on_resume() {
     let whole = std::fs::read_to_string(records.join("r-2.json")).unwrap();
     std::fs::write(records.join("r-2.json"), &whole[..whole.len() / 3]).unwrap();
     std::fs::write(records.join(".codesign-kit-crash.tmp"), "{").unwrap();
+    // What writers killed before their rename left: a record and a key file of a process that
+    // has exited, and one of this process, which still runs.
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let stray_record = records.join(format!(".codesign-kit-{}-Rec000.tmp", exited.id()));
+    let stray_key = dir
+        .path()
+        .join(format!("keys/.codesign-kit-{}-Key000.tmp", exited.id()));
+    let running = records.join(format!(".codesign-kit-{}-Run000.tmp", std::process::id()));
+    for file in [&stray_record, &stray_key, &running] {
+        std::fs::write(file, "-----BEGIN PRIVATE KEY-----").unwrap();
+    }
     let key_before = std::fs::read(dir.path().join("keys/r-2.pem")).unwrap();
 
     let provisioner = provisioner(dir.path(), &emu, 2, None);
     let summary = provisioner.run(&plan, &Quiet).unwrap();
     assert_eq!(summary.done, 3, "{summary:?}");
     assert_eq!(emu.order_count(), 3);
+    assert!(!stray_record.exists() && !stray_key.exists());
+    assert!(running.exists(), "a running writer's file is left to it");
+    assert!(
+        records.join(".codesign-kit-crash.tmp").exists(),
+        "a new file without a writer's ID is not an hour old yet"
+    );
     let rewritten: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(records.join("r-2.json")).unwrap())
             .expect("the record is whole again");

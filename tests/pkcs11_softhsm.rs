@@ -252,6 +252,45 @@ fn a_key_label_is_locked_against_a_second_creator() {
     session.lock_label(locks.path(), "uncontested").unwrap();
     drop(held);
     session.lock_label(locks.path(), "contested").unwrap();
+    // Each lock took its file away when it ended.
+    assert_eq!(std::fs::read_dir(locks.path()).unwrap().count(), 0);
+}
+
+/// Lock files are removed when their lock ends, yet two holders never hold one label at once:
+/// threads (each with its own open file, as processes have) take and end the same label's lock
+/// over and over, and count how many hold it at a time. Without the check that the path still
+/// names the file locked, a thread that opened the file just before its holder removed it
+/// locks the removed file while another locks the new one.
+#[test]
+fn removed_lock_files_never_let_two_holders_in() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_, token, _) = token();
+    let session = token.login(&pin()).unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let holders = AtomicUsize::new(0);
+    let most = AtomicUsize::new(0);
+    let taken = AtomicUsize::new(0);
+    let sessions: Vec<_> = (0..4).map(|_| session.open_another().unwrap()).collect();
+    std::thread::scope(|scope| {
+        for worker in sessions {
+            let (holders, most, taken, locks) = (&holders, &most, &taken, &locks);
+            scope.spawn(move || {
+                for _ in 0..3000 {
+                    if let Ok(lock) = worker.lock_label(locks.path(), "raced") {
+                        let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        taken.fetch_add(1, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        holders.fetch_sub(1, Ordering::SeqCst);
+                        drop(lock);
+                    }
+                }
+            });
+        }
+    });
+    assert!(taken.load(Ordering::SeqCst) > 100, "the lock was taken");
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two holders at once");
+    assert_eq!(std::fs::read_dir(locks.path()).unwrap().count(), 0);
 }
 
 /// The token as a key store: a creation announces the CKA_ID and holds the label; a new key

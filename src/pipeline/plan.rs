@@ -600,6 +600,19 @@ impl Plan {
         self.len() == 0
     }
 
+    /// The directories the plan's software keys go to, each once.
+    pub fn key_directories(&self) -> Vec<&Path> {
+        let mut directories: Vec<&Path> = Vec::new();
+        for group in &self.groups {
+            if let GroupLocation::Directory(dir) = &group.location
+                && !directories.contains(&dir.as_path())
+            {
+                directories.push(dir);
+            }
+        }
+        directories
+    }
+
     /// Whether the plan holds a job of this ID (its label), found from the label patterns
     /// without expanding them.
     pub fn contains(&self, job_id: &str) -> bool {

@@ -6,12 +6,13 @@
 //!   disk, then renames (or links, when overwriting is not allowed) it into place. A reader never
 //!   sees half a file, and a crash leaves either the old file or the new one. Only regular files
 //!   are ever replaced: a device node, a directory, a FIFO or a symbolic link at the target is
-//!   refused, whatever the caller allows.
+//!   refused, whatever the caller allows. The temporary file's name holds the writer's process
+//!   ID, so that [`remove_stray_temporaries`] can take away what a killed writer left.
 
 use std::fs::Permissions;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::KeysError;
 
@@ -161,8 +162,9 @@ pub fn write_atomically(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    let prefix = format!("{TEMPORARY_PREFIX}{}-", std::process::id());
     let mut tmp = tempfile::Builder::new()
-        .prefix(".codesign-kit-")
+        .prefix(&prefix)
         .suffix(".tmp")
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
@@ -206,9 +208,127 @@ pub fn write_atomically(
     Ok(())
 }
 
+/// How the temporary files of [`write_atomically`] begin; the writer's process ID, a `-`, random
+/// characters and `.tmp` follow.
+const TEMPORARY_PREFIX: &str = ".codesign-kit-";
+
+/// How old a temporary file without a process ID in its name (written by a release before the
+/// IDs) must be to count as left behind.
+const UNNAMED_WRITER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether process `pid` runs now; `true` when this cannot be told (no `/proc`), so that nothing
+/// is taken away on a guess.
+fn process_runs(pid: u32) -> bool {
+    let proc_root = Path::new("/proc");
+    !proc_root.join("self").exists() || proc_root.join(pid.to_string()).exists()
+}
+
+/// Removes from `dir` the temporary files that a [`write_atomically`] cut short (a process killed
+/// between writing and renaming) left: those whose writer, the process ID in the name, no longer
+/// runs, and those without an ID that are over an hour old. A file whose writer may still run is
+/// left alone, and so is anything that is not a regular file. Such a file may hold a private key
+/// (mode 0600), never a finished file: the target was not replaced. Returns the paths removed; a
+/// missing directory holds none.
+///
+/// # Errors
+/// [`KeysError::Io`] when the directory cannot be read or a stray file cannot be removed.
+pub fn remove_stray_temporaries(dir: &Path) -> Result<Vec<PathBuf>, KeysError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(KeysError::io(dir, "cannot read the directory", e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| KeysError::io(dir, "cannot read the directory", e))?;
+        let name = entry.file_name();
+        let Some(middle) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMPORARY_PREFIX))
+            .and_then(|n| n.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let writer = middle
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let stray = match writer {
+            Some(pid) => pid != std::process::id() && !process_runs(pid),
+            None => meta
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age > UNNAMED_WRITER_AGE),
+        };
+        if stray {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(KeysError::io(
+                        &path,
+                        "cannot remove a stray temporary file",
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A killed writer's temporary files go, a running writer's and anything else stay.
+    #[test]
+    fn only_the_temporaries_of_writers_gone_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        exited.wait().unwrap();
+        let gone = exited.id();
+        let path = |name: &str| dir.path().join(name);
+        let stray = path(&format!(".codesign-kit-{gone}-AbC123.tmp"));
+        let running = path(&format!(".codesign-kit-{}-XyZ789.tmp", std::process::id()));
+        let init = path(".codesign-kit-1-Init00.tmp");
+        let old_unnamed = path(".codesign-kit-Old000.tmp");
+        let new_unnamed = path(".codesign-kit-New000.tmp");
+        let other = path("k.pem");
+        for file in [&stray, &running, &init, &old_unnamed, &new_unnamed, &other] {
+            std::fs::write(file, b"key").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old_unnamed)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let not_a_file = path(&format!(".codesign-kit-{gone}-Dir000.tmp"));
+        std::fs::create_dir(&not_a_file).unwrap();
+
+        let removed = remove_stray_temporaries(dir.path()).unwrap();
+        let mut expected = vec![stray.clone(), old_unnamed.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        for kept in [&running, &init, &new_unnamed, &other, &not_a_file] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        assert!(!stray.exists() && !old_unnamed.exists());
+        assert_eq!(
+            remove_stray_temporaries(&dir.path().join("missing")).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+    }
 
     #[test]
     fn writes_with_the_mode_and_never_clobbers_without_permission() {

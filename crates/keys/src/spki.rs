@@ -247,11 +247,7 @@ mod tests {
 
     /// Checks `verify` for one curve: every hash, both point forms, a changed message refused.
     /// `points[compressed]` is the public point; `sign(hash, digest)` an ECDSA DER signature.
-    fn check_curve(
-        algorithm_id: &[u8],
-        points: [Vec<u8>; 2],
-        sign: impl Fn(&[u8]) -> Vec<u8>,
-    ) {
+    fn check_curve(algorithm_id: &[u8], points: [Vec<u8>; 2], sign: impl Fn(&[u8]) -> Vec<u8>) {
         let message = b"codesign-kit ECDSA self-check";
         let spki_der = |point: &[u8]| {
             let bit_string_len = point.len() + 1;

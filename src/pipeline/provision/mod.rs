@@ -123,6 +123,22 @@ impl Provisioner {
             product: plan.product.clone(),
             request: plan.request.clone(),
         };
+        // What a run killed in the middle of writing a file left (a key file, a record): the
+        // files themselves are written again by the jobs that need them.
+        let records = self.context.config.records_dir.as_path();
+        for dir in std::iter::once(records).chain(plan.key_directories()) {
+            match crate::keys::files::remove_stray_temporaries(dir) {
+                Ok(removed) => {
+                    for path in removed {
+                        observer.notice(&format!(
+                            "removed {}: a temporary file an interrupted run left",
+                            path.display()
+                        ));
+                    }
+                }
+                Err(e) => observer.notice(&format!("stray temporary files are left: {e}")),
+            }
+        }
         let mut summary = self.run_jobs(plan.jobs(), &order, observer)?;
         if !self.context.journal.is_single_host() {
             self.take_over(plan, &order, observer, &mut summary)?;

@@ -361,10 +361,35 @@ pub(crate) use crate::text::hex;
 /// token's identity (manufacturer, model, serial, label) and the key label. The directory is made
 /// world-writable and sticky (like `/tmp`) so that users who share a token share its locks. The
 /// lock ends when the value is dropped or the process dies.
+///
+/// Dropped, the lock removes its file while it still holds it, so that a plan of a million keys
+/// does not leave a million files behind. A process that opened the file just before is not
+/// fooled: after taking the lock it checks that the path still names the file it locked, and
+/// opens the path again if not (the usual protocol for removable lock files).
 #[derive(Debug)]
 pub struct LabelLock {
-    _file: File,
+    file: File,
     path: PathBuf,
+}
+
+impl Drop for LabelLock {
+    fn drop(&mut self) {
+        // Only while the path is still this lock's file (it always is while the lock is held,
+        // unless someone removed it by hand). In a sticky directory another user's file cannot
+        // be removed; it stays, harmless, and is reused.
+        if same_inode(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether `path` names the file `file` has open.
+fn same_inode(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 impl LabelLock {
@@ -407,20 +432,32 @@ impl LabelLock {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
         };
-        // Another user's lock file can be opened for reading, which is all flock needs.
-        let file = open(true)
-            .or_else(|_| open(false))
-            .map_err(|e| KeysError::io(&path, "cannot open the key label lock", e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(LabelLock { _file: file, path }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(KeysError::LabelBusy {
-                token: token.description(),
-                label: label.to_string(),
-            }),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(KeysError::io(&path, "cannot lock the key label", e))
+        // A lock file removed by its holder between our open and our lock is no lock any more:
+        // the path is opened again. A few rounds are plenty (each needs another process to take
+        // and end the whole lock in between).
+        for _ in 0..16 {
+            // Another user's lock file can be opened for reading, which is all flock needs.
+            let file = open(true)
+                .or_else(|_| open(false))
+                .map_err(|e| KeysError::io(&path, "cannot open the key label lock", e))?;
+            match file.try_lock() {
+                Ok(()) if same_inode(&file, &path) => return Ok(LabelLock { file, path }),
+                Ok(()) => continue,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(KeysError::LabelBusy {
+                        token: token.description(),
+                        label: label.to_string(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(KeysError::io(&path, "cannot lock the key label", e));
+                }
             }
         }
+        Err(KeysError::LabelBusy {
+            token: token.description(),
+            label: label.to_string(),
+        })
     }
 
     /// The lock file.
