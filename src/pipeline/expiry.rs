@@ -96,8 +96,8 @@ pub fn of_row(row: &JobRow, now: i64) -> Result<Option<Expiry>, PipelineError> {
 /// over.
 ///
 /// # Errors
-/// [`PipelineError::Io`] when the directory cannot be read; a record that is not JSON is an error
-/// too ([`PipelineError::Encode`] names it).
+/// [`PipelineError::Io`] when the directory or a record cannot be read, and for a `*.json` file
+/// that is not JSON (the error names the file).
 pub fn from_records(dir: &std::path::Path, now: i64) -> Result<Vec<Expiry>, PipelineError> {
     let entries = std::fs::read_dir(dir).map_err(|cause| PipelineError::Io {
         path: dir.to_path_buf(),
@@ -112,9 +112,10 @@ pub fn from_records(dir: &std::path::Path, now: i64) -> Result<Vec<Expiry>, Pipe
         }
         let bytes = crate::keys::files::read_input(&path, crate::keys::files::InputKind::Plan)?;
         let record: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|cause| PipelineError::Encode {
-                what: "provisioning record",
-                cause,
+            serde_json::from_slice(&bytes).map_err(|cause| PipelineError::Io {
+                path: path.clone(),
+                action: "not a provisioning record (JSON)",
+                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, cause),
             })?;
         let Some(not_after) = record["certificate"]["not_after"].as_str() else {
             continue;

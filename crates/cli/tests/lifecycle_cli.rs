@@ -142,6 +142,22 @@ fn expiring_exits_3_when_something_ends_within_the_window() {
         "{doc}"
     );
 
+    // A *.json file in the directory that is no record is named, with its line and column.
+    std::fs::write(records.join("notes.json"), "not json").unwrap();
+    let out = cli(
+        &hsm,
+        &emu,
+        &["expiring", "--records", records.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notes.json: not a provisioning record (JSON): expected")
+            && stderr.contains("at line 1 column 2"),
+        "{stderr}"
+    );
+    std::fs::remove_file(records.join("notes.json")).unwrap();
+
     let out = cli(&hsm, &emu, &["expiring", "--journal", journal_arg]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
