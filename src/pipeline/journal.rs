@@ -69,6 +69,9 @@ pub(crate) trait Backend: Send + Sync {
     fn in_flight(&self) -> Result<Vec<(String, Step, Option<u64>)>, PipelineError>;
     fn job_count(&self) -> Result<u64, PipelineError>;
     fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError>;
+    fn pinned_to(&self, job_id: &str) -> Result<Option<String>, PipelineError>;
+    fn host_id(&self) -> Option<&str>;
+    fn worked_here(&self) -> Result<bool, PipelineError>;
     fn discard_if_empty(self: Box<Self>) -> Result<bool, PipelineError>;
     fn step_times(&self, job_id: &str) -> Result<Vec<(String, i64)>, PipelineError>;
     fn unfinished(&self) -> Result<Vec<String>, PipelineError>;
@@ -107,6 +110,8 @@ pub enum HeldBecause {
     WorkingOnIt,
     /// Another host is claiming it this instant.
     BeingClaimed,
+    /// Its token is not on this host: the hosts that have it make its key.
+    TokenNotHere,
 }
 
 impl HeldBecause {
@@ -116,6 +121,7 @@ impl HeldBecause {
             HeldBecause::KeyOnItsToken => "its key is on that host's token",
             HeldBecause::WorkingOnIt => "that host is working on it",
             HeldBecause::BeingClaimed => "another host is claiming it",
+            HeldBecause::TokenNotHere => "its token is not on this host",
         }
     }
 }
@@ -418,6 +424,30 @@ impl Journal {
     /// [`PipelineError::Journal`].
     pub fn job_count(&self) -> Result<u64, PipelineError> {
         self.backend.job_count()
+    }
+
+    /// The host a job is pinned to (its key is on that host's token), if any: always none on a
+    /// SQLite journal, whose one host needs no pin.
+    ///
+    /// # Errors
+    /// [`PipelineError::Database`].
+    pub fn pinned_to(&self, job_id: &str) -> Result<Option<String>, PipelineError> {
+        self.backend.pinned_to(job_id)
+    }
+
+    /// Whether this host worked on this journal's jobs in an earlier run: on a shared journal,
+    /// whether it claimed any job; on a SQLite one, whether the journal holds any job. A host
+    /// that joins a shared plan for the first time has not, even when other hosts have.
+    ///
+    /// # Errors
+    /// [`PipelineError::Journal`], [`PipelineError::Database`].
+    pub fn worked_here(&self) -> Result<bool, PipelineError> {
+        self.backend.worked_here()
+    }
+
+    /// This host's ID on a shared journal; `None` on a SQLite one.
+    pub fn host_id(&self) -> Option<&str> {
+        self.backend.host_id()
     }
 
     /// The other hosts whose lease is live now: working on this plan this minute (a shared

@@ -340,7 +340,7 @@ mod postgres {
         assert_eq!(b.status.code(), Some(0), "{}", text(&b));
         assert!(
             String::from_utf8_lossy(&b.stderr)
-                .contains("joining the hosts working on this plan now: a"),
+                .contains("joining the plan; hosts working on it now: a"),
             "{}",
             text(&b)
         );
@@ -595,6 +595,148 @@ mod postgres {
             String::from_utf8_lossy(&argv.stderr).contains("process list"),
             "{}",
             text(&argv)
+        );
+    }
+
+    /// Hosts with different tokens share one plan: a host makes the keys of the tokens it has,
+    /// leaves the others' jobs unclaimed for the hosts that have them (said once, by token), and
+    /// ends; the other host then does the rest. A token missing on a SQLite journal still stops
+    /// the run before anything is touched.
+    #[test]
+    fn each_host_makes_the_keys_of_the_tokens_it_has() {
+        let pg = Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
+        let url = pg.create_database("split");
+        let mut config = EmulatorConfig::new(KEY);
+        config.settings = Settings {
+            polls_until_issued: 1,
+            rate_limits: false,
+            ..Settings::default()
+        };
+        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (hsm_left, hsm_right) = (SoftHsm::new(), SoftHsm::new());
+        hsm_left.init_token("left");
+        hsm_right.init_token("right");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("body.json"),
+            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
+        )
+        .unwrap();
+        let plan = dir.path().join("plan.toml");
+        std::fs::write(
+            &plan,
+            "[order]\nproduct = \"code_signing\"\nbody = \"body.json\"\n\n\
+             [[keys]]\ncount = 3\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=left\"\nlabel = \"l-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n\n\
+             [[keys]]\ncount = 2\nalgorithm = \"p256\"\ntoken = \"pkcs11:token=right\"\nlabel = \"r-{n}\"\nsubject = \"CN=Example Corp,O=Example Corp,C=US\"\n",
+        )
+        .unwrap();
+        let host = |name: &str, hsm: &SoftHsm, journal: &str| {
+            let records = dir.path().join(format!("records-{name}"));
+            let locks = dir.path().join(format!("locks-{name}"));
+            let args = [
+                "provision",
+                "--plan",
+                plan.to_str().unwrap(),
+                "--journal",
+                journal,
+                "--host-id",
+                name,
+                "--wait",
+                "20s",
+                "--records",
+                records.to_str().unwrap(),
+                "--lock-dir",
+                locks.to_str().unwrap(),
+                "--json",
+            ];
+            command(hsm, &emu, &args).output().unwrap()
+        };
+
+        // The left host: its three jobs done, the right token's two left unclaimed.
+        let left = host("left", &hsm_left, &url);
+        assert_eq!(left.status.code(), Some(0), "{}", text(&left));
+        let stderr = String::from_utf8_lossy(&left.stderr);
+        assert_eq!(
+            stderr
+                .matches("token label \"right\": not on this host")
+                .count(),
+            1,
+            "said once: {stderr}"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&left.stdout).unwrap();
+        assert_eq!(doc["done"], 3, "{doc}");
+        assert_eq!(doc["elsewhere"], 2, "{doc}");
+        let right_jobs: Vec<&serde_json::Value> = doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["job_id"].as_str().unwrap().starts_with("r-"))
+            .collect();
+        assert_eq!(right_jobs.len(), 2, "{doc}");
+        for job in right_jobs {
+            assert_eq!(job["held_by"], "a host with token label \"right\"", "{job}");
+        }
+        assert_eq!(
+            pg.psql(
+                "split",
+                "SELECT COUNT(*) FROM jobs WHERE job_id LIKE 'r-%' AND (claimed_by IS NOT NULL OR key_host IS NOT NULL)"
+            ),
+            "0",
+            "the right token's jobs are nobody's yet"
+        );
+        assert_eq!(emu.order_count(), 3);
+
+        // The right host does the rest; nothing is made twice.
+        let right = host("right", &hsm_right, &url);
+        assert_eq!(right.status.code(), Some(0), "{}", text(&right));
+        let stderr = String::from_utf8_lossy(&right.stderr);
+        assert!(
+            stderr.contains("token label \"left\": not on this host")
+                && stderr.contains("joining the plan (no other host works on it now)"),
+            "{}",
+            text(&right)
+        );
+        // The left host again, without --resume: its own earlier run is there.
+        let again = host("left", &hsm_left, &url);
+        assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("pass --resume"),
+            "{}",
+            text(&again)
+        );
+        assert_eq!(emu.order_count(), 5);
+        assert_eq!(
+            pg.psql(
+                "split",
+                "SELECT string_agg(job_id || '@' || key_host || ':' || state, ',' ORDER BY job_id) FROM jobs"
+            ),
+            "l-1@left:done,l-2@left:done,l-3@left:done,r-1@right:done,r-2@right:done"
+        );
+        for (hsm, label, keys) in [(&hsm_left, "left", 3), (&hsm_right, "right", 2)] {
+            assert_eq!(
+                count_labelled(&hsm.list_objects(label), "Private Key Object"),
+                keys,
+                "{label}"
+            );
+        }
+
+        // One host, a SQLite journal: a token missing here stops the run before anything.
+        let sqlite = dir.path().join("one-host.sqlite");
+        let alone = host("alone", &hsm_left, sqlite.to_str().unwrap());
+        assert_eq!(alone.status.code(), Some(1), "{}", text(&alone));
+        let error: serde_json::Value = serde_json::from_slice(&alone.stderr).unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no token has label \"right\""),
+            "{}",
+            text(&alone)
+        );
+        assert_eq!(
+            count_labelled(&hsm_left.list_objects("left"), "Private Key Object"),
+            3
         );
     }
 }

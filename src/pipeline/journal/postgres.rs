@@ -648,6 +648,29 @@ impl Backend for PostgresJournal {
         Some(self.host.lease)
     }
 
+    fn host_id(&self) -> Option<&str> {
+        Some(&self.host.host_id)
+    }
+
+    fn worked_here(&self) -> Result<bool, PipelineError> {
+        Ok(self
+            .lock()
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE claimed_by = $1 OR key_host = $1)",
+                &[&self.host.host_id],
+            )
+            .map_err(self.db("cannot read the jobs"))?
+            .get(0))
+    }
+
+    fn pinned_to(&self, job_id: &str) -> Result<Option<String>, PipelineError> {
+        Ok(self
+            .lock()
+            .query_opt("SELECT key_host FROM jobs WHERE job_id = $1", &[&job_id])
+            .map_err(self.db("cannot read a job"))?
+            .and_then(|row| row.get(0)))
+    }
+
     fn other_live_hosts(&self) -> Result<Vec<String>, PipelineError> {
         Ok(self
             .lock()

@@ -223,6 +223,18 @@ impl Backend for SqliteJournal {
         Ok(Vec::new())
     }
 
+    fn pinned_to(&self, _job_id: &str) -> Result<Option<String>, PipelineError> {
+        Ok(None)
+    }
+
+    fn host_id(&self) -> Option<&str> {
+        None
+    }
+
+    fn worked_here(&self) -> Result<bool, PipelineError> {
+        Ok(self.job_count()? > 0)
+    }
+
     fn is_single_host(&self) -> bool {
         true
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::keys::pkcs11::{Pin, PinSource, Pkcs11Uri, TokenRef, TokenSession};
+use crate::keys::pkcs11::{Pin, PinSource, Pkcs11Uri, TokenSession};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::plan::{JobSpec, KeyLocation};
 
@@ -58,6 +58,8 @@ impl TokenLogin {
 pub(super) struct TokenLogins {
     by_uri: HashMap<String, usize>,
     logins: Vec<TokenLogin>,
+    /// On a shared journal, the tokens not on this host, with why (see `preflight::Found`).
+    absent: HashMap<String, String>,
 }
 
 impl TokenLogins {
@@ -67,6 +69,13 @@ impl TokenLogins {
             .get(&uri.to_uri_string(false))
             .map(|i| &self.logins[*i])
     }
+
+    /// Why the token a URI names is not on this host, when it is not (a shared journal's run).
+    pub(super) fn absent(&self, uri: &Pkcs11Uri) -> Option<&str> {
+        self.absent
+            .get(&uri.to_uri_string(false))
+            .map(String::as_str)
+    }
 }
 
 /// Logs in to every token of `jobs` once, asking each token's PIN once. A token that is
@@ -75,14 +84,18 @@ impl TokenLogins {
 /// observer, and the other tokens' jobs go on.
 pub(super) fn log_in<I>(
     jobs: I,
-    tokens: &HashMap<String, TokenRef>,
+    found: &super::preflight::Found,
     pins: &dyn PinSource,
     observer: &dyn Observer,
 ) -> Result<TokenLogins, PipelineError>
 where
     I: Iterator<Item = JobSpec>,
 {
-    let mut logins = TokenLogins::default();
+    let tokens = &found.tokens;
+    let mut logins = TokenLogins {
+        absent: found.absent.clone(),
+        ..TokenLogins::default()
+    };
     let mut by_token: HashMap<(PathBuf, String, String), usize> = HashMap::new();
     for spec in jobs {
         let KeyLocation::Token { uri } = &spec.location else {

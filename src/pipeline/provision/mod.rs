@@ -35,6 +35,9 @@ use context::Context;
 /// Runs plans against a journal and a CertCentral client.
 pub struct Provisioner {
     context: Context,
+    /// On a shared journal, the URIs (text) of the plan's tokens that are not on this host, as
+    /// the runs so far found them: their jobs are left to other hosts, never taken over here.
+    tokens_not_here: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Provisioner {
@@ -53,6 +56,7 @@ impl Provisioner {
             .build()
             .map_err(PipelineError::Runtime)?;
         Ok(Provisioner {
+            tokens_not_here: Default::default(),
             context: Context {
                 journal: Arc::new(journal),
                 client,
@@ -193,12 +197,29 @@ impl Provisioner {
                 .into_iter()
                 .filter(|id| plan.contains(id))
                 .collect();
-            if !free.is_empty() {
+            // Jobs whose token is not on this host are the other hosts' to take.
+            let not_here = self
+                .tokens_not_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let here = |job: &JobSpec| match &job.location {
+                crate::pipeline::plan::KeyLocation::Token { uri } => {
+                    !not_here.contains(&uri.to_uri_string(false))
+                }
+                crate::pipeline::plan::KeyLocation::File { .. } => true,
+            };
+            let takeable = plan
+                .jobs()
+                .filter(|job| free.contains(&job.job_id) && here(job))
+                .count();
+            if takeable > 0 {
                 observer.notice(&format!(
-                    "taking over {} job(s) that no host holds any more (no key made yet)",
-                    free.len()
+                    "taking over {takeable} job(s) that no host holds any more (no key made yet)"
                 ));
-                let jobs = plan.jobs().filter(|job| free.contains(&job.job_id));
+                let jobs = plan
+                    .jobs()
+                    .filter(|job| free.contains(&job.job_id) && here(job));
                 let later = self.run_jobs(jobs, order, observer)?;
                 summary.merge(later);
                 waiting_said = false;
@@ -236,24 +257,29 @@ impl Provisioner {
     where
         I: Iterator<Item = JobSpec> + Clone,
     {
-        let tokens = preflight::check(
+        let found = preflight::check(
             jobs.clone(),
             self.context.config.module.as_deref(),
             &preflight::OrderTarget {
                 url: self.context.client.base_url(),
                 allow_software_keys: self.context.config.allow_software_keys,
             },
+            !self.context.journal.is_single_host(),
             observer,
         )?;
+        self.tokens_not_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(found.absent.keys().cloned());
         let logins = logins::log_in(
             jobs.clone(),
-            &tokens,
+            &found,
             self.context.config.pin_source.as_ref(),
             observer,
         )?;
         let workers = preflight::workers_within_session_limits(
             self.context.config.workers.max(1),
-            &tokens,
+            &found.tokens,
             observer,
         )?;
         let api_workers = self.context.config.api_workers.max(1);

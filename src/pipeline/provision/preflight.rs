@@ -19,17 +19,43 @@ pub(super) struct OrderTarget<'a> {
     pub(super) allow_software_keys: bool,
 }
 
-/// The tokens of the plan, found, keyed by their URI text; the run stops with the first problem.
+/// The plan's tokens as this host sees them.
+#[derive(Default)]
+pub(super) struct Found {
+    /// The tokens found, keyed by their URI text.
+    pub(super) tokens: HashMap<String, TokenRef>,
+    /// On a shared journal: the tokens not on this host (their module's file missing, or no such
+    /// token in it), keyed by their URI text, with why. Their jobs are left to the hosts that
+    /// have them.
+    pub(super) absent: HashMap<String, String>,
+}
+
+/// Whether `error` says that a token is not on this machine at all (as opposed to a token that
+/// is there and fails).
+fn not_on_this_host(error: &crate::keys::KeysError) -> bool {
+    use crate::keys::KeysError;
+    match error {
+        KeysError::TokenNotFound { .. } => true,
+        KeysError::Pkcs11Module { path, .. } => !path.exists(),
+        _ => false,
+    }
+}
+
+/// The tokens of the plan, found; the run stops with the first problem. On a shared journal
+/// (`shared`), a token that is not on this host stops nothing: it is said once and its jobs are
+/// left to the hosts that have it.
 pub(super) fn check<I>(
     jobs: I,
     module_arg: Option<&std::path::Path>,
     target: &OrderTarget<'_>,
+    shared: bool,
     observer: &dyn Observer,
-) -> Result<HashMap<String, TokenRef>, PipelineError>
+) -> Result<Found, PipelineError>
 where
     I: Iterator<Item = JobSpec>,
 {
     let mut tokens: HashMap<String, TokenRef> = HashMap::new();
+    let mut absent: HashMap<String, String> = HashMap::new();
     let mut checked: HashSet<(String, KeyAlgorithm)> = HashSet::new();
     let mut software: Option<(String, KeyStorage)> = None;
     for spec in jobs {
@@ -37,9 +63,26 @@ where
             KeyLocation::File { .. } => KeyStorage::File,
             KeyLocation::Token { uri } => {
                 let key = uri.to_uri_string(false);
+                if absent.contains_key(&key) {
+                    continue;
+                }
                 if !tokens.contains_key(&key) {
-                    let module = Module::resolve(uri, module_arg)?;
-                    tokens.insert(key.clone(), module.find_token(uri)?);
+                    let found =
+                        Module::resolve(uri, module_arg).and_then(|module| module.find_token(uri));
+                    match found {
+                        Ok(token) => {
+                            tokens.insert(key.clone(), token);
+                        }
+                        Err(e) if shared && not_on_this_host(&e) => {
+                            observer.notice(&format!(
+                                "token {}: not on this host ({e}); its jobs are left to the hosts that have it",
+                                uri.token_description()
+                            ));
+                            absent.insert(key, e.to_string());
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 let Some(token) = tokens.get(&key) else {
                     continue;
@@ -73,7 +116,7 @@ where
             });
         }
     }
-    Ok(tokens)
+    Ok(Found { tokens, absent })
 }
 
 /// `workers`, or fewer when a token allows fewer read-write sessions than the run would open on
@@ -143,7 +186,7 @@ mod tests {
             allow_software_keys: allow,
         };
         let jobs = vec![file_job("a"), file_job("b")];
-        let result = check(jobs.into_iter(), None, &target, &notices)
+        let result = check(jobs.into_iter(), None, &target, false, &notices)
             .map(|_| ())
             .map_err(|e| e.to_string());
         (result, notices.0.into_inner().unwrap())

@@ -195,6 +195,34 @@ impl<'p> Worker<'p> {
         {
             return Err((Step::Planned, None, refusal));
         }
+        // A job whose token is not on this host (a shared journal) is not claimed: the hosts
+        // that have the token make its key. One pinned here already waits for the token.
+        if let KeyLocation::Token { uri } = &spec.location
+            && let Some(why) = self.logins.absent(uri)
+        {
+            let pinned = journal
+                .pinned_to(&spec.job_id)
+                .map_err(|e| (Step::Planned, None, e))?;
+            let token = format!("token {}", uri.token_description());
+            return match pinned {
+                Some(host) if Some(host.as_str()) == journal.host_id() => Err((
+                    Step::Planned,
+                    None,
+                    PipelineError::NotLoggedIn {
+                        token,
+                        reason: format!("its key is on it, and it is not on this host now: {why}"),
+                    },
+                )),
+                Some(host) => Ok(Prepared::Elsewhere {
+                    host,
+                    because: HeldBecause::KeyOnItsToken,
+                }),
+                None => Ok(Prepared::Elsewhere {
+                    host: format!("a host with {token}"),
+                    because: HeldBecause::TokenNotHere,
+                }),
+            };
+        }
         let mut row = match journal.claim(spec).map_err(|e| (Step::Planned, None, e))? {
             Claim::Ours(row) => *row,
             Claim::Elsewhere { host, because } => {

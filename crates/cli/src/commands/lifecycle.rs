@@ -250,8 +250,8 @@ pub struct RenewArgs {
 /// same way: running `renew` again after a kill finishes the renewals begun.
 pub fn renew(args: RenewArgs) -> Result<()> {
     let days = i64::try_from(args.within.as_secs() / 86_400).unwrap_or(i64::MAX);
-    let prepared = super::provision::prepare(&args.run, |journal, existed, _working| {
-        if !existed {
+    let prepared = super::provision::prepare(&args.run, |journal, found| {
+        if !found.holds_jobs {
             anyhow::bail!(
                 "{journal}: no journal; renew works on the journal of a provisioned plan"
             );
@@ -398,8 +398,8 @@ pub struct ReissueArgs {
 /// reissued for it (exactly once), the new certificate installed beside the new key, a record
 /// naming the job and order reissued. Journaled like `provision`: run it again after a kill.
 pub fn reissue(args: ReissueArgs) -> Result<()> {
-    let prepared = super::provision::prepare(&args.run, |journal, existed, _working| {
-        if !existed {
+    let prepared = super::provision::prepare(&args.run, |journal, found| {
+        if !found.holds_jobs {
             anyhow::bail!(
                 "{journal}: no journal; reissue works on the journal of a provisioned plan"
             );

@@ -208,6 +208,15 @@ fn print_summary(summary: &RunSummary) {
     }
 }
 
+/// What a run finds of its journal before it starts, for the command's rule.
+pub(crate) struct JournalFound {
+    /// The journal holds jobs (a SQLite file: exists).
+    pub(crate) holds_jobs: bool,
+    /// This host worked on them in an earlier run (so this run resumes it). On a shared journal
+    /// a host that joins the plan for the first time has not, however many jobs others made.
+    pub(crate) earlier_run_here: bool,
+}
+
 /// A run's plan, journal and provisioner, everything checked before the journal exists.
 pub(crate) struct Prepared {
     pub(crate) plan: Plan,
@@ -219,7 +228,7 @@ pub(crate) struct Prepared {
 /// journal means for this command.
 pub(crate) fn prepare(
     args: &RunArgs,
-    journal_rule: impl FnOnce(&JournalLocation, bool, &[String]) -> Result<()>,
+    journal_rule: impl FnOnce(&JournalLocation, &JournalFound) -> Result<()>,
 ) -> Result<Prepared> {
     // Everything that can be checked is checked before the journal exists, so a refused run
     // leaves nothing behind and the corrected run starts afresh.
@@ -270,21 +279,34 @@ pub(crate) fn prepare(
     let (journal, journal_existed) = match &location {
         JournalLocation::File(path) => {
             let existed = path.exists();
-            journal_rule(&location, existed, &[])?;
+            journal_rule(
+                &location,
+                &JournalFound {
+                    holds_jobs: existed,
+                    earlier_run_here: existed,
+                },
+            )?;
             (None, existed)
         }
         JournalLocation::Postgres(_) => {
             let journal = Journal::open_location(&location, &plan_name, &host)?;
-            let existed = journal.job_count()? > 0;
+            let found = JournalFound {
+                holds_jobs: journal.job_count()? > 0,
+                earlier_run_here: journal.worked_here()?,
+            };
+            journal_rule(&location, &found)?;
             let working = journal.other_live_hosts()?;
-            journal_rule(&location, existed, &working)?;
-            if existed && !working.is_empty() {
+            if found.holds_jobs && !found.earlier_run_here {
                 eprintln!(
-                    "{location}: joining the hosts working on this plan now: {}",
-                    working.join(", ")
+                    "{location}: joining the plan{}",
+                    if working.is_empty() {
+                        " (no other host works on it now)".to_string()
+                    } else {
+                        format!("; hosts working on it now: {}", working.join(", "))
+                    }
                 );
             }
-            (Some(journal), existed)
+            (Some(journal), found.holds_jobs)
         }
     };
     let client = args.connection.client()?;
@@ -354,8 +376,14 @@ fn run_document(provisioner: &Provisioner, summary: &RunSummary) -> Result<serde
                 jobs.push(serde_json::to_value(report)?);
             }
             None => {
-                // A job refused before its row existed: its outcome is all there is.
-                if let Some(o) = summary.failed.iter().find(|o| o.job_id == id) {
+                // A job refused before its row existed, or left to a host that has its token:
+                // its outcome is all there is.
+                if let Some(o) = summary
+                    .failed
+                    .iter()
+                    .chain(&summary.elsewhere)
+                    .find(|o| o.job_id == id)
+                {
                     jobs.push(serde_json::to_value(o)?);
                 }
             }
@@ -419,9 +447,10 @@ pub(crate) fn finish(
 /// `provision`: every job of a plan, journaled, resumable.
 pub fn provision(args: ProvisionArgs) -> Result<()> {
     let resume = args.resume;
-    let prepared = prepare(&args.run, |journal, existed, working| {
-        // Hosts working on a shared journal now are this run, not an earlier one: a host joins.
-        if existed && !resume && working.is_empty() {
+    let prepared = prepare(&args.run, |journal, found| {
+        // Only this host's own earlier run needs --resume: a host that joins a shared plan
+        // others work on (or worked on) starts its own first run.
+        if found.earlier_run_here && !resume {
             bail!(
                 "{journal}: a journal of an earlier run exists; pass --resume to continue it (or remove it to start over)"
             );
