@@ -182,7 +182,7 @@ mod postgres {
 
         // y: claimed by a, never pinned; a closes, b takes it at once and pins it.
         ours(a.claim(&spec("y")).unwrap());
-        assert_eq!(b.claimable().unwrap().held_elsewhere, 1);
+        assert_eq!(b.claimable().unwrap().held_elsewhere, ["y"]);
         drop(a);
         let claimable = b.claimable().unwrap();
         assert_eq!(claimable.free, ["y"]);

@@ -131,8 +131,9 @@ impl HeldBecause {
 pub struct Claimable {
     /// Unfinished, unpinned jobs no live host holds.
     pub free: Vec<String>,
-    /// Unfinished, unpinned jobs that live hosts hold.
-    pub held_elsewhere: u64,
+    /// Unfinished, unpinned jobs that live hosts hold (a few: the jobs whose keys those hosts
+    /// are about to make).
+    pub held_elsewhere: Vec<String>,
 }
 
 /// A job as the shared journal shows it: `jobs` / `provision --status`.

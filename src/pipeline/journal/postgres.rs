@@ -948,7 +948,7 @@ impl Backend for PostgresJournal {
             .query_one(
                 "SELECT
                     COALESCE(array_agg(job_id ORDER BY seq) FILTER (WHERE NOT live), '{}'),
-                    COUNT(*) FILTER (WHERE live)
+                    COALESCE(array_agg(job_id ORDER BY seq) FILTER (WHERE live), '{}')
                  FROM (
                     SELECT j.job_id, j.seq, EXISTS (
                         SELECT 1 FROM hosts h
@@ -962,7 +962,7 @@ impl Backend for PostgresJournal {
             .map_err(self.db("cannot look for jobs to take over"))?;
         Ok(Claimable {
             free: row.get(0),
-            held_elsewhere: row.get::<_, i64>(1) as u64,
+            held_elsewhere: row.get(1),
         })
     }
 

@@ -209,10 +209,13 @@ impl Provisioner {
                 }
                 crate::pipeline::plan::KeyLocation::File { .. } => true,
             };
-            let takeable = plan
-                .jobs()
-                .filter(|job| free.contains(&job.job_id) && here(job))
-                .count();
+            let takeable = if free.is_empty() {
+                0
+            } else {
+                plan.jobs()
+                    .filter(|job| free.contains(&job.job_id) && here(job))
+                    .count()
+            };
             if takeable > 0 {
                 observer.notice(&format!(
                     "taking over {takeable} job(s) that no host holds any more (no key made yet)"
@@ -225,13 +228,25 @@ impl Provisioner {
                 waiting_said = false;
                 continue;
             }
-            if claimable.held_elsewhere == 0 {
+            // What live hosts hold without a key yet is waited for (and taken over if a host's
+            // lease lapses), unless its token is not on this host: then nothing could be done.
+            let held: std::collections::HashSet<String> =
+                claimable.held_elsewhere.into_iter().collect();
+            let waiting = if held.is_empty() {
+                0
+            } else if not_here.is_empty() {
+                held.len()
+            } else {
+                plan.jobs()
+                    .filter(|job| held.contains(&job.job_id) && here(job))
+                    .count()
+            };
+            if waiting == 0 {
                 return Ok(());
             }
             if !waiting_said {
                 observer.notice(&format!(
-                    "waiting for {} job(s) other hosts hold without a key yet (taken over if a host's lease lapses)",
-                    claimable.held_elsewhere
+                    "waiting for {waiting} job(s) other hosts hold without a key yet (taken over if a host's lease lapses)"
                 ));
                 waiting_said = true;
             }
