@@ -40,6 +40,30 @@ mod postgres {
         command
     }
 
+    /// The emulator: issues at the first poll, no rate limits, `latency` per answer.
+    fn emulator(latency: Duration) -> Emulator {
+        let mut config = EmulatorConfig::new(KEY);
+        config.settings = Settings {
+            polls_until_issued: 1,
+            rate_limits: false,
+            latency,
+            ..Settings::default()
+        };
+        Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    /// A directory for a plan, with the order body its plans name (`body.json`).
+    fn plan_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("body.json"),
+            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
+                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
+        )
+        .unwrap();
+        dir
+    }
+
     fn as_strs(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
@@ -77,20 +101,8 @@ mod postgres {
             .replace("journal@", &format!("journal:{PASSWORD}@"));
         let hsm = SoftHsm::new();
         hsm.init_token("pg-token");
-        let mut config = EmulatorConfig::new(KEY);
-        config.settings = Settings {
-            polls_until_issued: 1,
-            rate_limits: false,
-            ..Settings::default()
-        };
-        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("body.json"),
-            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
-                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
-        )
-        .unwrap();
+        let emu = emulator(Duration::ZERO);
+        let dir = plan_dir();
         let plan = dir.path().join("plan.toml");
         std::fs::write(
             &plan,
@@ -222,24 +234,11 @@ mod postgres {
     fn two_hosts_share_one_plan_and_a_killed_host_loses_nothing() {
         let pg = Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
         let url = pg.create_database("shared");
-        let mut config = EmulatorConfig::new(KEY);
-        config.settings = Settings {
-            polls_until_issued: 1,
-            rate_limits: false,
-            latency: Duration::from_millis(15),
-            ..Settings::default()
-        };
-        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let emu = emulator(Duration::from_millis(15));
         let (hsm_a, hsm_b) = (SoftHsm::new(), SoftHsm::new());
         hsm_a.init_token("shared");
         hsm_b.init_token("shared");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("body.json"),
-            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
-                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
-        )
-        .unwrap();
+        let dir = plan_dir();
         let plan = dir.path().join("plan.toml");
         std::fs::write(
             &plan,
@@ -456,20 +455,8 @@ mod postgres {
         let url = pg.create_password_role("signer", SIGNER_PASSWORD, "signed");
         let hsm = SoftHsm::new();
         hsm.init_token("pw-token");
-        let mut config = EmulatorConfig::new(KEY);
-        config.settings = Settings {
-            polls_until_issued: 1,
-            rate_limits: false,
-            ..Settings::default()
-        };
-        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("body.json"),
-            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
-                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
-        )
-        .unwrap();
+        let emu = emulator(Duration::ZERO);
+        let dir = plan_dir();
         let plan_with = |database: &str| {
             let plan = dir.path().join("plan.toml");
             std::fs::write(
@@ -607,23 +594,11 @@ mod postgres {
     fn each_host_makes_the_keys_of_the_tokens_it_has() {
         let pg = Postgres::start().unwrap_or_else(|why| panic!("no PostgreSQL server: {why}"));
         let url = pg.create_database("split");
-        let mut config = EmulatorConfig::new(KEY);
-        config.settings = Settings {
-            polls_until_issued: 1,
-            rate_limits: false,
-            ..Settings::default()
-        };
-        let emu = Emulator::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let emu = emulator(Duration::ZERO);
         let (hsm_left, hsm_right) = (SoftHsm::new(), SoftHsm::new());
         hsm_left.init_token("left");
         hsm_right.init_token("right");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("body.json"),
-            r#"{"certificate": {"signature_hash": "sha256"}, "cs_provisioning_method": "email",
-                "order_validity": {"days": 459}, "skip_approval": true, "organization": {"id": 123456}}"#,
-        )
-        .unwrap();
+        let dir = plan_dir();
         let plan = dir.path().join("plan.toml");
         std::fs::write(
             &plan,

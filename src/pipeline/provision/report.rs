@@ -75,7 +75,8 @@ pub struct JobOutcome {
     /// (the `C_GenerateKeyPair` call alone), for a key made on a token now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_generation_us: Option<u64>,
-    /// Another host's job (a shared journal): that host, and the job was not run here.
+    /// Another host's job (a shared journal): that host, and the job was not run here; for a job
+    /// whose token is not on this host and that no host holds yet, `a host with token ...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
 }
@@ -187,7 +188,8 @@ pub struct JobReport {
     pub record_file: Option<std::path::PathBuf>,
     /// Why pending or failed.
     pub note: Option<String>,
-    /// Another host's job (a shared journal): that host; the job was not run here.
+    /// Another host's job (a shared journal): that host (or `a host with token ...`, see
+    /// [`JobOutcome::held_by`]); the job was not run here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
 }

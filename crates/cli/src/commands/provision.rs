@@ -26,7 +26,8 @@ pub const MAX_WORKERS: usize = 64;
 /// `provision`'s arguments.
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    /// Continue the jobs of an earlier run from their last completed step.
+    /// Continue the jobs of an earlier run from their last completed step (on a shared
+    /// journal: this host's earlier run; a host's first run on the plan needs no --resume).
     #[arg(long)]
     resume: bool,
     #[command(flatten)]
