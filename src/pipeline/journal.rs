@@ -78,8 +78,6 @@ pub(crate) trait Backend: Send + Sync {
     fn done(&self) -> Result<Vec<String>, PipelineError>;
     fn counts(&self) -> Result<(u64, u64, u64, u64), PipelineError>;
     fn flush(&self) -> Result<(), PipelineError>;
-    /// Whether one host works on the journal.
-    fn is_single_host(&self) -> bool;
     /// This host's lease, on a shared journal.
     fn lease(&self) -> Option<std::time::Duration>;
     /// The backend itself, for its own tests.
@@ -306,9 +304,10 @@ impl Journal {
         self.backend.lease()
     }
 
-    /// Whether one host works on this journal (SQLite) rather than several (PostgreSQL).
+    /// Whether one host works on this journal (SQLite) rather than several (PostgreSQL, where
+    /// each has a host ID).
     pub fn is_single_host(&self) -> bool {
-        self.backend.is_single_host()
+        self.backend.host_id().is_none()
     }
 
     /// What this host may take over, and what it waits for (see [`Claimable`]).

@@ -712,6 +712,21 @@ mod postgres {
             );
         }
 
+        // The left host's token unplugged after its jobs are done (its store now holds only
+        // the right token): a --resume says its jobs are done, not failed, and makes nothing.
+        let unplugged = host("left", &hsm_right, &url)
+            .arg("--resume")
+            .output()
+            .unwrap();
+        assert_eq!(unplugged.status.code(), Some(0), "{}", text(&unplugged));
+        let doc: serde_json::Value = serde_json::from_slice(&unplugged.stdout).unwrap();
+        assert_eq!(
+            (&doc["done"], &doc["elsewhere"], &doc["failed"]),
+            (&3.into(), &2.into(), &0.into()),
+            "{doc}"
+        );
+        assert_eq!(emu.order_count(), 5);
+
         // One host, a SQLite journal: a token missing here stops the run before anything.
         let sqlite = dir.path().join("one-host.sqlite");
         let alone = host("alone", &hsm_left, sqlite.to_str().unwrap())

@@ -684,10 +684,6 @@ impl Backend for PostgresJournal {
             .collect())
     }
 
-    fn is_single_host(&self) -> bool {
-        false
-    }
-
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -235,10 +235,6 @@ impl Backend for SqliteJournal {
         Ok(self.job_count()? > 0)
     }
 
-    fn is_single_host(&self) -> bool {
-        true
-    }
-
     #[cfg(test)]
     fn as_any(&self) -> &dyn std::any::Any {
         self

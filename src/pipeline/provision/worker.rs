@@ -196,23 +196,32 @@ impl<'p> Worker<'p> {
             return Err((Step::Planned, None, refusal));
         }
         // A job whose token is not on this host (a shared journal) is not claimed: the hosts
-        // that have the token make its key. One pinned here already waits for the token.
+        // that have the token make its key. One pinned here is done (and said so), or waits for
+        // the token.
         if let KeyLocation::Token { uri } = &spec.location
             && let Some(why) = self.logins.absent(uri)
         {
-            let pinned = journal
-                .pinned_to(&spec.job_id)
-                .map_err(|e| (Step::Planned, None, e))?;
+            let at_planned = |e| (Step::Planned, None, e);
+            let pinned = journal.pinned_to(&spec.job_id).map_err(at_planned)?;
             let token = format!("token {}", uri.token_description());
             return match pinned {
-                Some(host) if Some(host.as_str()) == journal.host_id() => Err((
-                    Step::Planned,
-                    None,
-                    PipelineError::NotLoggedIn {
-                        token,
-                        reason: format!("its key is on it, and it is not on this host now: {why}"),
-                    },
-                )),
+                Some(host) if Some(host.as_str()) == journal.host_id() => {
+                    match journal.load(&spec.job_id).map_err(at_planned)? {
+                        Some(row) if row.state == JobState::Done => {
+                            Ok(Prepared::Ours(Box::new(row)))
+                        }
+                        row => Err((
+                            row.as_ref().map_or(Step::Planned, |r| r.step),
+                            row.as_ref().and_then(|r| r.order_id),
+                            PipelineError::NotLoggedIn {
+                                token,
+                                reason: format!(
+                                    "its key is on it, and it is not on this host now: {why}"
+                                ),
+                            },
+                        )),
+                    }
+                }
                 Some(host) => Ok(Prepared::Elsewhere {
                     host,
                     because: HeldBecause::KeyOnItsToken,
